@@ -1,0 +1,13 @@
+//! TensorBrain's compute kernels.
+//!
+//! This crate is the only place that knows about hardware. Kernels work on plain slices plus
+//! shapes and strides; they know nothing of tensors, autograd or devices. The runtime crate
+//! (`tensorbrain`) owns layouts and dispatch and calls in here.
+
+pub mod float;
+pub mod gemm;
+pub mod conv;
+pub mod pool;
+pub mod threads;
+
+pub use float::Float;
