@@ -9,5 +9,6 @@ pub mod gemm;
 pub mod conv;
 pub mod pool;
 pub mod threads;
+pub mod strided;
 
 pub use float::Float;

@@ -1,0 +1,273 @@
+//! Iteration over strided (non-contiguous, broadcast) operands.
+//!
+//! Every elementwise kernel walks its output in row-major order while reading operands through
+//! their own strides. [`Rows`] collapses the dims that can be merged, leaving an innermost run
+//! (`inner` elements with one stride per operand) that the kernels turn into tight loops LLVM
+//! can vectorise; only the outer index is computed with divisions, once per row.
+
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+type Dims = SmallVec<[usize; 6]>;
+
+/// Below this many elements a kernel stays on the calling thread: rayon's fork-join costs
+/// a few microseconds, which is more than the work.
+pub const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// An iteration plan over `shape` for `N` operands.
+#[derive(Clone, Debug)]
+pub struct Rows<const N: usize> {
+    outer_shape: Dims,
+    outer_strides: [Dims; N],
+    offsets: [usize; N],
+    /// Elements per row.
+    pub inner: usize,
+    /// Stride of each operand along the row.
+    pub inner_strides: [usize; N],
+    /// Number of rows.
+    pub rows: usize,
+}
+
+impl<const N: usize> Rows<N> {
+    pub fn new(shape: &[usize], strides: [&[usize]; N], offsets: [usize; N]) -> Self {
+        // Drop size-1 dims, then merge dim i into i+1 wherever every operand allows it.
+        let mut dims: Vec<(usize, [usize; N])> = Vec::with_capacity(shape.len());
+        for (i, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let s: [usize; N] = std::array::from_fn(|k| strides[k][i]);
+            if let Some(last) = dims.last_mut() {
+                if (0..N).all(|k| last.1[k] == s[k] * d) {
+                    last.0 *= d;
+                    last.1 = s;
+                    continue;
+                }
+            }
+            dims.push((d, s));
+        }
+        let numel: usize = shape.iter().product();
+        let (inner, inner_strides) = match dims.pop() {
+            Some((d, s)) => (d, s),
+            None => (if numel == 0 { 0 } else { 1 }, [0; N]),
+        };
+        let outer_shape: Dims = dims.iter().map(|d| d.0).collect();
+        let outer_strides = std::array::from_fn(|k| dims.iter().map(|d| d.1[k]).collect());
+        let rows = if inner == 0 { 0 } else { outer_shape.iter().product() };
+        Rows { outer_shape, outer_strides, offsets, inner, inner_strides, rows }
+    }
+
+    /// Storage offset of each operand at the start of row `row`.
+    #[inline]
+    pub fn row_offsets(&self, mut row: usize) -> [usize; N] {
+        let mut off = self.offsets;
+        for i in (0..self.outer_shape.len()).rev() {
+            let d = self.outer_shape[i];
+            let idx = row % d;
+            row /= d;
+            for (k, o) in off.iter_mut().enumerate() {
+                *o += idx * self.outer_strides[k][i];
+            }
+        }
+        off
+    }
+}
+
+/// Runs `f(row, offsets, out_row)` over the rows of a contiguous output, in parallel when the
+/// output is large.
+pub fn for_each_row<D: Send, const N: usize>(
+    plan: &Rows<N>,
+    out: &mut [D],
+    f: impl Fn([usize; N], &mut [D]) + Sync + Send,
+) {
+    if plan.rows == 0 {
+        return;
+    }
+    let inner = plan.inner;
+    if out.len() >= PARALLEL_THRESHOLD && plan.rows > 1 {
+        // Group rows so each task has enough work.
+        let rows_per_task = (PARALLEL_THRESHOLD / inner.max(1)).max(1);
+        out.par_chunks_mut(inner * rows_per_task).enumerate().for_each(|(t, chunk)| {
+            for (r, row) in chunk.chunks_mut(inner).enumerate() {
+                f(plan.row_offsets(t * rows_per_task + r), row);
+            }
+        });
+    } else {
+        for (r, row) in out.chunks_mut(inner).enumerate() {
+            f(plan.row_offsets(r), row);
+        }
+    }
+}
+
+/// `out[i] = f(src[i])` for a strided source and contiguous output.
+pub fn map<S: Copy + Sync, D: Send>(
+    src: &[S],
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+    out: &mut [D],
+    f: impl Fn(S) -> D + Sync + Send,
+) {
+    let plan = Rows::new(shape, [strides], [offset]);
+    // A dense source collapses to one unit-stride row.
+    if plan.rows == 1 && plan.inner_strides[0] == 1 {
+        let src = &src[offset..offset + out.len()];
+        if out.len() >= PARALLEL_THRESHOLD {
+            out.par_chunks_mut(PARALLEL_THRESHOLD)
+                .zip(src.par_chunks(PARALLEL_THRESHOLD))
+                .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &s)| *o = f(s)));
+        } else {
+            out.iter_mut().zip(src).for_each(|(o, &s)| *o = f(s));
+        }
+        return;
+    }
+    let s0 = plan.inner_strides[0];
+    for_each_row(&plan, out, |[o], row| {
+        for (i, d) in row.iter_mut().enumerate() {
+            *d = f(src[o + i * s0]);
+        }
+    });
+}
+
+/// `out[i] = f(a[i], b[i])` with both operands already broadcast to `shape` (stride 0 where
+/// they repeat). The common stride patterns get their own loops so they vectorise.
+#[allow(clippy::too_many_arguments)]
+pub fn zip_map<A: Copy + Sync, B: Copy + Sync, D: Send>(
+    a: &[A],
+    a_offset: usize,
+    a_strides: &[usize],
+    b: &[B],
+    b_offset: usize,
+    b_strides: &[usize],
+    shape: &[usize],
+    out: &mut [D],
+    f: impl Fn(A, B) -> D + Sync + Send,
+) {
+    let plan = Rows::new(shape, [a_strides, b_strides], [a_offset, b_offset]);
+    let [sa, sb] = plan.inner_strides;
+    let n = plan.inner;
+    for_each_row(&plan, out, |[oa, ob], row| match (sa, sb) {
+        (1, 1) => {
+            let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
+            for i in 0..n {
+                row[i] = f(a[i], b[i]);
+            }
+        }
+        (1, 0) => {
+            let (a, b) = (&a[oa..oa + n], b[ob]);
+            for i in 0..n {
+                row[i] = f(a[i], b);
+            }
+        }
+        (0, 1) => {
+            let (a, b) = (a[oa], &b[ob..ob + n]);
+            for i in 0..n {
+                row[i] = f(a, b[i]);
+            }
+        }
+        _ => {
+            for (i, d) in row.iter_mut().enumerate() {
+                *d = f(a[oa + i * sa], b[ob + i * sb]);
+            }
+        }
+    });
+}
+
+/// `out[i] = f(c[i], a[i], b[i])` for three broadcast operands (used by `where`).
+#[allow(clippy::too_many_arguments)]
+pub fn zip3_map<C: Copy + Sync, A: Copy + Sync, B: Copy + Sync, D: Send>(
+    c: (&[C], usize, &[usize]),
+    a: (&[A], usize, &[usize]),
+    b: (&[B], usize, &[usize]),
+    shape: &[usize],
+    out: &mut [D],
+    f: impl Fn(C, A, B) -> D + Sync + Send,
+) {
+    let plan = Rows::new(shape, [c.2, a.2, b.2], [c.1, a.1, b.1]);
+    let [sc, sa, sb] = plan.inner_strides;
+    for_each_row(&plan, out, |[oc, oa, ob], row| {
+        for (i, d) in row.iter_mut().enumerate() {
+            *d = f(c.0[oc + i * sc], a.0[oa + i * sa], b.0[ob + i * sb]);
+        }
+    });
+}
+
+/// Copies a strided view into a contiguous buffer.
+pub fn copy<T: Copy + Send + Sync>(src: &[T], offset: usize, shape: &[usize], strides: &[usize], out: &mut [T]) {
+    map(src, offset, shape, strides, out, |x| x)
+}
+
+/// Writes a contiguous `src` into the strided view `(offset, shape, strides)` of `dst`
+/// (the inverse of [`copy`]). The view must not overlap itself (no stride-0 dims).
+pub fn copy_into<T: Copy>(src: &[T], dst: &mut [T], offset: usize, shape: &[usize], strides: &[usize]) {
+    let plan = Rows::new(shape, [strides], [offset]);
+    let n = plan.inner;
+    let s0 = plan.inner_strides[0];
+    for (r, row) in src.chunks(n.max(1)).take(plan.rows).enumerate() {
+        let [o] = plan.row_offsets(r);
+        for (i, &v) in row.iter().enumerate() {
+            dst[o + i * s0] = v;
+        }
+    }
+}
+
+/// Applies `f(&row) -> R` to each contiguous row of `row_len` elements, in parallel when large.
+pub fn reduce_rows<T: Sync, R: Send>(src: &[T], row_len: usize, rows: usize, f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
+    if row_len == 0 {
+        let empty: &[T] = &[];
+        return (0..rows).map(|_| f(empty)).collect();
+    }
+    if src.len() >= PARALLEL_THRESHOLD && rows > 1 {
+        src.par_chunks(row_len).map(&f).collect()
+    } else {
+        src.chunks(row_len).map(f).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_a_transposed_view() {
+        let src: Vec<i32> = (0..6).collect(); // [2, 3]
+        let mut out = vec![0; 6];
+        copy(&src, 0, &[3, 2], &[1, 3], &mut out);
+        assert_eq!(out, [0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn broadcasts_rows_and_columns() {
+        let a = [1, 2, 3]; // [3, 1]
+        let b = [10, 20]; // [1, 2]
+        let mut out = vec![0; 6];
+        zip_map(&a, 0, &[1, 0], &b, 0, &[0, 1], &[3, 2], &mut out, |x, y| x + y);
+        assert_eq!(out, [11, 21, 12, 22, 13, 23]);
+    }
+
+    #[test]
+    fn large_parallel_map_matches_serial() {
+        let n = PARALLEL_THRESHOLD * 3 + 7;
+        let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut out = vec![0.0; n];
+        // Column-major view of a [n/7.., 7] reinterpreted: use a reversed 2-D view.
+        let rows = n / 7;
+        let mut out2 = vec![0.0; rows * 7];
+        copy(&src, 0, &[7, rows], &[1, 7], &mut out2);
+        for r in 0..rows {
+            for c in 0..7 {
+                assert_eq!(out2[c * rows + r], src[r * 7 + c]);
+            }
+        }
+        map(&src, 0, &[n], &[1], &mut out, |x| x * 2.0);
+        assert!(out.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+    }
+
+    #[test]
+    fn empty_shapes_do_nothing() {
+        let mut out: Vec<f32> = vec![];
+        map(&[1.0f32], 0, &[0, 3], &[3, 1], &mut out, |x| x);
+        let p = Rows::new(&[2, 0], [&[0, 1]], [0]);
+        assert_eq!(p.rows, 0);
+    }
+}

@@ -1,0 +1,44 @@
+//! Dtype conversion.
+
+use tensorbrain_kernels::strided::map;
+
+use super::{any_dispatch, panicking};
+use crate::autograd::record;
+use crate::tensor::{DType, Element, Result, StorageElement, Tensor};
+
+impl Tensor {
+    /// Converts to `dtype` (a copy; returns `self` when the dtype already matches). Float to
+    /// integer truncates toward zero, like PyTorch. Gradients flow between float dtypes.
+    pub fn try_to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let l = self.layout();
+        let storage = self.storage();
+        let out = any_dispatch!(self.dtype(), S => {
+            let src = storage.cpu().as_slice::<S>();
+            any_dispatch!(dtype, D => {
+                let mut out = vec![D::default(); l.numel()];
+                map(src, l.offset, &l.shape, &l.strides, &mut out, convert::<S, D>);
+                Tensor::from_storage(D::wrap(out), &l.shape)
+            })
+        });
+        drop(storage);
+        if !dtype.is_float() {
+            return Ok(out);
+        }
+        let from = self.dtype();
+        Ok(record("to_dtype", out, &[self], move |g, _| Ok(vec![Some(g.try_to_dtype(from)?)])))
+    }
+}
+
+/// Element conversion through f64, which holds every value of every dtype exactly, so each
+/// conversion rounds once (f32 -> f16 matches PyTorch bit for bit).
+#[inline(always)]
+fn convert<S: Element, D: Element>(x: S) -> D {
+    D::from_f64(x.to_f64())
+}
+
+panicking! {
+    fn to_dtype / try_to_dtype(&self, dtype: DType) -> Tensor;
+}

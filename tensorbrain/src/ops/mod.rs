@@ -1,0 +1,133 @@
+//! Tensor operations: the public API on [`Tensor`] with its forward dispatch and backward rules.
+//!
+//! Each file holds one op family. Every fallible op has a `try_` form returning [`Result`] and
+//! a plain form that panics with the same message (pointing at the caller), like PyTorch raising
+//! an exception. Forward code dispatches on dtype once and calls a slice kernel from
+//! `tensorbrain-kernels`; backward rules are written with tensor ops so they can be
+//! differentiated again.
+
+pub(crate) mod binary;
+pub(crate) mod cast;
+pub(crate) mod creation;
+pub(crate) mod index;
+pub(crate) mod matmul;
+pub(crate) mod movement;
+pub(crate) mod nn;
+pub(crate) mod reduce;
+pub(crate) mod unary;
+
+pub use creation::{manual_seed, Generator};
+
+use crate::tensor::Result;
+
+/// Unwraps an op result, panicking with the op's own message at the caller's line.
+#[track_caller]
+#[inline]
+pub(crate) fn ok<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Runs `$body` with `$T` bound to the Rust type of a float dtype; other dtypes are an error
+/// naming `$op`.
+macro_rules! float_dispatch {
+    ($op:expr, $dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::tensor::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::tensor::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::tensor::DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            $crate::tensor::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            other => {
+                return Err($crate::tensor::Error::DType { op: $op, got: other, expected: "a floating-point dtype (f32, f64, f16, bf16)" })
+            }
+        }
+    };
+}
+
+/// Like [`float_dispatch`] but over every dtype.
+macro_rules! any_dispatch {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::tensor::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::tensor::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::tensor::DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            $crate::tensor::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            $crate::tensor::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::tensor::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::tensor::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+        }
+    };
+}
+
+/// Applies `|x: T| expr` elementwise to a float tensor, giving a new contiguous tensor of the
+/// same dtype. `T` is in scope in the expression, with `kernels::Float` methods.
+macro_rules! float_map {
+    ($x:expr, $op:expr, |$v:ident| $body:expr) => {{
+        let x: &$crate::Tensor = $x;
+        $crate::ops::float_dispatch!($op, x.dtype(), T => {
+            #[allow(unused_imports)]
+            use tensorbrain_kernels::Float as _;
+            #[allow(unused_imports)]
+            use num_traits::Float as _;
+            let storage = x.storage();
+            let src = storage.cpu().as_slice::<T>();
+            let l = x.layout();
+            let mut out = vec![T::default(); l.numel()];
+            tensorbrain_kernels::strided::map(src, l.offset, &l.shape, &l.strides, &mut out, |$v: T| -> T { $body });
+            Ok::<$crate::Tensor, $crate::Error>($crate::Tensor::from_storage(<T as $crate::tensor::StorageElement>::wrap(out), &l.shape))
+        })
+    }};
+}
+
+pub(crate) use {any_dispatch, float_dispatch, float_map};
+
+/// Defines the panicking form of `try_` methods: `panicking! { fn exp(&self) -> Tensor; }`.
+macro_rules! panicking {
+    ($( $(#[$m:meta])* fn $name:ident / $try_name:ident ( &self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )*) => {
+        impl $crate::Tensor {
+            $(
+                $(#[$m])*
+                #[track_caller]
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    $crate::ops::ok(self.$try_name($($arg),*))
+                }
+            )*
+        }
+    };
+}
+pub(crate) use panicking;

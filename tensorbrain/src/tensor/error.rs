@@ -1,0 +1,58 @@
+//! The error type of every fallible TensorBrain operation.
+
+use super::{DType, Device};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, naming the op and the values involved, so the message alone is enough to fix
+/// the call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: shapes {lhs:?} and {rhs:?} {why}")]
+    ShapeMismatch { op: &'static str, lhs: Vec<usize>, rhs: Vec<usize>, why: &'static str },
+
+    #[error("{op}: {msg} (input shape {shape:?})")]
+    InvalidArgument { op: &'static str, shape: Vec<usize>, msg: String },
+
+    #[error("{op}: dimension {dim} is out of range for a tensor of rank {rank} (expected {min}..={max})", min = -(*rank as isize).max(1), max = (*rank as isize - 1).max(0))]
+    DimOutOfRange { op: &'static str, dim: isize, rank: usize },
+
+    #[error("{op}: dtype {got} is not supported here (expected {expected})")]
+    DType { op: &'static str, got: DType, expected: &'static str },
+
+    #[error("{op}: dtypes {lhs} and {rhs} differ; convert one with to_dtype first")]
+    DTypeMismatch { op: &'static str, lhs: DType, rhs: DType },
+
+    #[error("{op}: tensors are on different devices ({lhs} and {rhs})")]
+    DeviceMismatch { op: &'static str, lhs: Device, rhs: Device },
+
+    #[error("{op}: device {device} is not available in this build (only the CPU backend is compiled in)")]
+    DeviceUnavailable { op: &'static str, device: Device },
+
+    #[error("{op}: index {index} is out of bounds for dimension {dim} of size {size}")]
+    IndexOutOfBounds { op: &'static str, index: i64, dim: usize, size: usize },
+
+    #[error("autograd: {0}")]
+    Autograd(String),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl Error {
+    pub(crate) fn shape(
+        op: &'static str,
+        lhs: &[usize],
+        rhs: &[usize],
+        why: &'static str,
+    ) -> Error {
+        Error::ShapeMismatch { op, lhs: lhs.to_vec(), rhs: rhs.to_vec(), why }
+    }
+
+    pub(crate) fn invalid(op: &'static str, shape: &[usize], msg: impl Into<String>) -> Error {
+        Error::InvalidArgument { op, shape: shape.to_vec(), msg: msg.into() }
+    }
+}

@@ -1,0 +1,145 @@
+//! The memory behind tensors. Several tensors (views) may share one storage.
+
+use half::{bf16, f16};
+
+use super::{DType, Device, Element};
+
+/// Host memory, one variant per dtype. Kernels borrow typed slices from it.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    U8(Vec<u8>),
+}
+
+/// Device memory. Only the CPU variant exists until the CUDA backend lands; code outside the
+/// kernels goes through [`Storage::cpu`] so that adding a variant is a compile error at every
+/// place that must learn about it.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    Cpu(CpuStorage),
+}
+
+impl Storage {
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+
+    pub fn cpu(&self) -> &CpuStorage {
+        match self {
+            Storage::Cpu(s) => s,
+        }
+    }
+
+    pub fn cpu_mut(&mut self) -> &mut CpuStorage {
+        match self {
+            Storage::Cpu(s) => s,
+        }
+    }
+}
+
+impl CpuStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::I32(_) => DType::I32,
+            CpuStorage::U8(_) => DType::U8,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            CpuStorage::F16(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
+            CpuStorage::I64(v) => v.len(),
+            CpuStorage::I32(v) => v.len(),
+            CpuStorage::U8(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The storage as a slice of `T`. Panics on a dtype mismatch: callers dispatch on dtype
+    /// first, so a mismatch is a bug in TensorBrain, not in user code.
+    #[inline]
+    pub fn as_slice<T: Element>(&self) -> &[T] {
+        T::slice(self).unwrap_or_else(|| {
+            panic!("internal: storage holds {} but {} was requested", self.dtype(), T::DTYPE)
+        })
+    }
+
+    #[inline]
+    pub fn as_mut_slice<T: Element>(&mut self) -> &mut [T] {
+        let dtype = self.dtype();
+        T::slice_mut(self).unwrap_or_else(|| {
+            panic!("internal: storage holds {dtype} but {} was requested", T::DTYPE)
+        })
+    }
+
+    /// Raw bytes (little-endian on every supported host), for checkpoints.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            CpuStorage::F32(v) => bytemuck::cast_slice(v),
+            CpuStorage::F64(v) => bytemuck::cast_slice(v),
+            CpuStorage::F16(v) => bytemuck::cast_slice(v),
+            CpuStorage::BF16(v) => bytemuck::cast_slice(v),
+            CpuStorage::I64(v) => bytemuck::cast_slice(v),
+            CpuStorage::I32(v) => bytemuck::cast_slice(v),
+            CpuStorage::U8(v) => v,
+        }
+    }
+}
+
+/// Moving typed vectors in and out of [`CpuStorage`].
+pub trait StorageElement: Sized {
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+}
+
+macro_rules! storage_element {
+    ($t:ty, $variant:ident) => {
+        impl StorageElement for $t {
+            #[inline]
+            fn slice(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            #[inline]
+            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+                match s {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            #[inline]
+            fn wrap(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$variant(v)
+            }
+        }
+    };
+}
+
+storage_element!(f32, F32);
+storage_element!(f64, F64);
+storage_element!(f16, F16);
+storage_element!(bf16, BF16);
+storage_element!(i64, I64);
+storage_element!(i32, I32);
+storage_element!(u8, U8);
