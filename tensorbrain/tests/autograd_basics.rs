@@ -74,3 +74,15 @@ fn double_backward_of_a_cube() {
 fn int_tensors_cannot_require_grad() {
     assert!(Tensor::zeros(&[2], DType::I64).try_set_requires_grad(true).is_err());
 }
+
+#[test]
+fn gradcheck_passes_for_div_and_catches_a_wrong_rule() {
+    use tensorbrain::autograd::{gradcheck, gradgradcheck, GradcheckOptions};
+    let a = Tensor::from_slice(&[1.0f64, -2.0, 3.0, 0.5, 1.5, 2.5], &[2, 3]);
+    let b = Tensor::from_slice(&[1.5f64, -0.7, 2.0], &[3]);
+    let opts = GradcheckOptions::default();
+    gradcheck(|x| x[0].try_div(&x[1]), &[a.clone(), b.clone()], opts).unwrap();
+    gradgradcheck(|x| x[0].try_div(&x[1]), &[a.clone(), b.clone()], opts).unwrap();
+    // detach() hides the dependence on b, so the analytic gradient is wrong and must be caught.
+    assert!(gradcheck(|x| x[0].try_mul(&x[1].detach()), &[a, b], opts).is_err());
+}

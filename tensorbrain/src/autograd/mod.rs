@@ -9,12 +9,14 @@
 //! (`create_graph`) records a graph of the backward pass itself: that is double backward.
 
 mod engine;
+mod gradcheck;
 mod grad_mode;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use engine::grad;
+pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 pub use grad_mode::{enable_grad, is_grad_enabled, no_grad, no_grad_guard, GradModeGuard};
 
 use crate::tensor::{Result, Tensor, TensorInner};
