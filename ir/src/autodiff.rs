@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use crate::graph::{Graph, Node, NodeId};
 use crate::op::{BinaryOp, Op, ReduceOp, ScalarOp, UnaryOp};
-use crate::shape::{Shape, ShapeError};
+use crate::shape::ShapeError;
 
 /// A forward graph extended with its backward pass.
 #[derive(Clone, Debug)]
@@ -29,6 +29,15 @@ impl Backward {
         self.graph.nodes[self.forward_len..]
             .iter()
             .flat_map(|n| n.inputs.iter().copied())
+            .filter(|&i| i < self.forward_len)
+            .collect()
+    }
+
+    /// Forward nodes whose shapes (only) the backward nodes read.
+    pub fn saved_shapes(&self) -> BTreeSet<NodeId> {
+        self.graph.nodes[self.forward_len..]
+            .iter()
+            .flat_map(|n| n.shape_of.iter().copied())
             .filter(|&i| i < self.forward_len)
             .collect()
     }
@@ -62,6 +71,7 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     let grad_output = g.push(Node {
         op: Op::Input { name: "grad_output".into(), shape: forward.shape(out).clone() },
         inputs: vec![],
+        shape_of: vec![],
         shape: forward.shape(out).clone(),
         label: "gradient of the output".into(),
     });
@@ -92,12 +102,13 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     Ok(Backward { graph: g, forward_len: n, grad_output, grads })
 }
 
-/// `g` reduced to `shape` if broadcasting made it larger.
-fn sum_to(g: &mut Graph, grad: NodeId, shape: &Shape, label: &str) -> Result<NodeId, ShapeError> {
-    if g.shape(grad) == shape {
+/// `grad` reduced to the shape of node `like` if broadcasting made it larger.
+fn sum_to(g: &mut Graph, grad: NodeId, like: NodeId, label: &str) -> Result<NodeId, ShapeError> {
+    let shape = g.shape(like);
+    if g.shape(grad) == shape && !shape.is_unknown() {
         return Ok(grad);
     }
-    g.add(Op::SumTo { shape: shape.clone() }, &[grad], label)
+    g.add_with_shapes(Op::SumTo, &[grad], &[like], label)
 }
 
 /// The gradient contributions of one node: `(input node, gradient node)` pairs.
@@ -105,45 +116,44 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
     let x = |k: usize| node.inputs[k];
     let label = format!("d {}", if node.label.is_empty() { node.op.name() } else { node.label.clone() });
     let l = label.as_str();
-    let shape_of = |g: &Graph, k: usize| g.shape(node.inputs[k]).clone();
     Ok(match &node.op {
         Op::Input { .. } | Op::Param { .. } | Op::Fill { .. } | Op::DropoutMask { .. } => vec![],
         Op::Unary(u) => vec![(x(0), g.add(Op::UnaryBackward(*u), &[x(0), y, gy], l)?)],
         Op::Binary(b) => {
             let (a, bb) = (x(0), x(1));
-            let (sa, sb) = (shape_of(g, 0), shape_of(g, 1));
+            let (sa, sb) = (a, bb);
             let mut out = Vec::new();
             match b {
                 BinaryOp::Add | BinaryOp::Sub => {
                     if needs[a] {
-                        out.push((a, sum_to(g, gy, &sa, l)?));
+                        out.push((a, sum_to(g, gy, sa, l)?));
                     }
                     if needs[bb] {
                         let gb = if *b == BinaryOp::Sub { g.add(Op::Unary(UnaryOp::Neg), &[gy], l)? } else { gy };
-                        out.push((bb, sum_to(g, gb, &sb, l)?));
+                        out.push((bb, sum_to(g, gb, sb, l)?));
                     }
                 }
                 BinaryOp::Mul => {
                     if needs[a] {
                         let t = g.add(Op::Binary(BinaryOp::Mul), &[gy, bb], l)?;
-                        out.push((a, sum_to(g, t, &sa, l)?));
+                        out.push((a, sum_to(g, t, sa, l)?));
                     }
                     if needs[bb] {
                         let t = g.add(Op::Binary(BinaryOp::Mul), &[gy, a], l)?;
-                        out.push((bb, sum_to(g, t, &sb, l)?));
+                        out.push((bb, sum_to(g, t, sb, l)?));
                     }
                 }
                 BinaryOp::Div => {
                     let ga = g.add(Op::Binary(BinaryOp::Div), &[gy, bb], l)?;
                     if needs[a] {
-                        out.push((a, sum_to(g, ga, &sa, l)?));
+                        out.push((a, sum_to(g, ga, sa, l)?));
                     }
                     if needs[bb] {
                         // -(g / b) * (a / b)
                         let q = g.add(Op::Binary(BinaryOp::Div), &[a, bb], l)?;
                         let t = g.add(Op::Binary(BinaryOp::Mul), &[ga, q], l)?;
                         let t = g.add(Op::Unary(UnaryOp::Neg), &[t], l)?;
-                        out.push((bb, sum_to(g, t, &sb, l)?));
+                        out.push((bb, sum_to(g, t, sb, l)?));
                     }
                 }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
@@ -173,22 +183,26 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
         }
         Op::Matmul => {
             let (a, b) = (x(0), x(1));
-            let (sa, sb) = (shape_of(g, 0), shape_of(g, 1));
-            if sa.rank() < 2 || sb.rank() < 2 {
+            let (sa, sb) = (g.shape(a).clone(), g.shape(b).clone());
+            let unknown = sa.is_unknown() || sb.is_unknown();
+            if !unknown && (sa.rank() < 2 || sb.rank() < 2) {
                 return Err(ShapeError::new(format!("static backward of matmul needs operands of rank >= 2, got {sa} and {sb}")));
+            }
+            if unknown {
+                return Err(ShapeError::new("static backward of matmul needs known ranks; apply matmul before calling nested models"));
             }
             let mut out = Vec::new();
             if needs[a] {
                 let r = sb.rank();
                 let bt = g.add(Op::Transpose { dim0: r - 2, dim1: r - 1 }, &[b], l)?;
                 let t = g.add(Op::Matmul, &[gy, bt], l)?;
-                out.push((a, sum_to(g, t, &sa, l)?));
+                out.push((a, sum_to(g, t, a, l)?));
             }
             if needs[b] {
                 let r = sa.rank();
                 let at = g.add(Op::Transpose { dim0: r - 2, dim1: r - 1 }, &[a], l)?;
                 let t = g.add(Op::Matmul, &[at, gy], l)?;
-                out.push((b, sum_to(g, t, &sb, l)?));
+                out.push((b, sum_to(g, t, b, l)?));
             }
             out
         }
@@ -200,27 +214,12 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
             }
             vec![(x(0), g.add(Op::Permute { dims: inverse }, &[gy], l)?)]
         }
-        Op::Reshape { .. } => vec![(x(0), g.add(Op::Reshape { shape: shape_of(g, 0) }, &[gy], l)?)],
-        Op::Expand { .. } => vec![(x(0), sum_to(g, gy, &shape_of(g, 0), l)?)],
-        Op::SumTo { .. } => vec![(x(0), g.add(Op::Expand { shape: shape_of(g, 0) }, &[gy], l)?)],
-        Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, dims, keepdim } => {
-            let xs = shape_of(g, 0);
-            let keep = if *keepdim {
-                gy
-            } else {
-                let s = Shape(xs.0.iter().enumerate().map(|(i, d)| if dims.contains(&i) || dims.is_empty() { 1.into() } else { d.clone() }).collect());
-                g.add(Op::Reshape { shape: s }, &[gy], l)?
-            };
-            let mut e = g.add(Op::Expand { shape: xs.clone() }, &[keep], l)?;
-            if let Op::Reduce { op: ReduceOp::Mean, .. } = node.op {
-                // Divide by the reduced element count; symbolic dims are divided at run time
-                // by the same rule through a Reduce-mean of ones... the count must be known.
-                let count = dims_count(&xs, dims).ok_or_else(|| {
-                    ShapeError::new(format!("static backward of mean over symbolic dims of {xs} is not supported; use sum and divide"))
-                })?;
-                e = g.add(Op::Scalar { op: ScalarOp::Mul, value: 1.0 / count as f64 }, &[e], l)?;
-            }
-            vec![(x(0), e)]
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::ReshapeAs => vec![(x(0), g.add_with_shapes(Op::ReshapeAs, &[gy], &[x(0)], l)?)],
+        Op::Expand { .. } | Op::ExpandAs => vec![(x(0), sum_to(g, gy, x(0), l)?)],
+        Op::SumTo => vec![(x(0), g.add_with_shapes(Op::ExpandAs, &[gy], &[x(0)], l)?)],
+        Op::Reduce { op: op @ (ReduceOp::Sum | ReduceOp::Mean), dims, keepdim } => {
+            let mean = *op == ReduceOp::Mean;
+            vec![(x(0), g.add_with_shapes(Op::ReduceBackward { mean, dims: dims.clone(), keepdim: *keepdim }, &[gy], &[x(0)], l)?)]
         }
         Op::Reduce { op: ReduceOp::Max | ReduceOp::Min, dims, keepdim } => {
             vec![(x(0), g.add(Op::ReduceMaxBackward { dims: dims.clone(), keepdim: *keepdim }, &[x(0), y, gy], l)?)]
@@ -230,10 +229,10 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
         Op::Conv2d(geom) => {
             let mut out = Vec::new();
             if needs[x(0)] {
-                out.push((x(0), g.add(Op::Conv2dBackwardInput { geometry: *geom, input: shape_of(g, 0) }, &[gy, x(1)], l)?));
+                out.push((x(0), g.add_with_shapes(Op::Conv2dBackwardInput(*geom), &[gy, x(1)], &[x(0)], l)?));
             }
             if needs[x(1)] {
-                out.push((x(1), g.add(Op::Conv2dBackwardWeight { geometry: *geom, weight: shape_of(g, 1) }, &[gy, x(0)], l)?));
+                out.push((x(1), g.add_with_shapes(Op::Conv2dBackwardWeight(*geom), &[gy, x(0)], &[x(1)], l)?));
             }
             if node.inputs.len() == 3 && needs[x(2)] {
                 out.push((x(2), g.add(Op::Reduce { op: ReduceOp::Sum, dims: vec![0, 2, 3], keepdim: false }, &[gy], l)?));
@@ -243,12 +242,12 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
         Op::Pool2d { kind, geometry, count_include_pad } => {
             vec![(x(0), g.add(Op::Pool2dBackward { kind: *kind, geometry: *geometry, count_include_pad: *count_include_pad }, &[x(0), gy], l)?)]
         }
-        Op::Embedding => vec![(x(0), g.add(Op::EmbeddingBackward { shape: shape_of(g, 0) }, &[x(1), gy], l)?)],
+        Op::Embedding => vec![(x(0), g.add_with_shapes(Op::EmbeddingBackward, &[x(1), gy], &[x(0)], l)?)],
         Op::Concat { dim } => {
             let mut start = 0;
             let mut out = Vec::new();
             for (k, &inp) in node.inputs.iter().enumerate() {
-                let len = shape_of(g, k).0[*dim]
+                let len = g.shape(node.inputs[k]).0[*dim]
                     .known()
                     .ok_or_else(|| ShapeError::new("static backward of concat along a symbolic dim is not supported"))?;
                 out.push((inp, g.add(Op::Narrow { dim: *dim, start, len }, &[gy], l)?));
@@ -257,17 +256,13 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
             out
         }
         Op::Narrow { dim, start, .. } => {
-            vec![(x(0), g.add(Op::NarrowBackward { dim: *dim, start: *start, shape: shape_of(g, 0) }, &[gy], l)?)]
+            vec![(x(0), g.add_with_shapes(Op::NarrowBackward { dim: *dim, start: *start }, &[gy], &[x(0)], l)?)]
         }
         Op::Call { path, .. } => {
-            vec![(x(0), g.add(Op::CallBackward { path: path.clone(), forward: y, input: shape_of(g, 0) }, &[gy], l)?)]
+            vec![(x(0), g.add_with_shapes(Op::CallBackward { path: path.clone(), forward: y }, &[gy], &[x(0)], l)?)]
         }
         other => return Err(ShapeError::new(format!("{} is a backward op and has no derivative rule", other.name()))),
     })
-}
-
-fn dims_count(s: &Shape, dims: &[usize]) -> Option<usize> {
-    s.0.iter().enumerate().filter(|(i, _)| dims.is_empty() || dims.contains(i)).map(|(_, d)| d.known()).product()
 }
 
 #[cfg(test)]
@@ -299,7 +294,7 @@ mod tests {
         }
         // The bias gradient is the batch sum of the relu gradient.
         let gb = bw.grads[2].1.unwrap();
-        assert!(matches!(bw.graph.nodes[gb].op, Op::SumTo { .. }));
+        assert!(matches!(bw.graph.nodes[gb].op, Op::SumTo));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub type NodeId = usize;
 pub struct Node {
     pub op: Op,
     pub inputs: Vec<NodeId>,
+    /// Nodes whose *shapes* (not values) the op needs, e.g. the target of a `SumTo`. Kept
+    /// apart from `inputs` so a training forward saves those shapes, not the tensors.
+    pub shape_of: Vec<NodeId>,
     pub shape: Shape,
     /// Where the node came from in user code (`fc1`, `x.relu()`), for messages and listings.
     pub label: String,
@@ -31,9 +34,26 @@ impl Graph {
 
     /// Appends a node after checking its shape rule.
     pub fn add(&mut self, op: Op, inputs: &[NodeId], label: impl Into<String>) -> Result<NodeId, ShapeError> {
+        self.add_with_shapes(op, inputs, &[], label)
+    }
+
+    /// Appends a node that also reads the shapes of `shape_of` (see [`Node::shape_of`]).
+    pub fn add_with_shapes(&mut self, op: Op, inputs: &[NodeId], shape_of: &[NodeId], label: impl Into<String>) -> Result<NodeId, ShapeError> {
+        if let Some(&like) = shape_of.first() {
+            // Shape-taking ops produce exactly the referenced shape.
+            let shape = self.nodes[like].shape.clone();
+            return Ok(self.push(Node { op, inputs: inputs.to_vec(), shape_of: shape_of.to_vec(), shape, label: label.into() }));
+        }
         let shapes: Vec<&Shape> = inputs.iter().map(|&i| &self.nodes[i].shape).collect();
-        let shape = op.infer_shape(&shapes)?;
-        Ok(self.push(Node { op, inputs: inputs.to_vec(), shape, label: label.into() }))
+        // Past an unknown shape nothing can be checked statically; the run time checks it.
+        let shape = match shapes.iter().find(|s| s.is_unknown()) {
+            Some(unknown) => match &op {
+                Op::Expand { shape } => shape.clone(),
+                _ => (*unknown).clone(),
+            },
+            None => op.infer_shape(&shapes)?,
+        };
+        Ok(self.push(Node { op, inputs: inputs.to_vec(), shape_of: vec![], shape, label: label.into() }))
     }
 
     /// Appends a node whose shape is already known (passes rebuilding graphs use this).

@@ -195,8 +195,14 @@ pub enum Op {
     Reshape { shape: Shape },
     /// [x] broadcast to `shape`.
     Expand { shape: Shape },
-    /// [x] summed down to `shape` (the adjoint of broadcasting).
-    SumTo { shape: Shape },
+    /// [x] summed down to the shape of `shape_of[0]` (the adjoint of broadcasting).
+    SumTo,
+    /// [x] reshaped to the shape of `shape_of[0]` (the adjoint of a reshape or flatten).
+    ReshapeAs,
+    /// [x] broadcast to the shape of `shape_of[0]`.
+    ExpandAs,
+    /// [x] with dims `start..` merged into one.
+    Flatten { start: usize },
     /// [x]
     Reduce { op: ReduceOp, dims: Vec<usize>, keepdim: bool },
     /// [x]
@@ -205,10 +211,10 @@ pub enum Op {
     LogSoftmax { dim: usize },
     /// [x, weight] or [x, weight, bias]
     Conv2d(ConvGeometry),
-    /// [grad_out, weight] -> grad of the conv input of shape `input`.
-    Conv2dBackwardInput { geometry: ConvGeometry, input: Shape },
-    /// [grad_out, x] -> grad of the conv weight of shape `weight`.
-    Conv2dBackwardWeight { geometry: ConvGeometry, weight: Shape },
+    /// [grad_out, weight] -> grad of the conv input (shape of `shape_of[0]`).
+    Conv2dBackwardInput(ConvGeometry),
+    /// [grad_out, x] -> grad of the conv weight (shape of `shape_of[0]`).
+    Conv2dBackwardWeight(ConvGeometry),
     /// [x]
     Pool2d { kind: PoolKind, geometry: PoolGeometry, count_include_pad: bool },
     /// [x, grad_out] -> grad of the pool input.
@@ -221,23 +227,28 @@ pub enum Op {
     SoftmaxBackward { dim: usize },
     /// [y, grad_out] -> grad of log_softmax's input, given its output y.
     LogSoftmaxBackward { dim: usize },
+    /// [grad_out] -> grad of a sum or mean reduction's input (shape of `shape_of[0]`),
+    /// broadcast back and divided by the reduced count for a mean.
+    ReduceBackward { mean: bool, dims: Vec<usize>, keepdim: bool },
     /// [x, y, grad_out] -> grad of a max/min reduction's input (split evenly among ties).
     ReduceMaxBackward { dims: Vec<usize>, keepdim: bool },
     /// [weight, indices] -> rows of the embedding table.
     Embedding,
-    /// [indices, grad_out] -> grad of the embedding table of `shape`.
-    EmbeddingBackward { shape: Shape },
+    /// [indices, grad_out] -> grad of the embedding table (shape of `shape_of[0]`).
+    EmbeddingBackward,
     /// [inputs...] concatenated along `dim`.
     Concat { dim: usize },
     /// [x] elements `start..end` along `dim`.
     Narrow { dim: usize, start: usize, len: usize },
-    /// [x] zero-padded back to `shape` along `dim` from `start` (the adjoint of Narrow).
-    NarrowBackward { dim: usize, start: usize, shape: Shape },
+    /// [x] zero-padded back to the shape of `shape_of[0]` along `dim` from `start` (the
+    /// adjoint of Narrow).
+    NarrowBackward { dim: usize, start: usize },
     /// [x]: a nested model's forward, called through its field path (`blocks.0`). Opaque here:
     /// the nested model has its own graph.
     Call { path: String, out: Shape },
-    /// [grad_out]: the nested model's generated backward; gives the grad of its input.
-    CallBackward { path: String, forward: usize, input: Shape },
+    /// [grad_out]: the nested model's generated backward for the call at node `forward`;
+    /// gives the grad of its input (shape of `shape_of[0]`).
+    CallBackward { path: String, forward: usize },
 }
 
 impl Op {
@@ -264,7 +275,10 @@ impl Op {
             Op::Permute { dims } => format!("permute{dims:?}"),
             Op::Reshape { shape } => format!("reshape {shape}"),
             Op::Expand { shape } => format!("expand {shape}"),
-            Op::SumTo { shape } => format!("sum_to {shape}"),
+            Op::SumTo => "sum_to".into(),
+            Op::ReshapeAs => "reshape_as".into(),
+            Op::ExpandAs => "expand_as".into(),
+            Op::Flatten { start } => format!("flatten({start})"),
             Op::Reduce { op, dims, keepdim } => format!("{}{dims:?}{}", op.method(), if *keepdim { " keepdim" } else { "" }),
             Op::Softmax { dim } => format!("softmax({dim})"),
             Op::LogSoftmax { dim } => format!("log_softmax({dim})"),
@@ -278,8 +292,9 @@ impl Op {
             Op::SoftmaxBackward { dim } => format!("softmax_backward({dim})"),
             Op::LogSoftmaxBackward { dim } => format!("log_softmax_backward({dim})"),
             Op::ReduceMaxBackward { dims, .. } => format!("max_backward{dims:?}"),
+            Op::ReduceBackward { mean, dims, .. } => format!("{}_backward{dims:?}", if *mean { "mean" } else { "sum" }),
             Op::Embedding => "embedding".into(),
-            Op::EmbeddingBackward { .. } => "embedding_backward".into(),
+            Op::EmbeddingBackward => "embedding_backward".into(),
             Op::Concat { dim } => format!("concat({dim})"),
             Op::Narrow { dim, start, len } => format!("narrow({dim}, {start}, {len})"),
             Op::NarrowBackward { dim, start, .. } => format!("narrow_backward({dim}, {start})"),
@@ -304,6 +319,7 @@ impl Op {
                 ShapeError::new(format!("cannot apply `{}` to shapes {} and {}: {why}", b.symbol(), inputs[0], inputs[1]))
             })?,
             Op::UnaryBackward(_) | Op::ReduceMaxBackward { .. } => inputs[0].clone(),
+            Op::ReduceBackward { .. } => return Err(ShapeError::new("reduce_backward takes its shape from another node")),
             Op::SoftmaxBackward { .. } | Op::LogSoftmaxBackward { .. } => inputs[0].clone(),
             Op::Matmul => matmul(inputs[0], inputs[1])?,
             Op::Transpose { dim0, dim1 } => {
@@ -339,7 +355,16 @@ impl Op {
                 }
                 shape.clone()
             }
-            Op::SumTo { shape } => shape.clone(),
+            Op::SumTo | Op::ReshapeAs | Op::ExpandAs | Op::Conv2dBackwardInput(_) | Op::Conv2dBackwardWeight(_) => {
+                return Err(ShapeError::new(format!("{} takes its shape from another node", self.name())))
+            }
+            Op::Flatten { start } => {
+                let s = one();
+                check_axis("flatten", &s, *start)?;
+                let mut dims = s.0[..*start].to_vec();
+                dims.push(product(&s.0[*start..]));
+                Shape(dims)
+            }
             Op::Reduce { dims, keepdim, .. } => {
                 let s = one();
                 for &d in dims {
@@ -361,8 +386,6 @@ impl Op {
                 one()
             }
             Op::Conv2d(g) => conv2d(inputs, g)?,
-            Op::Conv2dBackwardInput { input, .. } => input.clone(),
-            Op::Conv2dBackwardWeight { weight, .. } => weight.clone(),
             Op::Pool2d { kind, geometry, .. } => pool2d(inputs[0], *kind, geometry)?,
             Op::Pool2dBackward { .. } => inputs[0].clone(),
             Op::Embedding => {
@@ -374,7 +397,9 @@ impl Op {
                 s.0.push(w.0[1].clone());
                 s
             }
-            Op::EmbeddingBackward { shape } => shape.clone(),
+            Op::EmbeddingBackward | Op::NarrowBackward { .. } | Op::CallBackward { .. } => {
+                return Err(ShapeError::new(format!("{} takes its shape from another node", self.name())))
+            }
             Op::Concat { dim } => concat(inputs, *dim)?,
             Op::Narrow { dim, start, len } => {
                 let mut s = one();
@@ -387,9 +412,9 @@ impl Op {
                 s.0[*dim] = Dim::Known(*len);
                 s
             }
-            Op::NarrowBackward { shape, .. } => shape.clone(),
+
             Op::Call { out, .. } => out.clone(),
-            Op::CallBackward { input, .. } => input.clone(),
+
         })
     }
 }
@@ -398,6 +423,19 @@ fn kind_name(k: PoolKind) -> &'static str {
     match k {
         PoolKind::Max => "max",
         PoolKind::Avg => "avg",
+    }
+}
+
+/// The product of dims: a number when all are known, else a `B*16` style symbol.
+pub fn product(dims: &[Dim]) -> Dim {
+    let known: usize = dims.iter().filter_map(Dim::known).product();
+    let syms: Vec<String> = dims.iter().filter_map(|d| if let Dim::Sym(s) = d { Some(s.clone()) } else { None }).collect();
+    if syms.is_empty() {
+        Dim::Known(known)
+    } else if known == 1 {
+        Dim::Sym(syms.join("*"))
+    } else {
+        Dim::Sym(format!("{}*{known}", syms.join("*")))
     }
 }
 

@@ -57,6 +57,16 @@ impl Shape {
         &self.0
     }
 
+    /// A shape the macro cannot know (the output of a nested model): ops on it are not
+    /// checked at compile time, only at run time.
+    pub fn unknown(tag: &str) -> Shape {
+        Shape(vec![Dim::Sym(format!("?{tag}"))])
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.0.as_slice(), [Dim::Sym(s)] if s.starts_with('?'))
+    }
+
     /// The element count, if every dim is known.
     pub fn numel(&self) -> Option<usize> {
         self.0.iter().map(Dim::known).product()
@@ -72,6 +82,9 @@ impl Shape {
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_unknown() {
+            return f.write_str("[?]");
+        }
         write!(f, "[")?;
         for (i, d) in self.0.iter().enumerate() {
             if i > 0 {
