@@ -17,7 +17,7 @@ pub(crate) mod nn;
 pub(crate) mod reduce;
 pub(crate) mod unary;
 
-pub use creation::{manual_seed, Generator};
+pub use creation::{manual_seed, with_default_generator, Generator};
 
 use crate::tensor::Result;
 
