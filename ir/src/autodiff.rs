@@ -16,6 +16,8 @@ pub struct Backward {
     /// Forward nodes `0..forward_len`, then the backward nodes.
     pub graph: Graph,
     pub forward_len: usize,
+    /// The forward output being differentiated.
+    pub forward_output: NodeId,
     /// The input node holding the gradient of the forward output.
     pub grad_output: NodeId,
     /// For each forward input and parameter (in graph order), the node holding its gradient,
@@ -99,7 +101,7 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     let leaves: Vec<NodeId> = (0..n).filter(|&i| matches!(forward.nodes[i].op, Op::Input { .. } | Op::Param { .. })).collect();
     let grads: Vec<(NodeId, Option<NodeId>)> = leaves.iter().map(|&i| (i, if needs[i] { grad[i] } else { None })).collect();
     g.outputs = grads.iter().filter_map(|&(_, gi)| gi).collect();
-    Ok(Backward { graph: g, forward_len: n, grad_output, grads })
+    Ok(Backward { graph: g, forward_len: n, forward_output: out, grad_output, grads })
 }
 
 /// `grad` reduced to the shape of node `like` if broadcasting made it larger.
