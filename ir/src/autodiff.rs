@@ -120,7 +120,10 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
     let l = label.as_str();
     Ok(match &node.op {
         Op::Input { .. } | Op::Param { .. } | Op::Fill { .. } | Op::DropoutMask { .. } => vec![],
-        Op::Unary(u) => vec![(x(0), g.add(Op::UnaryBackward(*u), &[x(0), y, gy], l)?)],
+        Op::Unary(u) => {
+            let s = if u.grad_from_output() { y } else { x(0) };
+            vec![(x(0), g.add(Op::UnaryBackward(*u), &[s, gy], l)?)]
+        }
         Op::Binary(b) => {
             let (a, bb) = (x(0), x(1));
             let (sa, sb) = (a, bb);

@@ -31,7 +31,7 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
             Tensor::full(&s, *value, DType::F32)
         }
         Op::Unary(u) => unary(*u, x())?,
-        Op::UnaryBackward(u) => crate::ops::unary::backward(*u, inputs[0], inputs[1], inputs[2])?,
+        Op::UnaryBackward(u) => crate::ops::unary::backward(*u, inputs[0], inputs[1])?,
         Op::Binary(b) => {
             let (a, c) = (inputs[0], inputs[1]);
             match b {
@@ -167,6 +167,10 @@ fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor> {
         UnaryOp::GeluTanh => x.try_gelu_tanh()?,
         UnaryOp::Silu => x.try_silu()?,
         UnaryOp::Softplus => x.try_softplus()?,
+        UnaryOp::Log1p => x.try_log1p()?,
+        UnaryOp::Square => x.try_square()?,
+        UnaryOp::Reciprocal => x.try_reciprocal()?,
+        UnaryOp::Erf => x.try_erf()?,
         UnaryOp::Elu(a) => x.try_elu(a)?,
         UnaryOp::LeakyRelu(a) => x.try_leaky_relu(a)?,
     })

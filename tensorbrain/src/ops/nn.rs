@@ -202,11 +202,10 @@ impl Tensor {
         let out = self.softmax_impl("softmax", dim, false)?;
         let (x, saved) = (self.clone(), out.detach());
         Ok(record("softmax", out, &[self], move |g, _| {
-            // dx = y * (g - sum(g * y)); recompute y when the backward is being recorded so the
-            // saved output does not keep this node alive through its own graph.
+            // Recompute y when the backward is being recorded so the saved output does not
+            // keep this node alive through its own graph.
             let y = if is_grad_enabled() { x.try_softmax(dim)? } else { saved.clone() };
-            let s = g.try_mul(&y)?.try_sum(&[dim], true)?;
-            Ok(vec![Some(y.try_mul(&g.try_sub(&s)?)?)])
+            Ok(vec![Some(softmax_backward(&y, g, dim)?)])
         }))
     }
 
@@ -215,12 +214,47 @@ impl Tensor {
         let out = self.softmax_impl("log_softmax", dim, true)?;
         let (x, saved) = (self.clone(), out.detach());
         Ok(record("log_softmax", out, &[self], move |g, _| {
-            // dx = g - softmax(x) * sum(g)
-            let p = if is_grad_enabled() { x.try_softmax(dim)? } else { saved.try_exp()? };
-            let s = g.try_sum(&[dim], true)?;
-            Ok(vec![Some(g.try_sub(&p.try_mul(&s)?)?)])
+            let y = if is_grad_enabled() { x.try_log_softmax(dim)? } else { saved.clone() };
+            Ok(vec![Some(log_softmax_backward(&y, g, dim)?)])
         }))
     }
+}
+
+/// The input gradient of softmax from its output `y`: `y * (g - sum(g * y))`.
+pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor, dim: isize) -> Result<Tensor> {
+    let s = g.try_mul(y)?.try_sum(&[dim], true)?;
+    y.try_mul(&g.try_sub(&s)?)
+}
+
+/// The input gradient of log-softmax from its output `y`: `g - exp(y) * sum(g)`.
+pub(crate) fn log_softmax_backward(y: &Tensor, g: &Tensor, dim: isize) -> Result<Tensor> {
+    let s = g.try_sum(&[dim], true)?;
+    g.try_sub(&y.try_exp()?.try_mul(&s)?)
+}
+
+/// The input gradient of conv2d for an input of `x_shape` (used by generated backward code).
+pub(crate) fn conv2d_backward_input(g: &Tensor, w: &Tensor, x_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
+    conv2d_input_grad(g, w, shape4(x_shape), *p)
+}
+
+/// The weight gradient of conv2d for a weight of `w_shape` (used by generated backward code).
+pub(crate) fn conv2d_backward_weight(g: &Tensor, x: &Tensor, w_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
+    conv2d_weight_grad(g, x, shape4(w_shape), *p)
+}
+
+/// The input gradient of max pooling, given the pooled input `x` (the argmax is recomputed,
+/// so a training forward saves `x` rather than indices).
+pub(crate) fn max_pool2d_backward(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
+    let x_shape = shape4(x.shape());
+    let idx = float_dispatch!("max_pool2d_backward", x.dtype(), T => {
+        x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)
+    });
+    max_pool_scatter(g, &Arc::new(idx), x_shape)
+}
+
+/// The input gradient of average pooling over `x` (only its shape is read).
+pub(crate) fn avg_pool2d_backward(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], count_include_pad: bool) -> Result<Tensor> {
+    avg_pool_backward_op(g, shape4(x.shape()), PoolWindow { kernel, stride, padding, count_include_pad })
 }
 
 // ---------------------------------------------------------------------------------------------

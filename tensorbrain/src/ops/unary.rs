@@ -13,6 +13,8 @@ use tensorbrain_kernels::Float;
 
 use super::{float_dispatch, float_map, panicking};
 use crate::autograd::{is_grad_enabled, record};
+use tensorbrain_ir::UnaryOp;
+
 use crate::tensor::{Error, Result, StorageElement, Tensor};
 
 /// A float that elementwise math is carried out in (f32 or f64).
@@ -131,170 +133,111 @@ impl Tensor {
         cmp(self, &self.scalar_like(value)?)
     }
 
+    /// Attaches the backward of unary op `u` to `out = u(self)`.
+    fn record_unary(&self, u: UnaryOp, out: Tensor) -> Tensor {
+        let x = self.clone();
+        let saved = u.grad_from_output().then(|| out.detach());
+        record(u.method(), out, &[self], move |g, _| {
+            let s = match &saved {
+                // Reuse the saved output unless the backward itself is being recorded: then
+                // recompute it so the graph stays connected (without a reference cycle).
+                Some(y) if !is_grad_enabled() => y.clone(),
+                Some(_) => crate::exec::apply(&tensorbrain_ir::Op::Unary(u), &[&x], &[])?,
+                None => x.clone(),
+            };
+            Ok(vec![Some(backward(u, &s, g)?)])
+        })
+    }
+
     pub fn try_neg(&self) -> Result<Tensor> {
         let out = float_map!(self, "neg", |x| -x)?;
-        Ok(record("neg", out, &[self], |g, _| Ok(vec![Some(g.try_neg()?)])))
+        Ok(self.record_unary(UnaryOp::Neg, out))
     }
 
     pub fn try_exp(&self) -> Result<Tensor> {
         let out = float_map!(self, "exp", |x| x.exp())?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("exp", out, &[self], move |g, _| {
-            // Reuse the saved output unless the backward itself is being recorded.
-            let y = if is_grad_enabled() { x.try_exp()? } else { y.clone() };
-            Ok(vec![Some(g.try_mul(&y)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Exp, out))
     }
 
     pub fn try_log(&self) -> Result<Tensor> {
         let out = float_map!(self, "log", |x| x.ln())?;
-        let x = self.clone();
-        Ok(record("log", out, &[self], move |g, _| Ok(vec![Some(g.try_div(&x)?)])))
+        Ok(self.record_unary(UnaryOp::Log, out))
     }
 
     pub fn try_log1p(&self) -> Result<Tensor> {
         let out = math_map!(self, "log1p", |x| x.ln_1p())?;
-        let x = self.clone();
-        Ok(record("log1p", out, &[self], move |g, _| Ok(vec![Some(g.try_div(&x.try_add_scalar(1.0)?)?)])))
+        Ok(self.record_unary(UnaryOp::Log1p, out))
     }
 
     pub fn try_sqrt(&self) -> Result<Tensor> {
         let out = math_map!(self, "sqrt", |x| x.sqrt())?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("sqrt", out, &[self], move |g, _| {
-            let y = if is_grad_enabled() { x.try_sqrt()? } else { y.clone() };
-            // d sqrt(x) = 1 / (2 sqrt(x))
-            Ok(vec![Some(g.try_div(&y.try_mul_scalar(2.0)?)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Sqrt, out))
     }
 
     pub fn try_rsqrt(&self) -> Result<Tensor> {
         let out = math_map!(self, "rsqrt", |x| M::one() / x.sqrt())?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("rsqrt", out, &[self], move |g, _| {
-            let y = if is_grad_enabled() { x.try_rsqrt()? } else { y.clone() };
-            // d x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
-            let y3 = y.try_mul(&y)?.try_mul(&y)?;
-            Ok(vec![Some(g.try_mul(&y3)?.try_mul_scalar(-0.5)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Rsqrt, out))
     }
 
     pub fn try_square(&self) -> Result<Tensor> {
         let out = math_map!(self, "square", |x| x * x)?;
-        let x = self.clone();
-        Ok(record("square", out, &[self], move |g, _| Ok(vec![Some(g.try_mul(&x)?.try_mul_scalar(2.0)?)])))
+        Ok(self.record_unary(UnaryOp::Square, out))
     }
 
     pub fn try_reciprocal(&self) -> Result<Tensor> {
         let out = math_map!(self, "reciprocal", |x| M::one() / x)?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("reciprocal", out, &[self], move |g, _| {
-            let y = if is_grad_enabled() { x.try_reciprocal()? } else { y.clone() };
-            // d (1/x) = -1/x² = -y²
-            Ok(vec![Some(g.try_mul(&y.try_mul(&y)?)?.try_neg()?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Reciprocal, out))
     }
 
     pub fn try_abs(&self) -> Result<Tensor> {
         let out = math_map!(self, "abs", |x| x.abs())?;
-        let x = self.clone();
-        Ok(record("abs", out, &[self], move |g, _| {
-            // sign(x), with sign(0) = sign(NaN) = 0 as in PyTorch.
-            let dt = g.dtype();
-            let pos = x.compare_scalar(0.0, Tensor::try_gt)?.try_to_dtype(dt)?;
-            let neg = x.compare_scalar(0.0, Tensor::try_lt)?.try_to_dtype(dt)?;
-            Ok(vec![Some(g.try_mul(&pos.try_sub(&neg)?)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Abs, out))
     }
 
     pub fn try_sin(&self) -> Result<Tensor> {
         let out = math_map!(self, "sin", |x| x.sin())?;
-        let x = self.clone();
-        Ok(record("sin", out, &[self], move |g, _| Ok(vec![Some(g.try_mul(&x.try_cos()?)?)])))
+        Ok(self.record_unary(UnaryOp::Sin, out))
     }
 
     pub fn try_cos(&self) -> Result<Tensor> {
         let out = math_map!(self, "cos", |x| x.cos())?;
-        let x = self.clone();
-        Ok(record("cos", out, &[self], move |g, _| Ok(vec![Some(g.try_mul(&x.try_sin()?)?.try_neg()?)])))
+        Ok(self.record_unary(UnaryOp::Cos, out))
     }
 
     pub fn try_tanh(&self) -> Result<Tensor> {
         let out = math_map!(self, "tanh", |x| x.tanh())?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("tanh", out, &[self], move |g, _| {
-            let y = if is_grad_enabled() { x.try_tanh()? } else { y.clone() };
-            // 1 - y²
-            let d = y.try_mul(&y)?.try_rsub_scalar(1.0)?;
-            Ok(vec![Some(g.try_mul(&d)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Tanh, out))
     }
 
     pub fn try_sigmoid(&self) -> Result<Tensor> {
         let out = math_map!(self, "sigmoid", |x| M::one() / (M::one() + (-x).exp()))?;
-        let (x, y) = (self.clone(), out.detach());
-        Ok(record("sigmoid", out, &[self], move |g, _| {
-            let y = if is_grad_enabled() { x.try_sigmoid()? } else { y.clone() };
-            // y (1 - y)
-            let d = y.try_mul(&y.try_rsub_scalar(1.0)?)?;
-            Ok(vec![Some(g.try_mul(&d)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Sigmoid, out))
     }
 
     pub fn try_erf(&self) -> Result<Tensor> {
         let out = math_map!(self, "erf", |x| x.erf_fn())?;
-        let x = self.clone();
-        Ok(record("erf", out, &[self], move |g, _| {
-            // 2/sqrt(pi) * exp(-x²)
-            let d = x.try_square()?.try_neg()?.try_exp()?.try_mul_scalar(std::f64::consts::FRAC_2_SQRT_PI)?;
-            Ok(vec![Some(g.try_mul(&d)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Erf, out))
     }
 
     pub fn try_relu(&self) -> Result<Tensor> {
         // NaN stays NaN (the comparison is false), like PyTorch.
         let out = math_map!(self, "relu", |x| if x <= M::zero() { M::zero() } else { x })?;
-        let x = self.clone();
-        Ok(record("relu", out, &[self], move |g, _| {
-            // relu'(0) = 0.
-            Ok(vec![Some(g.masked_keep(&x.compare_scalar(0.0, Tensor::try_gt)?)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Relu, out))
     }
 
     pub fn try_leaky_relu(&self, negative_slope: f64) -> Result<Tensor> {
         let out = math_map!(self, "leaky_relu", |x| if x > M::zero() { x } else { x * M::from_f64(negative_slope) })?;
-        let x = self.clone();
-        Ok(record("leaky_relu", out, &[self], move |g, _| {
-            // PyTorch: x > 0 ? g : g * negative_slope (so the slope applies at 0).
-            let pos = x.compare_scalar(0.0, Tensor::try_gt)?;
-            Ok(vec![Some(Tensor::try_where_cond(&pos, g, &g.try_mul_scalar(negative_slope)?)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::LeakyRelu(negative_slope), out))
     }
 
     pub fn try_elu(&self, alpha: f64) -> Result<Tensor> {
         let out = math_map!(self, "elu", |x| if x > M::zero() { x } else { M::from_f64(alpha) * x.exp_m1() })?;
-        let x = self.clone();
-        Ok(record("elu", out, &[self], move |g, _| {
-            // PyTorch: x <= 0 ? g * alpha * exp(x) : g (so elu'(0) = alpha). The exponent is
-            // taken of min(x, 0) so the unused branch never overflows (0 * inf would be NaN in
-            // double backward).
-            let nonpos = x.compare_scalar(0.0, Tensor::try_le)?;
-            let e = x.masked_keep(&nonpos)?.try_exp()?;
-            let neg = g.try_mul(&e)?.try_mul_scalar(alpha)?;
-            Ok(vec![Some(Tensor::try_where_cond(&nonpos, &neg, g)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Elu(alpha), out))
     }
 
     pub fn try_gelu(&self) -> Result<Tensor> {
         let out = math_map!(self, "gelu", |x| x * M::from_f64(0.5) * (M::one() + (x * M::from_f64(FRAC_1_SQRT_2)).erf_fn()))?;
-        let x = self.clone();
-        Ok(record("gelu", out, &[self], move |g, _| {
-            // Φ(x) + x φ(x)
-            let cdf = x.try_mul_scalar(FRAC_1_SQRT_2)?.try_erf()?.try_add_scalar(1.0)?.try_mul_scalar(0.5)?;
-            let pdf = x.try_square()?.try_mul_scalar(-0.5)?.try_exp()?.try_mul_scalar(FRAC_1_SQRT_2PI)?;
-            let d = cdf.try_add(&x.try_mul(&pdf)?)?;
-            Ok(vec![Some(g.try_mul(&d)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Gelu, out))
     }
 
     pub fn try_gelu_tanh(&self) -> Result<Tensor> {
@@ -302,39 +245,17 @@ impl Tensor {
             let inner = M::from_f64(SQRT_2_OVER_PI) * (x + M::from_f64(GELU_TANH_KAPPA) * x * x * x);
             M::from_f64(0.5) * x * (M::one() + inner.tanh())
         })?;
-        let x = self.clone();
-        Ok(record("gelu_tanh", out, &[self], move |g, _| {
-            // With t = tanh(k (x + κx³)): 0.5 (1 + t) + 0.5 x (1 - t²) k (1 + 3κx²).
-            let x2 = x.try_square()?;
-            let inner = x2.try_mul_scalar(GELU_TANH_KAPPA)?.try_add_scalar(1.0)?.try_mul(&x)?.try_mul_scalar(SQRT_2_OVER_PI)?;
-            let t = inner.try_tanh()?;
-            let left = t.try_add_scalar(1.0)?.try_mul_scalar(0.5)?;
-            let dinner = x2.try_mul_scalar(3.0 * GELU_TANH_KAPPA)?.try_add_scalar(1.0)?.try_mul_scalar(SQRT_2_OVER_PI)?;
-            let right = x.try_mul_scalar(0.5)?.try_mul(&t.try_square()?.try_rsub_scalar(1.0)?)?.try_mul(&dinner)?;
-            Ok(vec![Some(g.try_mul(&left.try_add(&right)?)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::GeluTanh, out))
     }
 
     pub fn try_silu(&self) -> Result<Tensor> {
         let out = math_map!(self, "silu", |x| x / (M::one() + (-x).exp()))?;
-        let x = self.clone();
-        Ok(record("silu", out, &[self], move |g, _| {
-            // s (1 + x (1 - s)) with s = sigmoid(x)
-            let s = x.try_sigmoid()?;
-            let d = s.try_mul(&x.try_mul(&s.try_rsub_scalar(1.0)?)?.try_add_scalar(1.0)?)?;
-            Ok(vec![Some(g.try_mul(&d)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Silu, out))
     }
 
     pub fn try_softplus(&self) -> Result<Tensor> {
         let out = math_map!(self, "softplus", |x| if x > M::from_f64(SOFTPLUS_THRESHOLD) { x } else { x.exp().ln_1p() })?;
-        let x = self.clone();
-        Ok(record("softplus", out, &[self], move |g, _| {
-            // x > threshold ? g : g * sigmoid(x)
-            let linear = x.compare_scalar(SOFTPLUS_THRESHOLD, Tensor::try_gt)?;
-            let smooth = g.try_mul(&x.try_sigmoid()?)?;
-            Ok(vec![Some(Tensor::try_where_cond(&linear, g, &smooth)?)])
-        }))
+        Ok(self.record_unary(UnaryOp::Softplus, out))
     }
 
     pub fn try_clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
@@ -364,6 +285,84 @@ impl Tensor {
             }
             Ok(vec![Some(g)])
         }))
+    }
+}
+
+/// The gradient of unary op `u`'s input given `g`, the gradient of its output. `s` is the op's
+/// output when [`UnaryOp::grad_from_output`] holds, else its input. Written with
+/// differentiable ops, so it can itself be differentiated (double backward). The tape and the
+/// code `#[model]` generates both use this one definition.
+pub(crate) fn backward(u: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let dt = g.dtype();
+    match u {
+        UnaryOp::Neg => g.try_neg(),
+        // exp' = exp = y
+        UnaryOp::Exp => g.try_mul(s),
+        UnaryOp::Log => g.try_div(s),
+        UnaryOp::Log1p => g.try_div(&s.try_add_scalar(1.0)?),
+        // d sqrt(x) = 1 / (2 sqrt(x)) = 1 / (2y)
+        UnaryOp::Sqrt => g.try_div(&s.try_mul_scalar(2.0)?),
+        // d x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
+        UnaryOp::Rsqrt => g.try_mul(&s.try_mul(s)?.try_mul(s)?)?.try_mul_scalar(-0.5),
+        UnaryOp::Square => g.try_mul(s)?.try_mul_scalar(2.0),
+        // d (1/x) = -1/x² = -y²
+        UnaryOp::Reciprocal => g.try_mul(&s.try_mul(s)?)?.try_neg(),
+        UnaryOp::Abs => {
+            // sign(x), with sign(0) = sign(NaN) = 0 as in PyTorch.
+            let pos = s.compare_scalar(0.0, Tensor::try_gt)?.try_to_dtype(dt)?;
+            let neg = s.compare_scalar(0.0, Tensor::try_lt)?.try_to_dtype(dt)?;
+            g.try_mul(&pos.try_sub(&neg)?)
+        }
+        UnaryOp::Sin => g.try_mul(&s.try_cos()?),
+        UnaryOp::Cos => g.try_mul(&s.try_sin()?)?.try_neg(),
+        // 1 - y²
+        UnaryOp::Tanh => g.try_mul(&s.try_mul(s)?.try_rsub_scalar(1.0)?),
+        // y (1 - y)
+        UnaryOp::Sigmoid => g.try_mul(&s.try_mul(&s.try_rsub_scalar(1.0)?)?),
+        // 2/sqrt(pi) * exp(-x²)
+        UnaryOp::Erf => g.try_mul(&s.try_square()?.try_neg()?.try_exp()?.try_mul_scalar(std::f64::consts::FRAC_2_SQRT_PI)?),
+        // relu'(0) = 0; y > 0 exactly where x > 0.
+        UnaryOp::Relu => g.masked_keep(&s.compare_scalar(0.0, Tensor::try_gt)?),
+        UnaryOp::LeakyRelu(slope) => {
+            // PyTorch: x > 0 ? g : g * negative_slope (so the slope applies at 0).
+            let pos = s.compare_scalar(0.0, Tensor::try_gt)?;
+            Tensor::try_where_cond(&pos, g, &g.try_mul_scalar(slope)?)
+        }
+        UnaryOp::Elu(alpha) => {
+            // PyTorch: x <= 0 ? g * alpha * exp(x) : g (so elu'(0) = alpha). The exponent is
+            // taken of min(x, 0) so the unused branch never overflows (0 * inf would be NaN in
+            // double backward).
+            let nonpos = s.compare_scalar(0.0, Tensor::try_le)?;
+            let e = s.masked_keep(&nonpos)?.try_exp()?;
+            let neg = g.try_mul(&e)?.try_mul_scalar(alpha)?;
+            Tensor::try_where_cond(&nonpos, &neg, g)
+        }
+        UnaryOp::Gelu => {
+            // Φ(x) + x φ(x)
+            let cdf = s.try_mul_scalar(FRAC_1_SQRT_2)?.try_erf()?.try_add_scalar(1.0)?.try_mul_scalar(0.5)?;
+            let pdf = s.try_square()?.try_mul_scalar(-0.5)?.try_exp()?.try_mul_scalar(FRAC_1_SQRT_2PI)?;
+            g.try_mul(&cdf.try_add(&s.try_mul(&pdf)?)?)
+        }
+        UnaryOp::GeluTanh => {
+            // With t = tanh(k (x + κx³)): 0.5 (1 + t) + 0.5 x (1 - t²) k (1 + 3κx²).
+            let x2 = s.try_square()?;
+            let inner = x2.try_mul_scalar(GELU_TANH_KAPPA)?.try_add_scalar(1.0)?.try_mul(s)?.try_mul_scalar(SQRT_2_OVER_PI)?;
+            let t = inner.try_tanh()?;
+            let left = t.try_add_scalar(1.0)?.try_mul_scalar(0.5)?;
+            let dinner = x2.try_mul_scalar(3.0 * GELU_TANH_KAPPA)?.try_add_scalar(1.0)?.try_mul_scalar(SQRT_2_OVER_PI)?;
+            let right = s.try_mul_scalar(0.5)?.try_mul(&t.try_square()?.try_rsub_scalar(1.0)?)?.try_mul(&dinner)?;
+            g.try_mul(&left.try_add(&right)?)
+        }
+        UnaryOp::Silu => {
+            // σ (1 + x (1 - σ))
+            let sig = s.try_sigmoid()?;
+            g.try_mul(&sig.try_mul(&s.try_mul(&sig.try_rsub_scalar(1.0)?)?.try_add_scalar(1.0)?)?)
+        }
+        UnaryOp::Softplus => {
+            // x > threshold ? g : g * sigmoid(x)
+            let linear = s.compare_scalar(SOFTPLUS_THRESHOLD, Tensor::try_gt)?;
+            Tensor::try_where_cond(&linear, g, &g.try_mul(&s.try_sigmoid()?)?)
+        }
     }
 }
 
