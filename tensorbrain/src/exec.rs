@@ -74,7 +74,8 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
             match r {
                 ReduceOp::Sum => x().try_sum(&d, *keepdim)?,
                 ReduceOp::Mean => x().try_mean(&d, *keepdim)?,
-                ReduceOp::Max | ReduceOp::Min => return Err(Error::Msg("max/min reductions land with the reduction ops".into())),
+                ReduceOp::Max => x().try_max(&d, *keepdim)?,
+                ReduceOp::Min => x().try_min(&d, *keepdim)?,
             }
         }
         Op::ReduceBackward { mean, dims: d, keepdim } => {
@@ -89,7 +90,7 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
                 g
             }
         }
-        Op::ReduceMaxBackward { .. } => return Err(Error::Msg("max/min reductions land with the reduction ops".into())),
+        Op::ReduceMaxBackward { dims: d, keepdim } => crate::ops::reduce::extreme_backward(inputs[0], inputs[1], inputs[2], &dims(d), *keepdim)?,
         Op::Softmax { dim } => x().try_softmax(*dim as isize)?,
         Op::LogSoftmax { dim } => x().try_log_softmax(*dim as isize)?,
         Op::SoftmaxBackward { dim } => crate::ops::nn::softmax_backward(inputs[0], inputs[1], *dim as isize)?,

@@ -535,13 +535,8 @@ impl Tensor {
             Tensor::from_vec(v, &plan.out_shape)
         });
         let (x, saved) = (self.clone(), out.detach());
-        Ok(record(op, out, &[self], move |g, _| {
-            // amax's backward: grad * (x == out) / count(x == out).
-            let keep = plan.keep_shape_signed();
-            let mask = x.try_eq(&saved.try_reshape(&keep)?)?.try_to_dtype(g.dtype())?;
-            let count = mask.try_sum(&plan.signed_dims(), true)?;
-            Ok(vec![Some(g.try_reshape(&keep)?.try_div(&count)?.try_mul(&mask)?)])
-        }))
+        let dims = dims.to_vec();
+        Ok(record(op, out, &[self], move |g, _| Ok(vec![Some(extreme_backward(&x, &saved, g, &dims, keepdim)?)])))
     }
 
     /// Variance over `dims` (all dims if empty), dividing by `N - correction` (1 = unbiased,
@@ -714,4 +709,14 @@ panicking! {
     fn max_dim / try_max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor);
     /// `(values, indices)` of the minimum along `dim`, like `torch.min(x, dim)`.
     fn min_dim / try_min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor);
+}
+
+/// The input gradient of `max`/`min` over `dims` (amax's rule): `g * (x == y) / count(x == y)`,
+/// splitting ties evenly. `y` is the reduction's output. Shared by the tape and generated code.
+pub(crate) fn extreme_backward(x: &Tensor, y: &Tensor, g: &Tensor, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+    let plan = ReducePlan::new("max_backward", x.shape(), dims, keepdim)?;
+    let keep = plan.keep_shape_signed();
+    let mask = x.try_eq(&y.try_reshape(&keep)?)?.try_to_dtype(g.dtype())?;
+    let count = mask.try_sum(&plan.signed_dims(), true)?;
+    g.try_reshape(&keep)?.try_div(&count)?.try_mul(&mask)
 }
