@@ -117,6 +117,17 @@ impl<'a> Lowering<'a> {
                     };
                     let Some(init) = &local.init else { return Err(err(local, "`let` in forward needs a value")) };
                     let v = self.expr(&init.expr)?;
+                    // `let h: tb![B, 8] = ...` states the shape: checked when known, adopted
+                    // when the value comes from a nested model.
+                    if let Pat::Type(t) = &local.pat {
+                        let declared = crate::model_impl::tb_type(&t.ty)?.shape();
+                        let got = self.graph.shape(v).clone();
+                        if got.is_unknown() {
+                            self.graph.nodes[v].shape = declared;
+                        } else if got != declared {
+                            return Err(err(&t.ty, format!("`{name}` is declared {declared} but the value is {got}")));
+                        }
+                    }
                     self.vars.insert(name, v);
                 }
                 Stmt::Expr(e, semi) => {
@@ -142,6 +153,19 @@ impl<'a> Lowering<'a> {
                     return Err(err(&a.left, format!("`{name}` is not defined; bind it with `let` first")));
                 }
                 let v = self.expr(&a.right)?;
+                // As in Rust, a variable keeps its type: assigning a different shape is an
+                // error, and a value of unknown shape (from a nested model) takes the
+                // variable's shape, which the run time then holds it to.
+                let old = self.graph.shape(self.vars[&name]).clone();
+                let new = self.graph.shape(v).clone();
+                let v = if new.is_unknown() && !old.is_unknown() {
+                    self.graph.nodes[v].shape = old;
+                    v
+                } else if !new.is_unknown() && !old.is_unknown() && new != old {
+                    return Err(err(a, format!("`{name}` is {old} but this assigns {new}; bind the new shape with its own `let`")));
+                } else {
+                    v
+                };
                 self.vars.insert(name, v);
                 Ok(None)
             }
@@ -392,7 +416,9 @@ impl<'a> Lowering<'a> {
         if rank == usize::MAX {
             // The rank is only known at run time (past a nested model): only dims counted from
             // the front mean the same thing then.
-            return usize::try_from(d).map_err(|_| err(e, "after a nested model's output, count dims from the front (the rank is only known at run time)"));
+            return usize::try_from(d).map_err(|_| {
+                err(e, "the shape here comes from a nested model and is only known at run time: count dims from the front, or state it with `let h: tb![...] = ...`")
+            });
         }
         norm(d, rank).ok_or_else(|| err(e, format!("dim {d} is out of range for a tensor of rank {rank}")))
     }

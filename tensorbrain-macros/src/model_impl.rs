@@ -101,7 +101,7 @@ fn signature(f: &ImplItemFn) -> syn::Result<Signature> {
 }
 
 /// Reads a `tb![...]` type.
-fn tb_type(ty: &Type) -> syn::Result<TbSpec> {
+pub(crate) fn tb_type(ty: &Type) -> syn::Result<TbSpec> {
     if let Type::Macro(m) = ty {
         if m.mac.path.is_ident("tb") || m.mac.path.segments.last().is_some_and(|s| s.ident == "tb") {
             return syn::parse2(m.mac.tokens.clone());
@@ -370,7 +370,8 @@ impl Emitter<'_> {
         let fwd_train = quote! {
             #ops
             #(#train_stmts)*
-            (#out_id, #sname { #(#init)* })
+            let saved = #sname { #(#init)* };
+            (#out_id, saved)
         };
 
         // Backward: saved values come from `saved`; each node as in forward.
