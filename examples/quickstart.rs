@@ -1,1 +1,101 @@
-fn main(){}
+//! Quickstart: a two-layer classifier for scikit-learn's 8x8 digits, trained with the
+//! dynamic tape and plain SGD with momentum.
+//!
+//!     cargo run --release --example quickstart [path/to/digits.csv.gz]
+
+use std::process::ExitCode;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tensorbrain::autograd::no_grad;
+use tensorbrain::prelude::*;
+
+const DEFAULT_DATA: &str = "../shared/data/digits/digits.csv.gz";
+
+/// Weights and biases of a 64-64-10 perceptron.
+struct Mlp {
+    params: Vec<Tensor>,
+}
+
+impl Mlp {
+    fn new() -> Mlp {
+        // Kaiming-uniform-like scale, as PyTorch's Linear would use.
+        let layer = |fan_in: usize, fan_out: usize| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let w = (Tensor::rand(&[fan_in, fan_out], DType::F32) * (2.0 * bound) - bound).set_requires_grad(true);
+            let b = Tensor::zeros(&[fan_out], DType::F32).set_requires_grad(true);
+            [w, b]
+        };
+        let mut params = layer(64, 64).to_vec();
+        params.extend(layer(64, 10));
+        Mlp { params }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let [w1, b1, w2, b2] = &self.params[..] else { unreachable!() };
+        (x.matmul(w1) + b1).relu().matmul(w2) + b2
+    }
+}
+
+/// Mean negative log-likelihood of the labels under softmax(logits).
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
+    -logits.log_softmax(1).gather(1, &labels.unsqueeze(1)).mean(&[], false)
+}
+
+fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let predicted = logits.argmax(Some(1), false);
+    predicted.eq(labels).to_vec::<f64>().iter().sum::<f64>() / labels.numel() as f64
+}
+
+fn main() -> ExitCode {
+    let path = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_DATA.to_string());
+    let (images, labels) = match tensorbrain::data::digits::load(&path) {
+        Ok(data) => data,
+        Err(e) => {
+            eprintln!("error: {e}\n(pass the path to digits.csv.gz as the first argument)");
+            return ExitCode::FAILURE;
+        }
+    };
+    manual_seed(0);
+
+    // Shuffle once, then hold out the last 297 images for testing.
+    let n = labels.numel();
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0));
+    let order = Tensor::from_vec(order, &[n]);
+    let (images, labels) = (images.index_select(0, &order), labels.index_select(0, &order));
+    let n_train = n - 297;
+    let (train_x, test_x) = (images.narrow(0, 0, n_train), images.narrow(0, n_train, n - n_train));
+    let (train_y, test_y) = (labels.narrow(0, 0, n_train), labels.narrow(0, n_train, n - n_train));
+    println!("digits: {n_train} training and {} test images of 8x8 pixels", n - n_train);
+
+    let model = Mlp::new();
+    let mut velocity: Vec<Tensor> = model.params.iter().map(|p| p.zeros_like()).collect();
+    let (lr, momentum, batch) = (0.1, 0.9, 64);
+    for epoch in 1..=20 {
+        let mut total = 0.0;
+        let mut batches = 0;
+        for start in (0..n_train).step_by(batch) {
+            let len = batch.min(n_train - start);
+            let (x, y) = (train_x.narrow(0, start, len), train_y.narrow(0, start, len));
+            let loss = cross_entropy(&model.forward(&x), &y);
+            loss.backward();
+            no_grad(|| {
+                for (p, v) in model.params.iter().zip(&mut velocity) {
+                    *v = &(&*v * momentum) + &p.grad().expect("every parameter gets a gradient");
+                    p.copy_from(&(p - &(&*v * lr)));
+                    p.zero_grad();
+                }
+            });
+            total += loss.item::<f32>() as f64;
+            batches += 1;
+        }
+        if epoch == 1 || epoch % 5 == 0 {
+            let train_acc = no_grad(|| accuracy(&model.forward(&train_x), &train_y));
+            println!("epoch {epoch:>2}  loss {:.4}  train accuracy {:.1}%", total / batches as f64, 100.0 * train_acc);
+        }
+    }
+    let test_acc = no_grad(|| accuracy(&model.forward(&test_x), &test_y));
+    println!("test accuracy {:.1}%", 100.0 * test_acc);
+    ExitCode::SUCCESS
+}

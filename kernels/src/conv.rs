@@ -1,0 +1,859 @@
+//! 2-D convolution (NCHW, PyTorch semantics) by im2col + GEMM.
+//!
+//! For one sample and one group, im2col unrolls the input into a matrix `col` of shape
+//! `[C/g · KH · KW, OH · OW]` (zeros where the window hangs over the padding), so that
+//!
+//! * forward:          `out[g]  = W[g] · col`                    (`[O/g, OH·OW]`)
+//! * backward (input): `col     = W[g]ᵀ · grad_out[g]`, then col2im scatters `col` back
+//! * backward (weight): `gW[g] += grad_out[g] · colᵀ`, summed over the batch.
+//!
+//! Transposes are strided views, never copies. A 1×1 kernel with stride 1 and no padding needs
+//! no unrolling at all: `col` is the input itself. Work is split across the batch with rayon
+//! when there is enough of it; otherwise (e.g. batch 1) gemm threads each product instead.
+
+use crate::gemm::matmul_with_threads;
+use crate::{threads, Float};
+use rayon::prelude::*;
+
+/// Convolution hyper-parameters, as in `torch.nn.functional.conv2d`; `[height, width]` pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Output `(OH, OW)` for an `h`×`w` input and a `kh`×`kw` kernel, or `None` if a size,
+    /// stride, dilation or `groups` is zero or the (dilated) kernel exceeds the padded input.
+    pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
+        if self.groups == 0 {
+            return None;
+        }
+        let oh = conv_out_len(h, kh, self.stride[0], self.padding[0], self.dilation[0])?;
+        let ow = conv_out_len(w, kw, self.stride[1], self.padding[1], self.dilation[1])?;
+        Some((oh, ow))
+    }
+}
+
+/// floor((input + 2·pad − dil·(kernel−1) − 1) / stride) + 1, or `None` when invalid or empty.
+fn conv_out_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> Option<usize> {
+    if input == 0 || kernel == 0 || stride == 0 || dil == 0 {
+        return None;
+    }
+    let span = dil.checked_mul(kernel - 1)?.checked_add(1)?;
+    let padded = input.checked_add(pad.checked_mul(2)?)?;
+    padded.checked_sub(span).map(|room| room / stride + 1)
+}
+
+/// All the sizes of one convolution, validated once.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    groups: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Geometry {
+    /// Panics with a message naming the mismatch when the shapes and parameters disagree.
+    fn new(x_shape: [usize; 4], w_shape: [usize; 4], p: &Conv2dParams) -> Self {
+        let [n, c, h, w] = x_shape;
+        let [o, cg, kh, kw] = w_shape;
+        let g = p.groups;
+        assert!(g > 0, "conv2d: groups must be positive");
+        assert!(
+            c % g == 0 && o % g == 0,
+            "conv2d: channels in ({c}) and out ({o}) must be divisible by groups ({g})"
+        );
+        assert_eq!(cg, c / g, "conv2d: weight {w_shape:?} expects {} input channels, input {x_shape:?} has {c} in {g} group(s)", cg * g);
+        let (oh, ow) = p.output_size(h, w, kh, kw).unwrap_or_else(|| {
+            panic!("conv2d: no output for input {x_shape:?}, weight {w_shape:?}, {p:?}")
+        });
+        Geometry {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            oh,
+            ow,
+            groups: g,
+            stride: p.stride,
+            padding: p.padding,
+            dilation: p.dilation,
+        }
+    }
+
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    fn og(&self) -> usize {
+        self.o / self.groups
+    }
+    fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Rows of `col`: one per (input channel, kernel row, kernel column) of a group.
+    fn col_rows(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn x_len(&self) -> usize {
+        self.n * self.c * self.in_plane()
+    }
+    fn w_len(&self) -> usize {
+        self.o * self.col_rows()
+    }
+    fn out_len(&self) -> usize {
+        self.n * self.o * self.out_plane()
+    }
+    /// Multiply-adds of the whole convolution, to decide on threading.
+    fn work(&self) -> usize {
+        self.out_len().saturating_mul(self.col_rows())
+    }
+    /// Whether `col` equals the input (1×1 kernel, stride 1, no padding): no unrolling needed.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+    /// Whether to split the batch across threads (each gemm single-threaded) rather than let
+    /// gemm thread each product: the batch split needs no synchronisation inside a sample but
+    /// only balances when there are at least as many samples as threads.
+    fn split_batch(&self) -> bool {
+        self.n >= threads::num_threads() && threads::worth_parallelising(self.work())
+    }
+    /// Threads each gemm may use: one when the batch is already split.
+    fn gemm_threads(&self) -> usize {
+        if self.split_batch() {
+            1
+        } else {
+            threads::num_threads()
+        }
+    }
+}
+
+/// Output positions `o` along one axis whose input index `o·stride + offset` lies in
+/// `0..in_len`, as a range `lo..hi` of `0..out_len` (the valid positions are contiguous).
+fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + s - 1) / s
+    };
+    let room = in_len as isize - offset; // o·s < room
+    let hi = if room <= 0 { 0 } else { (room + s - 1) / s };
+    let lo = (lo as usize).min(out_len);
+    let hi = (hi as usize).clamp(lo, out_len);
+    (lo, hi)
+}
+
+/// Calls `f(col_row, input_row, out_row, lo, hi, first)` for every (kernel tap, output row)
+/// pair of one group: `col_row` is the `col` row index, `input_row` the input row index within
+/// the group's channels (`None` when it falls in the padding), `out_row` the output row, and
+/// output columns `lo..hi` read input columns `first, first + stride_w, ...` (the rest of the
+/// output row reads padding).
+///
+/// Shared by im2col and col2im so their index arithmetic cannot drift apart.
+fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, Option<usize>, usize, usize, usize, usize)) {
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    for ch in 0..g.cg() {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ch * g.kh + ki) * g.kw + kj;
+                let off_w = (kj * dw) as isize - pw as isize;
+                let (lo, hi) = valid_range(g.ow, g.w, sw, off_w);
+                // Unused when lo == hi, where it might point past the row.
+                let first = if lo < hi {
+                    (lo as isize * sw as isize + off_w) as usize
+                } else {
+                    0
+                };
+                for oy in 0..g.oh {
+                    let iy = (oy * sh + ki * dh) as isize - ph as isize;
+                    let in_row = (0..g.h as isize)
+                        .contains(&iy)
+                        .then(|| ch * g.h + iy as usize);
+                    f(row, in_row, oy, lo, hi, first);
+                }
+            }
+        }
+    }
+}
+
+/// Unrolls one group of one sample (`x`: `[C/g, H, W]`) into `col` (`[C/g·KH·KW, OH·OW]`).
+fn im2col<T: Float>(g: &Geometry, x: &[T], col: &mut [T]) {
+    let (w, ow, ohw, sw) = (g.w, g.ow, g.out_plane(), g.stride[1]);
+    for_each_tap(g, |row, in_row, oy, lo, hi, first| {
+        let dst = &mut col[row * ohw + oy * ow..][..ow];
+        let Some(iy) = in_row else {
+            dst.fill(T::zero());
+            return;
+        };
+        let src = &x[iy * w..][..w];
+        dst[..lo].fill(T::zero());
+        dst[hi..].fill(T::zero());
+        let dst = &mut dst[lo..hi];
+        if sw == 1 {
+            dst.copy_from_slice(&src[first..first + dst.len()]);
+        } else {
+            for (d, s) in dst.iter_mut().zip(src[first..].iter().step_by(sw)) {
+                *d = *s;
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds every `col` entry back onto the input cell it came from.
+fn col2im<T: Float>(g: &Geometry, col: &[T], x: &mut [T]) {
+    let (w, ow, ohw, sw) = (g.w, g.ow, g.out_plane(), g.stride[1]);
+    for_each_tap(g, |row, in_row, oy, lo, hi, first| {
+        let Some(iy) = in_row else { return };
+        let src = &col[row * ohw + oy * ow..][lo..hi];
+        let dst = &mut x[iy * w..][..w];
+        if sw == 1 {
+            for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                *d = *d + *s;
+            }
+        } else {
+            for (d, s) in dst[first..].iter_mut().step_by(sw).zip(src) {
+                *d = *d + *s;
+            }
+        }
+    });
+}
+
+/// A strided matrix operand: element (i, j) of the matrix is `data[offset + i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+struct Operand<'a, T> {
+    data: &'a [T],
+    offset: usize,
+    rs: isize,
+    cs: isize,
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// A row-major matrix with `cols` columns starting at `data[offset]`.
+    fn rows(data: &'a [T], offset: usize, cols: usize) -> Self {
+        Operand {
+            data,
+            offset,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+    /// The transpose, as a view: the same elements with the strides swapped.
+    fn t(self) -> Self {
+        Operand {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `c` (row-major `m`×`n`) (+)= `a` (`m`×`k`) · `b` (`k`×`n`).
+#[allow(clippy::too_many_arguments)]
+fn matmul_into<T: Float>(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Operand<T>,
+    b: Operand<T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    let (a_data, b_data, c_rs) = (a.data, b.data, n as isize);
+    #[rustfmt::skip]
+    matmul_with_threads(
+        threads, m, k, n,
+        a_data, a.offset, a.rs, a.cs,
+        b_data, b.offset, b.rs, b.cs,
+        c, c_rs, 1,
+        accumulate,
+    );
+}
+
+/// `x` as the `col` matrix of one group: the input itself when pointwise, else unrolled into
+/// `scratch`.
+fn col_matrix<'a, T: Float>(g: &Geometry, x_group: &'a [T], scratch: &'a mut Vec<T>) -> &'a [T] {
+    if g.is_pointwise() {
+        return x_group;
+    }
+    scratch.resize(g.col_rows() * g.out_plane(), T::zero());
+    im2col(g, x_group, scratch);
+    scratch
+}
+
+/// Conv2d forward: `x` `[N, C, H, W]`, `w` `[O, C/groups, KH, KW]`, optional `bias` `[O]`;
+/// returns the contiguous output `[N, O, OH, OW]`. All inputs contiguous.
+///
+/// # Panics
+/// If the shapes disagree with each other, with the slices, or with `p` (see
+/// [`Conv2dParams::output_size`]).
+pub fn conv2d_forward<T: Float>(
+    x: &[T],
+    x_shape: [usize; 4],
+    w: &[T],
+    w_shape: [usize; 4],
+    bias: Option<&[T]>,
+    p: &Conv2dParams,
+) -> Vec<T> {
+    let g = Geometry::new(x_shape, w_shape, p);
+    assert_eq!(
+        x.len(),
+        g.x_len(),
+        "conv2d_forward: input length vs shape {x_shape:?}"
+    );
+    assert_eq!(
+        w.len(),
+        g.w_len(),
+        "conv2d_forward: weight length vs shape {w_shape:?}"
+    );
+    if let Some(b) = bias {
+        assert_eq!(
+            b.len(),
+            g.o,
+            "conv2d_forward: bias length vs {} output channels",
+            g.o
+        );
+    }
+    let mut out = vec![T::zero(); g.out_len()];
+    let gemm_threads = g.gemm_threads();
+    let sample_work = if g.split_batch() { g.work() } else { 0 };
+    threads::for_each_chunk_mut_init(
+        &mut out,
+        g.o * g.out_plane(),
+        sample_work,
+        Vec::new,
+        |col, s, out_s| {
+            forward_sample(
+                &g,
+                &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()],
+                w,
+                bias,
+                out_s,
+                col,
+                gemm_threads,
+            );
+        },
+    );
+    out
+}
+
+fn forward_sample<T: Float>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+    scratch: &mut Vec<T>,
+    gemm_threads: usize,
+) {
+    let (k, ohw, og, in_len) = (g.col_rows(), g.out_plane(), g.og(), g.cg() * g.in_plane());
+    for grp in 0..g.groups {
+        let col = col_matrix(g, &x[grp * in_len..][..in_len], scratch);
+        let col = Operand::rows(col, 0, ohw);
+        let w_g = Operand::rows(w, grp * og * k, k);
+        let out_g = &mut out[grp * og * ohw..][..og * ohw];
+        // out_g [og, ohw] = W_g [og, k] · col [k, ohw]
+        matmul_into(gemm_threads, og, k, ohw, w_g, col, out_g, false);
+    }
+    if let Some(b) = bias {
+        for (plane, &b) in out.chunks_mut(ohw).zip(b) {
+            plane.iter_mut().for_each(|v| *v = *v + b);
+        }
+    }
+}
+
+/// Gradient of conv2d with respect to its input: `grad_out` `[N, O, OH, OW]` and `w`
+/// `[O, C/groups, KH, KW]` give `[N, C, H, W]`.
+///
+/// # Panics
+/// As [`conv2d_forward`].
+pub fn conv2d_backward_input<T: Float>(
+    grad_out: &[T],
+    w: &[T],
+    x_shape: [usize; 4],
+    w_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Vec<T> {
+    let g = Geometry::new(x_shape, w_shape, p);
+    assert_eq!(
+        grad_out.len(),
+        g.out_len(),
+        "conv2d_backward_input: grad_out length"
+    );
+    assert_eq!(
+        w.len(),
+        g.w_len(),
+        "conv2d_backward_input: weight length vs shape {w_shape:?}"
+    );
+    let mut grad_x = vec![T::zero(); g.x_len()];
+    let gemm_threads = g.gemm_threads();
+    let sample_work = if g.split_batch() { g.work() } else { 0 };
+    let go_len = g.o * g.out_plane();
+    threads::for_each_chunk_mut_init(
+        &mut grad_x,
+        g.c * g.in_plane(),
+        sample_work,
+        Vec::new,
+        |col, s, gx_s| {
+            backward_input_sample(
+                &g,
+                &grad_out[s * go_len..][..go_len],
+                w,
+                gx_s,
+                col,
+                gemm_threads,
+            );
+        },
+    );
+    grad_x
+}
+
+fn backward_input_sample<T: Float>(
+    g: &Geometry,
+    grad_out: &[T],
+    w: &[T],
+    grad_x: &mut [T],
+    scratch: &mut Vec<T>,
+    gemm_threads: usize,
+) {
+    let (k, ohw, og, in_len) = (g.col_rows(), g.out_plane(), g.og(), g.cg() * g.in_plane());
+    for grp in 0..g.groups {
+        let go_g = Operand::rows(grad_out, grp * og * ohw, ohw);
+        let gx_g = &mut grad_x[grp * in_len..][..in_len];
+        // col [k, ohw] = W_gᵀ [k, og] · grad_out_g [og, ohw]
+        let w_g_t = Operand::rows(w, grp * og * k, k).t();
+        if g.is_pointwise() {
+            // col is the input gradient itself: write the product straight into it.
+            matmul_into(gemm_threads, k, og, ohw, w_g_t, go_g, gx_g, false);
+        } else {
+            scratch.resize(k * ohw, T::zero());
+            matmul_into(gemm_threads, k, og, ohw, w_g_t, go_g, scratch, false);
+            col2im(g, scratch, gx_g);
+        }
+    }
+}
+
+/// Gradient of conv2d with respect to its weight: `grad_out` `[N, O, OH, OW]` and `x`
+/// `[N, C, H, W]` give `[O, C/groups, KH, KW]`, summed over the batch.
+///
+/// # Panics
+/// As [`conv2d_forward`].
+pub fn conv2d_backward_weight<T: Float>(
+    grad_out: &[T],
+    x: &[T],
+    x_shape: [usize; 4],
+    w_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Vec<T> {
+    let g = Geometry::new(x_shape, w_shape, p);
+    assert_eq!(
+        grad_out.len(),
+        g.out_len(),
+        "conv2d_backward_weight: grad_out length"
+    );
+    assert_eq!(
+        x.len(),
+        g.x_len(),
+        "conv2d_backward_weight: input length vs shape {x_shape:?}"
+    );
+    let ranges = if g.split_batch() {
+        threads::split_range(g.n, g.work())
+    } else {
+        Vec::new()
+    };
+    if ranges.len() <= 1 {
+        let mut grad_w = vec![T::zero(); g.w_len()];
+        let mut scratch = Vec::new();
+        for s in 0..g.n {
+            backward_weight_sample(
+                &g,
+                grad_out,
+                x,
+                s,
+                &mut grad_w,
+                &mut scratch,
+                threads::num_threads(),
+            );
+        }
+        return grad_w;
+    }
+    // Each thread sums its own run of samples; the partial sums are added at the end (the
+    // weight is small next to the activations, so the extra copies are cheap).
+    let partials: Vec<Vec<T>> = ranges
+        .into_par_iter()
+        .map(|range| {
+            let mut part = vec![T::zero(); g.w_len()];
+            let mut scratch = Vec::new();
+            for s in range {
+                backward_weight_sample(&g, grad_out, x, s, &mut part, &mut scratch, 1);
+            }
+            part
+        })
+        .collect();
+    let (first, rest) = partials.split_first().expect("at least two partial sums");
+    let mut grad_w = first.clone();
+    for part in rest {
+        grad_w.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b);
+    }
+    grad_w
+}
+
+/// Adds sample `s`'s contribution to `grad_w`.
+fn backward_weight_sample<T: Float>(
+    g: &Geometry,
+    grad_out: &[T],
+    x: &[T],
+    s: usize,
+    grad_w: &mut [T],
+    scratch: &mut Vec<T>,
+    gemm_threads: usize,
+) {
+    let (k, ohw, og, in_len) = (g.col_rows(), g.out_plane(), g.og(), g.cg() * g.in_plane());
+    let go_s = &grad_out[s * g.o * ohw..][..g.o * ohw];
+    let x_s = &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()];
+    for grp in 0..g.groups {
+        let col = col_matrix(g, &x_s[grp * in_len..][..in_len], scratch);
+        let col_t = Operand::rows(col, 0, ohw).t();
+        let go_g = Operand::rows(go_s, grp * og * ohw, ohw);
+        let gw_g = &mut grad_w[grp * og * k..][..og * k];
+        // gW_g [og, k] += grad_out_g [og, ohw] · colᵀ [ohw, k]
+        matmul_into(gemm_threads, og, ohw, k, go_g, col_t, gw_g, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::test_support::{assert_close, Rng};
+
+    /// Input coordinate along one axis for output `o` and tap `k`, if inside the input.
+    fn tap(o: usize, k: usize, stride: usize, pad: usize, dil: usize, len: usize) -> Option<usize> {
+        let i = (o * stride + k * dil) as isize - pad as isize;
+        (0..len as isize).contains(&i).then_some(i as usize)
+    }
+
+    /// Calls `f(x_index, w_index, out_index)` for every multiply-add of a direct convolution.
+    fn for_each_mac(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
+        let (cg, og) = (g.cg(), g.og());
+        for n in 0..g.n {
+            for o in 0..g.o {
+                let grp = o / og;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let out_i = ((n * g.o + o) * g.oh + oy) * g.ow + ox;
+                        for ci in 0..cg {
+                            let c = grp * cg + ci;
+                            for ki in 0..g.kh {
+                                let Some(iy) =
+                                    tap(oy, ki, g.stride[0], g.padding[0], g.dilation[0], g.h)
+                                else {
+                                    continue;
+                                };
+                                for kj in 0..g.kw {
+                                    let Some(ix) =
+                                        tap(ox, kj, g.stride[1], g.padding[1], g.dilation[1], g.w)
+                                    else {
+                                        continue;
+                                    };
+                                    let x_i = ((n * g.c + c) * g.h + iy) * g.w + ix;
+                                    let w_i = ((o * cg + ci) * g.kh + ki) * g.kw + kj;
+                                    f(x_i, w_i, out_i);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_f64<T: Float>(v: &[T]) -> Vec<f64> {
+        v.iter().map(|&x| x.to_f64()).collect()
+    }
+
+    struct Case {
+        x_shape: [usize; 4],
+        w_shape: [usize; 4],
+        p: Conv2dParams,
+    }
+
+    fn random_case(rng: &mut Rng) -> Case {
+        let groups = [1, 1, 2, 3][rng.below(4)];
+        let cg = 1 + rng.below(3);
+        let og = 1 + rng.below(3);
+        let kh = 1 + rng.below(3);
+        let kw = 1 + rng.below(3);
+        let p = Conv2dParams {
+            stride: [1 + rng.below(3), 1 + rng.below(3)],
+            padding: [rng.below(3), rng.below(3)],
+            dilation: [1 + rng.below(2), 1 + rng.below(2)],
+            groups,
+        };
+        let x_shape = [
+            1 + rng.below(3),
+            cg * groups,
+            1 + rng.below(9),
+            1 + rng.below(9),
+        ];
+        Case {
+            x_shape,
+            w_shape: [og * groups, cg, kh, kw],
+            p,
+        }
+    }
+
+    fn check_case<T: Float>(rng: &mut Rng, case: &Case, tol: f64) {
+        let Case {
+            x_shape,
+            w_shape,
+            p,
+        } = case;
+        let (x_shape, w_shape) = (*x_shape, *w_shape);
+        let g = Geometry::new(x_shape, w_shape, p);
+        let x: Vec<T> = rng.vec(g.x_len());
+        let w: Vec<T> = rng.vec(g.w_len());
+        let bias: Vec<T> = rng.vec(g.o);
+        let go: Vec<T> = rng.vec(g.out_len());
+        let (xf, wf, gof) = (to_f64(&x), to_f64(&w), to_f64(&go));
+
+        let mut want_out = vec![0.0; g.out_len()];
+        let mut want_gx = vec![0.0; g.x_len()];
+        let mut want_gw = vec![0.0; g.w_len()];
+        for_each_mac(&g, |xi, wi, oi| {
+            want_out[oi] += xf[xi] * wf[wi];
+            want_gx[xi] += gof[oi] * wf[wi];
+            want_gw[wi] += gof[oi] * xf[xi];
+        });
+        let plane = g.out_plane();
+        for (i, v) in want_out.iter_mut().enumerate() {
+            *v += bias[(i / plane) % g.o].to_f64();
+        }
+
+        let what = format!("x {x_shape:?} w {w_shape:?} {p:?}");
+        let out = conv2d_forward(&x, x_shape, &w, w_shape, Some(&bias), p);
+        assert_close(&out, &want_out, tol, &format!("forward {what}"));
+        let gx = conv2d_backward_input(&go, &w, x_shape, w_shape, p);
+        assert_close(&gx, &want_gx, tol, &format!("backward_input {what}"));
+        let gw = conv2d_backward_weight(&go, &x, x_shape, w_shape, p);
+        assert_close(&gw, &want_gw, tol, &format!("backward_weight {what}"));
+    }
+
+    fn check_random<T: Float>(seed: u64, tol: f64) {
+        let mut rng = Rng::new(seed);
+        let mut checked = 0;
+        while checked < 150 {
+            let case = random_case(&mut rng);
+            let [_, _, kh, kw] = case.w_shape;
+            if case
+                .p
+                .output_size(case.x_shape[2], case.x_shape[3], kh, kw)
+                .is_none()
+            {
+                continue;
+            }
+            check_case::<T>(&mut rng, &case, tol);
+            checked += 1;
+        }
+    }
+
+    #[test]
+    fn conv_random_f32() {
+        check_random::<f32>(21, 1e-5);
+    }
+
+    #[test]
+    fn conv_random_f64() {
+        check_random::<f64>(22, 1e-12);
+    }
+
+    #[test]
+    fn conv_special_shapes() {
+        let mut rng = Rng::new(23);
+        let p = |stride, padding, dilation, groups| Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        let cases = [
+            // pointwise (no im2col), and 1×1 with stride (im2col needed)
+            Case {
+                x_shape: [2, 6, 5, 7],
+                w_shape: [4, 6, 1, 1],
+                p: p([1, 1], [0, 0], [1, 1], 1),
+            },
+            Case {
+                x_shape: [2, 6, 5, 7],
+                w_shape: [4, 3, 1, 1],
+                p: p([2, 1], [0, 0], [1, 1], 2),
+            },
+            // depthwise
+            Case {
+                x_shape: [3, 4, 8, 8],
+                w_shape: [8, 1, 3, 3],
+                p: p([1, 1], [1, 1], [1, 1], 4),
+            },
+            // kernel covers the whole padded input
+            Case {
+                x_shape: [1, 2, 3, 3],
+                w_shape: [2, 2, 5, 5],
+                p: p([1, 1], [1, 1], [1, 1], 1),
+            },
+            // large enough to go down the threaded paths (batch split and gemm threads)
+            Case {
+                x_shape: [4, 8, 20, 20],
+                w_shape: [16, 8, 3, 3],
+                p: p([1, 1], [1, 1], [1, 1], 1),
+            },
+            Case {
+                x_shape: [1, 16, 24, 24],
+                w_shape: [32, 8, 3, 3],
+                p: p([2, 2], [1, 1], [2, 2], 2),
+            },
+        ];
+        for case in &cases {
+            check_case::<f64>(&mut rng, case, 1e-12);
+            // The large cases sum over ~2000 products: f32 rounding grows with that.
+            check_case::<f32>(&mut rng, case, 1e-4);
+        }
+    }
+
+    #[test]
+    fn conv_empty_batch() {
+        let p = Conv2dParams::default();
+        let out = conv2d_forward::<f32>(&[], [0, 2, 4, 4], &[0.0; 18], [1, 2, 3, 3], None, &p);
+        assert!(out.is_empty());
+        let gw = conv2d_backward_weight::<f32>(&[], &[], [0, 2, 4, 4], [1, 2, 3, 3], &p);
+        assert_eq!(gw, vec![0.0; 18]);
+    }
+
+    #[test]
+    fn output_size_matches_pytorch_formula() {
+        let p = Conv2dParams {
+            stride: [2, 3],
+            padding: [1, 0],
+            dilation: [2, 1],
+            groups: 1,
+        };
+        // (7 + 2 - 2*2 - 1)/2 + 1 = 3, (10 - 2 - 1)/3 + 1 = 3
+        assert_eq!(p.output_size(7, 10, 3, 3), Some((3, 3)));
+        assert_eq!(p.output_size(2, 10, 3, 3), None);
+        assert_eq!(
+            Conv2dParams { groups: 0, ..p }.output_size(7, 10, 3, 3),
+            None
+        );
+        assert_eq!(
+            Conv2dParams {
+                stride: [0, 1],
+                ..p
+            }
+            .output_size(7, 10, 3, 3),
+            None
+        );
+    }
+
+    /// `cargo test -p tensorbrain-kernels --release -- --ignored --nocapture --test-threads=1`
+    /// (one test at a time: the timings share the cores and the thread setting).
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn conv_gflops() {
+        let mut rng = Rng::new(24);
+        let (x_shape, w_shape) = ([8, 64, 56, 56], [64, 64, 3, 3]);
+        let p = Conv2dParams {
+            padding: [1, 1],
+            ..Default::default()
+        };
+        let g = Geometry::new(x_shape, w_shape, &p);
+        let x: Vec<f32> = rng.vec(g.x_len());
+        let w: Vec<f32> = rng.vec(g.w_len());
+        let go: Vec<f32> = rng.vec(g.out_len());
+        let flop = 2.0 * g.work() as f64;
+        let time = |f: &dyn Fn()| {
+            f(); // warm-up
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        };
+        let report = |what: &str, secs: f64| {
+            println!(
+                "conv {x_shape:?} * {w_shape:?} {what}: {:.1} ms, {:.1} GFLOP/s",
+                secs * 1e3,
+                flop / secs / 1e9
+            );
+        };
+        report(
+            "forward",
+            time(&|| drop(conv2d_forward(&x, x_shape, &w, w_shape, None, &p))),
+        );
+        report(
+            "backward_input",
+            time(&|| drop(conv2d_backward_input(&go, &w, x_shape, w_shape, &p))),
+        );
+        report(
+            "backward_weight",
+            time(&|| drop(conv2d_backward_weight(&go, &x, x_shape, w_shape, &p))),
+        );
+    }
+
+    #[test]
+    fn valid_range_brute_force() {
+        for out_len in 0..6 {
+            for in_len in 0..6 {
+                for stride in 1..4 {
+                    for offset in -5..6 {
+                        let valid: Vec<usize> = (0..out_len)
+                            .filter(|&o| {
+                                (0..in_len as isize)
+                                    .contains(&(o as isize * stride as isize + offset))
+                            })
+                            .collect();
+                        let (lo, hi) = valid_range(out_len, in_len, stride, offset);
+                        assert_eq!(
+                            (lo..hi).collect::<Vec<_>>(),
+                            valid,
+                            "{out_len} {in_len} {stride} {offset}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

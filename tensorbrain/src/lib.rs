@@ -4,11 +4,13 @@
 //! kernels from `tensorbrain-kernels`. See the README for the tour.
 
 pub mod autograd;
+pub mod data;
 pub mod ops;
 pub mod tensor;
 
 pub use ops::{manual_seed, Generator};
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};
+pub use tensorbrain_kernels::threads::{num_threads, set_num_threads};
 
 /// The names most programs need.
 pub mod prelude {

@@ -10,6 +10,7 @@ pub(crate) mod binary;
 pub(crate) mod cast;
 pub(crate) mod creation;
 pub(crate) mod index;
+pub(crate) mod inplace;
 pub(crate) mod matmul;
 pub(crate) mod movement;
 pub(crate) mod nn;
