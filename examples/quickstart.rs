@@ -1,5 +1,6 @@
-//! Quickstart: a two-layer classifier for scikit-learn's 8x8 digits, trained with the
-//! dynamic tape and plain SGD with momentum.
+//! Quickstart: a two-layer classifier for scikit-learn's 8x8 digits, defined with `#[model]`
+//! (shapes checked at compile time, backward generated) and trained with SGD and momentum,
+//! the loss computed eagerly on the tape around the model.
 //!
 //!     cargo run --release --example quickstart [path/to/digits.csv.gz]
 
@@ -12,28 +13,18 @@ use tensorbrain::prelude::*;
 
 const DEFAULT_DATA: &str = "../shared/data/digits/digits.csv.gz";
 
-/// Weights and biases of a 64-64-10 perceptron.
-struct Mlp {
-    params: Vec<Tensor>,
+/// A 64-64-10 perceptron. `cargo build` checks every shape in `forward`, and the macro
+/// generates its backward pass.
+#[model]
+pub struct Mlp {
+    fc1: Linear<64, 64>,
+    fc2: Linear<64, 10>,
 }
 
+#[model]
 impl Mlp {
-    fn new() -> Mlp {
-        // Kaiming-uniform-like scale, as PyTorch's Linear would use.
-        let layer = |fan_in: usize, fan_out: usize| {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let w = (Tensor::rand(&[fan_in, fan_out], DType::F32) * (2.0 * bound) - bound).set_requires_grad(true);
-            let b = Tensor::zeros(&[fan_out], DType::F32).set_requires_grad(true);
-            [w, b]
-        };
-        let mut params = layer(64, 64).to_vec();
-        params.extend(layer(64, 10));
-        Mlp { params }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let [w1, b1, w2, b2] = &self.params[..] else { unreachable!() };
-        (x.matmul(w1) + b1).relu().matmul(w2) + b2
+    pub fn forward(&self, x: tb![B, 64]) -> tb![B, 10] {
+        self.fc2(self.fc1(x).relu())
     }
 }
 
@@ -42,8 +33,9 @@ fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
     -logits.log_softmax(1).gather(1, &labels.unsqueeze(1)).mean(&[], false)
 }
 
-fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
-    let predicted = logits.argmax(Some(1), false);
+fn accuracy(model: &Mlp, images: &Tensor, labels: &Tensor) -> f64 {
+    let images: tb![_, 64] = images.typed().expect("digits are [N, 64]");
+    let predicted = no_grad(|| model.forward(images)).argmax(Some(1), false);
     predicted.eq(labels).to_vec::<f64>().iter().sum::<f64>() / labels.numel() as f64
 }
 
@@ -69,8 +61,10 @@ fn main() -> ExitCode {
     let (train_y, test_y) = (labels.narrow(0, 0, n_train), labels.narrow(0, n_train, n - n_train));
     println!("digits: {n_train} training and {} test images of 8x8 pixels", n - n_train);
 
-    let model = Mlp::new();
-    let mut velocity: Vec<Tensor> = model.params.iter().map(|p| p.zeros_like()).collect();
+    let model = Mlp::init(0);
+    println!("{}", model.summary());
+    let params = model.parameters();
+    let mut velocity: Vec<Tensor> = params.iter().map(|p| p.zeros_like()).collect();
     let (lr, momentum, batch) = (0.1, 0.9, 64);
     for epoch in 1..=20 {
         let mut total = 0.0;
@@ -78,10 +72,11 @@ fn main() -> ExitCode {
         for start in (0..n_train).step_by(batch) {
             let len = batch.min(n_train - start);
             let (x, y) = (train_x.narrow(0, start, len), train_y.narrow(0, start, len));
-            let loss = cross_entropy(&model.forward(&x), &y);
+            let images: tb![_, 64] = x.typed().expect("digits are [N, 64]");
+            let loss = cross_entropy(&model.forward(images), &y);
             loss.backward();
             no_grad(|| {
-                for (p, v) in model.params.iter().zip(&mut velocity) {
+                for (p, v) in params.iter().zip(&mut velocity) {
                     *v = &(&*v * momentum) + &p.grad().expect("every parameter gets a gradient");
                     p.copy_from(&(p - &(&*v * lr)));
                     p.zero_grad();
@@ -91,11 +86,11 @@ fn main() -> ExitCode {
             batches += 1;
         }
         if epoch == 1 || epoch % 5 == 0 {
-            let train_acc = no_grad(|| accuracy(&model.forward(&train_x), &train_y));
+            let train_acc = accuracy(&model, &train_x, &train_y);
             println!("epoch {epoch:>2}  loss {:.4}  train accuracy {:.1}%", total / batches as f64, 100.0 * train_acc);
         }
     }
-    let test_acc = no_grad(|| accuracy(&model.forward(&test_x), &test_y));
+    let test_acc = accuracy(&model, &test_x, &test_y);
     println!("test accuracy {:.1}%", 100.0 * test_acc);
     ExitCode::SUCCESS
 }

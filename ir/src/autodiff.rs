@@ -16,6 +16,8 @@ pub struct Backward {
     /// Forward nodes `0..forward_len`, then the backward nodes.
     pub graph: Graph,
     pub forward_len: usize,
+    /// The forward output being differentiated.
+    pub forward_output: NodeId,
     /// The input node holding the gradient of the forward output.
     pub grad_output: NodeId,
     /// For each forward input and parameter (in graph order), the node holding its gradient,
@@ -99,7 +101,7 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     let leaves: Vec<NodeId> = (0..n).filter(|&i| matches!(forward.nodes[i].op, Op::Input { .. } | Op::Param { .. })).collect();
     let grads: Vec<(NodeId, Option<NodeId>)> = leaves.iter().map(|&i| (i, if needs[i] { grad[i] } else { None })).collect();
     g.outputs = grads.iter().filter_map(|&(_, gi)| gi).collect();
-    Ok(Backward { graph: g, forward_len: n, grad_output, grads })
+    Ok(Backward { graph: g, forward_len: n, forward_output: out, grad_output, grads })
 }
 
 /// `grad` reduced to the shape of node `like` if broadcasting made it larger.
@@ -118,7 +120,10 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
     let l = label.as_str();
     Ok(match &node.op {
         Op::Input { .. } | Op::Param { .. } | Op::Fill { .. } | Op::DropoutMask { .. } => vec![],
-        Op::Unary(u) => vec![(x(0), g.add(Op::UnaryBackward(*u), &[x(0), y, gy], l)?)],
+        Op::Unary(u) => {
+            let s = if u.grad_from_output() { y } else { x(0) };
+            vec![(x(0), g.add(Op::UnaryBackward(*u), &[s, gy], l)?)]
+        }
         Op::Binary(b) => {
             let (a, bb) = (x(0), x(1));
             let (sa, sb) = (a, bb);

@@ -19,11 +19,21 @@ pub enum UnaryOp {
     GeluTanh,
     Silu,
     Softplus,
+    Log1p,
+    Square,
+    Reciprocal,
+    Erf,
     Elu(f64),
     LeakyRelu(f64),
 }
 
 impl UnaryOp {
+    /// Whether the derivative is computed from the op's output rather than its input (so a
+    /// training forward saves only the one it needs): exp' = exp, sigmoid' = y (1 - y), ...
+    pub fn grad_from_output(self) -> bool {
+        matches!(self, UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Reciprocal)
+    }
+
     /// The runtime method name (`x.relu()`), also what users write in `forward`.
     pub fn method(self) -> &'static str {
         match self {
@@ -42,6 +52,10 @@ impl UnaryOp {
             UnaryOp::GeluTanh => "gelu_tanh",
             UnaryOp::Silu => "silu",
             UnaryOp::Softplus => "softplus",
+            UnaryOp::Log1p => "log1p",
+            UnaryOp::Square => "square",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Erf => "erf",
             UnaryOp::Elu(_) => "elu",
             UnaryOp::LeakyRelu(_) => "leaky_relu",
         }
@@ -65,6 +79,10 @@ impl UnaryOp {
             "gelu_tanh" => UnaryOp::GeluTanh,
             "silu" => UnaryOp::Silu,
             "softplus" => UnaryOp::Softplus,
+            "log1p" => UnaryOp::Log1p,
+            "square" => UnaryOp::Square,
+            "reciprocal" => UnaryOp::Reciprocal,
+            "erf" => UnaryOp::Erf,
             _ => return None,
         })
     }
@@ -221,7 +239,8 @@ pub enum Op {
     Pool2dBackward { kind: PoolKind, geometry: PoolGeometry, count_include_pad: bool },
     /// [x]: a random keep-mask scaled by 1/(1-p), same shape as x.
     DropoutMask { p: f64 },
-    /// [x, y, grad_out] -> grad of a unary op's input, given its input x and output y.
+    /// [s, grad_out] -> grad of a unary op's input, where `s` is the op's output if
+    /// [`UnaryOp::grad_from_output`] holds, else its input.
     UnaryBackward(UnaryOp),
     /// [y, grad_out] -> grad of softmax's input, given its output y.
     SoftmaxBackward { dim: usize },

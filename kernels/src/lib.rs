@@ -6,6 +6,7 @@
 
 pub mod float;
 pub mod gemm;
+pub mod index;
 pub mod conv;
 pub mod pool;
 pub mod threads;

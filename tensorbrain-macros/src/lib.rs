@@ -1,1 +1,51 @@
-//! Procedural macros for TensorBrain. `#[model]` and `tb![]` arrive with the static-shape issue.
+//! Procedural macros for TensorBrain.
+//!
+//! - `tb![B, 784]` writes a typed tensor type with plain numbers.
+//! - `#[model]` on a struct derives `Module` (parameters, init, train/eval, save/load,
+//!   summary); on the struct's impl it parses `forward` into the IR, checks every shape with
+//!   spans pointing at the user's code, and emits the inference path, the training path with
+//!   its generated backward, and `graph()`.
+//!
+//! Each expansion is parse -> validate (with `syn::Error` for every user mistake) -> expand.
+
+mod layers;
+mod lower;
+mod model_impl;
+mod model_struct;
+mod tb;
+
+use proc_macro::TokenStream;
+
+/// A typed tensor type: `tb![B, 784]` is `Tensor<(B, Const<784>), f32>`; `tb![B, 3, 32, 32; f16]`
+/// names the element type; `_` is a size known only at run time.
+#[proc_macro]
+pub fn tb(input: TokenStream) -> TokenStream {
+    tb::expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Marks a model: on a struct of layers, derives `Module`; on its impl, compiles `forward`.
+#[proc_macro_attribute]
+pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args: proc_macro2::TokenStream = args.into();
+    let result = if !args.is_empty() {
+        Err(syn::Error::new_spanned(args, "#[model] takes no arguments"))
+    } else {
+        match syn::parse::<syn::Item>(input) {
+            Ok(syn::Item::Struct(s)) => model_struct::expand(s),
+            Ok(syn::Item::Impl(i)) => model_impl::forward_to_struct_macro(i),
+            Ok(other) => Err(syn::Error::new_spanned(
+                other,
+                "#[model] goes on a struct whose fields are layers, or on that struct's impl with `forward`",
+            )),
+            Err(e) => Err(e),
+        }
+    };
+    result.unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Implementation detail of `#[model]`: receives a struct's fields and its impl together.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __model_impl(input: TokenStream) -> TokenStream {
+    model_impl::expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}

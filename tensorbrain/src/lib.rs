@@ -3,17 +3,32 @@
 //! The runtime is a dynamic tensor library with tape-based autograd ([`Tensor`]), running on
 //! kernels from `tensorbrain-kernels`. See the README for the tour.
 
+// Generated code names this crate `::tensorbrain`, also from inside it (tests, examples).
+extern crate self as tensorbrain;
+
 pub mod autograd;
+pub mod checkpoint;
 pub mod data;
+pub mod exec;
+pub mod nn;
 pub mod ops;
+pub mod shape;
 pub mod tensor;
 
 pub use ops::{manual_seed, Generator};
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};
+pub use half::{bf16, f16};
 pub use tensorbrain_kernels::threads::{num_threads, set_num_threads};
+/// The graph IR, shared with the `#[model]` macro.
+pub use tensorbrain_ir as ir;
+pub use tensorbrain_macros::{model, tb};
+#[doc(hidden)]
+pub use tensorbrain_macros::__model_impl;
 
 /// The names most programs need.
 pub mod prelude {
     pub use crate::autograd::{no_grad, no_grad_guard};
-    pub use crate::{manual_seed, DType, Device, Tensor};
+    pub use crate::nn::{AvgPool2d, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, Module, ModuleExt, ReLU, GELU};
+    pub use crate::shape::{Const, Dim, Dyn};
+    pub use crate::{manual_seed, model, tb, DType, Device, Tensor};
 }

@@ -95,6 +95,18 @@ pub(crate) fn record(
     out.with_grad_fn(node)
 }
 
+/// Records a user-defined op: `out` was computed from `inputs` (without recording), and
+/// `backward(grad_out, needs)` returns one gradient per input. This is how a `#[model]`
+/// forward becomes a single tape node whose backward is generated code.
+pub fn custom_op(
+    name: &'static str,
+    out: Tensor,
+    inputs: &[&Tensor],
+    backward: impl Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+) -> Tensor {
+    record(name, out, inputs, backward)
+}
+
 impl Tensor {
     /// Whether gradients flow to (a leaf) or through (an op output) this tensor.
     pub fn requires_grad(&self) -> bool {

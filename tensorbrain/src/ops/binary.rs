@@ -280,6 +280,11 @@ impl Tensor {
             Ok(vec![Some(g.try_mul(&d)?)])
         }))
     }
+
+    /// A 0-d tensor of this tensor's (float) dtype, for mixing with Rust numbers.
+    pub(crate) fn scalar_like(&self, value: f64) -> Result<Tensor> {
+        float_dispatch!("scalar", self.dtype(), T => Ok(Tensor::from_vec(vec![<T as tensorbrain_kernels::Float>::from_f64(value)], &[])))
+    }
 }
 
 panicking! {

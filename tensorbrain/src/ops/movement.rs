@@ -1,11 +1,12 @@
 //! Shape and layout ops. Most are views: they share storage and only change the layout.
 
+use tensorbrain_kernels::index::copy_strided;
 use tensorbrain_kernels::strided::copy_into;
 
-use super::{any_dispatch, panicking};
+use super::{any_dispatch, ok, panicking};
 use crate::autograd::record;
 use crate::tensor::layout::{normalize_dim, Layout};
-use crate::tensor::{Error, Result, StorageElement, Tensor};
+use crate::tensor::{Element, Error, Result, StorageElement, Tensor};
 
 impl Tensor {
     /// Resolves a shape that may hold one `-1` against this tensor's element count.
@@ -224,6 +225,189 @@ impl Tensor {
         self.try_slice(dim, start as isize, (start + len) as isize, 1)
     }
 
+    /// Concatenates tensors along `dim` (`torch.cat`). Sizes must match except in `dim`; like
+    /// PyTorch, 1-D empty tensors (shape `[0]`) are skipped whatever the others' shapes.
+    #[track_caller]
+    pub fn cat(tensors: &[&Tensor], dim: isize) -> Tensor {
+        ok(Tensor::try_cat(tensors, dim))
+    }
+
+    pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        const OP: &str = "cat";
+        let Some(&first) = tensors.first() else {
+            return Err(Error::invalid(OP, &[], "expected a non-empty list of tensors"));
+        };
+        let skipped = |t: &Tensor| t.rank() == 1 && t.numel() == 0;
+        for (i, t) in tensors.iter().enumerate() {
+            if t.rank() == 0 {
+                return Err(Error::invalid(OP, t.shape(), format!("zero-dimensional tensor (at position {i}) cannot be concatenated")));
+            }
+            if t.dtype() != first.dtype() {
+                return Err(Error::invalid(
+                    OP,
+                    t.shape(),
+                    format!("tensor {i} has dtype {} but tensor 0 has dtype {}; convert with to_dtype first", t.dtype(), first.dtype()),
+                ));
+            }
+            if t.device() != first.device() {
+                return Err(Error::invalid(OP, t.shape(), format!("tensor {i} is on {} but tensor 0 is on {}", t.device(), first.device())));
+            }
+        }
+        let ri = tensors.iter().position(|t| !skipped(t)).unwrap_or(0);
+        let reference = tensors[ri];
+        let rank = reference.rank();
+        let d = normalize_dim(OP, dim, rank)?;
+        let mut ranges = Vec::with_capacity(tensors.len());
+        let mut total = 0;
+        for (i, t) in tensors.iter().enumerate() {
+            if skipped(t) && i != ri {
+                ranges.push(None);
+                continue;
+            }
+            let same = t.rank() == rank && (0..rank).all(|k| k == d || t.shape()[k] == reference.shape()[k]);
+            if !same {
+                return Err(Error::invalid(
+                    OP,
+                    t.shape(),
+                    format!(
+                        "tensor {i} has shape {:?} but tensor {ri} has shape {:?}; sizes must match except in dim {d}",
+                        t.shape(),
+                        reference.shape()
+                    ),
+                ));
+            }
+            ranges.push(Some((total, t.shape()[d])));
+            total += t.shape()[d];
+        }
+        let mut out_shape = reference.shape().to_vec();
+        out_shape[d] = total;
+        let full = Layout::contiguous(&out_shape);
+        let out = any_dispatch!(first.dtype(), T => {
+            let mut buf = vec![T::default(); full.numel()];
+            for (t, r) in tensors.iter().zip(&ranges) {
+                let Some((start, n)) = *r else { continue };
+                let view = full.slice(d, start, start + n, 1);
+                let (s, l) = (t.storage(), t.layout());
+                copy_strided(s.cpu().as_slice::<T>(), l.offset, &l.strides, &mut buf, view.offset, &view.strides, &l.shape);
+            }
+            Tensor::from_storage(T::wrap(buf), &out_shape)
+        });
+        Ok(record(OP, out, tensors, move |g, need| {
+            ranges
+                .iter()
+                .zip(need)
+                .map(|(r, &need)| match (need, r) {
+                    (false, _) => Ok(None),
+                    (true, Some((start, n))) => Ok(Some(g.try_narrow(d as isize, *start, *n)?)),
+                    (true, None) => Ok(Some(Tensor::zeros(&[0], g.dtype()))),
+                })
+                .collect()
+        }))
+    }
+
+    /// Stacks equal-shaped tensors along a new dim `dim` (`torch.stack`).
+    #[track_caller]
+    pub fn stack(tensors: &[&Tensor], dim: isize) -> Tensor {
+        ok(Tensor::try_stack(tensors, dim))
+    }
+
+    pub fn try_stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        const OP: &str = "stack";
+        let Some(&first) = tensors.first() else {
+            return Err(Error::invalid(OP, &[], "expected a non-empty list of tensors"));
+        };
+        let d = normalize_dim(OP, dim, first.rank() + 1)?;
+        for (i, t) in tensors.iter().enumerate() {
+            if t.shape() != first.shape() {
+                return Err(Error::invalid(
+                    OP,
+                    t.shape(),
+                    format!("tensor {i} has shape {:?} but tensor 0 has shape {:?}; stack needs equal shapes", t.shape(), first.shape()),
+                ));
+            }
+        }
+        let parts: Vec<Tensor> = tensors.iter().map(|t| t.try_unsqueeze(d as isize)).collect::<Result<_>>()?;
+        Tensor::try_cat(&parts.iter().collect::<Vec<_>>(), d as isize)
+    }
+
+    /// Splits into views of `split_size` along `dim`; the last piece may be smaller
+    /// (`torch.split` with an int).
+    pub fn try_split(&self, split_size: usize, dim: isize) -> Result<Vec<Tensor>> {
+        const OP: &str = "split";
+        if self.rank() == 0 {
+            return Err(Error::invalid(OP, self.shape(), "split expects at least a 1-dimensional tensor"));
+        }
+        let d = normalize_dim(OP, dim, self.rank())?;
+        let n = self.shape()[d];
+        if split_size == 0 && n != 0 {
+            return Err(Error::invalid(OP, self.shape(), format!("split_size can only be 0 if dim {d} has size 0, it has {n}")));
+        }
+        let pieces = if split_size == 0 { 1 } else { n.div_ceil(split_size).max(1) };
+        (0..pieces)
+            .map(|i| {
+                let start = i * split_size;
+                self.try_narrow(d as isize, start, split_size.min(n - start))
+            })
+            .collect()
+    }
+
+    /// Splits into `chunks` views along `dim`, each of size `ceil(n / chunks)` (the last smaller);
+    /// may return fewer than `chunks` pieces, like `torch.chunk`.
+    pub fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
+        const OP: &str = "chunk";
+        if chunks == 0 {
+            return Err(Error::invalid(OP, self.shape(), "chunks must be greater than 0"));
+        }
+        if self.rank() == 0 {
+            return Err(Error::invalid(OP, self.shape(), "chunk expects at least a 1-dimensional tensor"));
+        }
+        let d = normalize_dim(OP, dim, self.rank())?;
+        let n = self.shape()[d];
+        if n == 0 {
+            // PyTorch keeps the count here: `chunks` empty pieces.
+            return (0..chunks).map(|_| self.try_narrow(d as isize, 0, 0)).collect();
+        }
+        self.try_split(n.div_ceil(chunks), dim)
+    }
+
+    /// Constant padding, `F.pad(x, pad, value=value)`: `pad` holds (before, after) pairs
+    /// starting from the last dim.
+    pub fn try_pad(&self, pad: &[usize], value: f64) -> Result<Tensor> {
+        const OP: &str = "pad";
+        if !pad.len().is_multiple_of(2) {
+            return Err(Error::invalid(OP, self.shape(), format!("padding {pad:?} must have an even length (before, after pairs)")));
+        }
+        let rank = self.rank();
+        if pad.len() / 2 > rank {
+            return Err(Error::invalid(
+                OP,
+                self.shape(),
+                format!("padding {pad:?} covers {} dims but the input has only {rank}", pad.len() / 2),
+            ));
+        }
+        // (dim, before, size) for each padded dim.
+        let padded: Vec<(usize, usize, usize)> = pad.chunks(2).enumerate().map(|(k, p)| (rank - 1 - k, p[0], self.shape()[rank - 1 - k])).collect();
+        let mut out_shape = self.shape().to_vec();
+        for (k, p) in pad.chunks(2).enumerate() {
+            out_shape[rank - 1 - k] += p[0] + p[1];
+        }
+        let full = Layout::contiguous(&out_shape);
+        let offset: usize = padded.iter().map(|&(d, before, _)| before * full.strides[d]).sum();
+        let out = any_dispatch!(self.dtype(), T => {
+            let mut buf = vec![<T as Element>::from_f64(value); full.numel()];
+            let (s, l) = (self.storage(), self.layout());
+            copy_strided(s.cpu().as_slice::<T>(), l.offset, &l.strides, &mut buf, offset, &full.strides, &l.shape);
+            Tensor::from_storage(T::wrap(buf), &out_shape)
+        });
+        Ok(record(OP, out, &[self], move |g, _| {
+            let mut g = g.clone();
+            for &(d, before, size) in &padded {
+                g = g.try_narrow(d as isize, before, size)?;
+            }
+            Ok(vec![Some(g)])
+        }))
+    }
+
     /// The gradient of a slice: zeros of the input's shape with `self` written into the slice.
     fn try_slice_backward(&self, shape: &[usize], d: usize, s: usize, e: usize, step: usize) -> Result<Tensor> {
         let view = Layout::contiguous(shape).slice(d, s, e, step);
@@ -255,4 +439,10 @@ panicking! {
     /// `self[.., start:end:step, ..]` along `dim`.
     fn slice / try_slice(&self, dim: isize, start: isize, end: isize, step: usize) -> Tensor;
     fn narrow / try_narrow(&self, dim: isize, start: usize, len: usize) -> Tensor;
+    /// Splits into views of `split_size` along `dim` (the last may be smaller).
+    fn split / try_split(&self, split_size: usize, dim: isize) -> Vec<Tensor>;
+    /// Splits into at most `chunks` views along `dim`.
+    fn chunk / try_chunk(&self, chunks: usize, dim: isize) -> Vec<Tensor>;
+    /// Constant padding in `F.pad` order (last dim first).
+    fn pad / try_pad(&self, pad: &[usize], value: f64) -> Tensor;
 }

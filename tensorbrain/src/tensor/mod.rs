@@ -137,6 +137,14 @@ impl Tensor {
         self.0.device
     }
 
+    /// This tensor on `device` (itself when already there).
+    pub fn try_to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        Err(Error::DeviceUnavailable { op: "to_device", device })
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.0.layout
     }

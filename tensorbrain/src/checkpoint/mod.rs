@@ -1,0 +1,86 @@
+//! Checkpoints: safetensors files (readable by PyTorch and Hugging Face), written atomically.
+
+mod atomic;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use half::{bf16, f16};
+use safetensors::tensor::{Dtype as StDtype, TensorView};
+use safetensors::SafeTensors;
+
+pub use atomic::write_atomically;
+
+use crate::tensor::{DType, Error, Result, Tensor};
+
+fn st_dtype(d: DType) -> StDtype {
+    match d {
+        DType::F32 => StDtype::F32,
+        DType::F64 => StDtype::F64,
+        DType::F16 => StDtype::F16,
+        DType::BF16 => StDtype::BF16,
+        DType::I64 => StDtype::I64,
+        DType::I32 => StDtype::I32,
+        DType::U8 => StDtype::U8,
+    }
+}
+
+/// Serialises named tensors to safetensors bytes.
+pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    let contiguous: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| Ok((n.clone(), t.detach().try_contiguous()?))).collect::<Result<_>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|(_, t)| t.storage()).collect();
+    let mut views = Vec::with_capacity(contiguous.len());
+    for ((name, t), g) in contiguous.iter().zip(&guards) {
+        let bytes = g.cpu().as_bytes();
+        let size = t.dtype().size_in_bytes();
+        let start = t.layout().offset * size;
+        let data = &bytes[start..start + t.numel() * size];
+        let view = TensorView::new(st_dtype(t.dtype()), t.shape().to_vec(), data)
+            .map_err(|e| Error::Msg(format!("cannot serialise {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    safetensors::tensor::serialize(views, &metadata).map_err(|e| Error::Msg(format!("safetensors: {e}")))
+}
+
+/// Writes named tensors to `path` as safetensors, atomically.
+pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let bytes = to_safetensors_bytes(tensors, None)?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads every tensor of a safetensors file.
+pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { context: format!("cannot read checkpoint {}", path.display()), source: e })?;
+    from_safetensors_bytes(&bytes).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+}
+
+/// Parses safetensors bytes; corrupt or truncated input is an error, never a panic.
+pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Msg(format!("not a valid safetensors file ({e})")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        out.insert(name.clone(), tensor_from_view(&name, &view)?);
+    }
+    Ok(out)
+}
+
+/// Copies one safetensors view into a tensor.
+pub fn tensor_from_view(name: &str, view: &TensorView<'_>) -> Result<Tensor> {
+    let shape = view.shape().to_vec();
+    let data = view.data();
+    fn cast<T: bytemuck::Pod>(data: &[u8]) -> Vec<T> {
+        // The data may not be aligned for T inside the file buffer: copy bytewise.
+        data.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
+    }
+    Ok(match view.dtype() {
+        StDtype::F32 => Tensor::from_vec(cast::<f32>(data), &shape),
+        StDtype::F64 => Tensor::from_vec(cast::<f64>(data), &shape),
+        StDtype::F16 => Tensor::from_vec(cast::<f16>(data), &shape),
+        StDtype::BF16 => Tensor::from_vec(cast::<bf16>(data), &shape),
+        StDtype::I64 => Tensor::from_vec(cast::<i64>(data), &shape),
+        StDtype::I32 => Tensor::from_vec(cast::<i32>(data), &shape),
+        StDtype::U8 | StDtype::BOOL => Tensor::from_vec(data.to_vec(), &shape),
+        other => return Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
+    })
+}

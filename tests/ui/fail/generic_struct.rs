@@ -1,0 +1,8 @@
+use tensorbrain::prelude::*;
+
+#[model]
+struct Net<L> {
+    layer: L,
+}
+
+fn main() {}

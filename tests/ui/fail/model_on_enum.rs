@@ -1,0 +1,9 @@
+use tensorbrain::prelude::*;
+
+#[model]
+enum Net {
+    Small,
+    Large,
+}
+
+fn main() {}

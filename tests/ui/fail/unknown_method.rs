@@ -1,0 +1,15 @@
+use tensorbrain::prelude::*;
+
+#[model]
+struct Net {
+    fc: Linear<8, 8>,
+}
+
+#[model]
+impl Net {
+    fn forward(&self, x: tb![B, 8]) -> tb![B, 8] {
+        self.fc(x).frobnicate()
+    }
+}
+
+fn main() {}
