@@ -99,15 +99,15 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
             let bias = inputs.get(2).copied();
             inputs[0].try_conv2d(inputs[1], bias, g.stride, g.padding, g.dilation, g.groups)?
         }
-        Op::Conv2dBackwardInput(g) => crate::ops::nn::conv2d_backward_input(inputs[0], inputs[1], shape_arg(op, shapes)?, &params(g))?,
-        Op::Conv2dBackwardWeight(g) => crate::ops::nn::conv2d_backward_weight(inputs[0], inputs[1], shape_arg(op, shapes)?, &params(g))?,
+        Op::Conv2dBackwardInput(g) => crate::ops::nn::conv2d_input_gradient(inputs[0], inputs[1], shape_arg(op, shapes)?, &params(g))?,
+        Op::Conv2dBackwardWeight(g) => crate::ops::nn::conv2d_weight_gradient(inputs[0], inputs[1], shape_arg(op, shapes)?, &params(g))?,
         Op::Pool2d { kind, geometry: g, count_include_pad } => match kind {
             PoolKind::Max => x().try_max_pool2d(g.kernel, g.stride, g.padding)?,
             PoolKind::Avg => x().try_avg_pool2d(g.kernel, g.stride, g.padding, *count_include_pad)?,
         },
         Op::Pool2dBackward { kind, geometry: g, count_include_pad } => match kind {
-            PoolKind::Max => crate::ops::nn::max_pool2d_backward(inputs[0], inputs[1], g.kernel, g.stride, g.padding)?,
-            PoolKind::Avg => crate::ops::nn::avg_pool2d_backward(inputs[0], inputs[1], g.kernel, g.stride, g.padding, *count_include_pad)?,
+            PoolKind::Max => crate::ops::nn::max_pool2d_input_gradient(inputs[0], inputs[1], g.kernel, g.stride, g.padding)?,
+            PoolKind::Avg => crate::ops::nn::avg_pool2d_input_gradient(inputs[0], inputs[1], g.kernel, g.stride, g.padding, *count_include_pad)?,
         },
         Op::DropoutMask { p } => {
             // Keep with probability 1-p, scaled so the expectation is unchanged.

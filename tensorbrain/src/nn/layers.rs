@@ -111,24 +111,28 @@ macro_rules! stateless {
     };
 }
 
-/// 2-D max pooling with a `K x K` window and stride `S` (0 means `K`, PyTorch's default).
-stateless!(MaxPool2d<const K: usize, const S: usize = 0>, |self, x| {
+stateless!(
+    /// 2-D max pooling with a `K x K` window and stride `S` (0 means `K`, PyTorch's default).
+    MaxPool2d<const K: usize, const S: usize = 0>, |self, x| {
     let s = if S == 0 { K } else { S };
     x.try_max_pool2d([K, K], [s, s], [0, 0])
 });
 
-/// 2-D average pooling with a `K x K` window and stride `S` (0 means `K`).
-stateless!(AvgPool2d<const K: usize, const S: usize = 0>, |self, x| {
+stateless!(
+    /// 2-D average pooling with a `K x K` window and stride `S` (0 means `K`).
+    AvgPool2d<const K: usize, const S: usize = 0>, |self, x| {
     let s = if S == 0 { K } else { S };
     x.try_avg_pool2d([K, K], [s, s], [0, 0], true)
 });
 
-/// Flattens all dims after the first: `[N, C, H, W]` to `[N, C*H*W]`.
-stateless!(Flatten, |self, x| x.try_flatten(1, -1));
+stateless!(
+    /// Flattens all dims after the first: `[N, C, H, W]` to `[N, C*H*W]`.
+    Flatten, |self, x| x.try_flatten(1, -1));
 
-/// Zeroes each element with probability `PERCENT / 100` in training (scaling the rest), and
-/// does nothing in eval mode.
-stateless!(Dropout<const PERCENT: usize>, |self, x| {
+stateless!(
+    /// Zeroes each element with probability `PERCENT / 100` in training (scaling the rest), and
+    /// does nothing in eval mode.
+    Dropout<const PERCENT: usize>, |self, x| {
     if !self.training || PERCENT == 0 {
         return Ok(x.clone());
     }

@@ -233,18 +233,18 @@ pub(crate) fn log_softmax_backward(y: &Tensor, g: &Tensor, dim: isize) -> Result
 }
 
 /// The input gradient of conv2d for an input of `x_shape` (used by generated backward code).
-pub(crate) fn conv2d_backward_input(g: &Tensor, w: &Tensor, x_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
+pub(crate) fn conv2d_input_gradient(g: &Tensor, w: &Tensor, x_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
     conv2d_input_grad(g, w, shape4(x_shape), *p)
 }
 
 /// The weight gradient of conv2d for a weight of `w_shape` (used by generated backward code).
-pub(crate) fn conv2d_backward_weight(g: &Tensor, x: &Tensor, w_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
+pub(crate) fn conv2d_weight_gradient(g: &Tensor, x: &Tensor, w_shape: &[usize], p: &Conv2dParams) -> Result<Tensor> {
     conv2d_weight_grad(g, x, shape4(w_shape), *p)
 }
 
 /// The input gradient of max pooling, given the pooled input `x` (the argmax is recomputed,
 /// so a training forward saves `x` rather than indices).
-pub(crate) fn max_pool2d_backward(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
+pub(crate) fn max_pool2d_input_gradient(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
     let idx = float_dispatch!("max_pool2d_backward", x.dtype(), T => {
         x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)
@@ -253,7 +253,7 @@ pub(crate) fn max_pool2d_backward(x: &Tensor, g: &Tensor, kernel: [usize; 2], st
 }
 
 /// The input gradient of average pooling over `x` (only its shape is read).
-pub(crate) fn avg_pool2d_backward(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], count_include_pad: bool) -> Result<Tensor> {
+pub(crate) fn avg_pool2d_input_gradient(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], count_include_pad: bool) -> Result<Tensor> {
     avg_pool_backward_op(g, shape4(x.shape()), PoolWindow { kernel, stride, padding, count_include_pad })
 }
 

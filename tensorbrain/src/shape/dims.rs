@@ -47,7 +47,7 @@ pub trait Shape: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
 macro_rules! tuple_shape {
     ($($d:ident),*) => {
         impl<$($d: Dim),*> Shape for ($($d,)*) {
-            const RANK: usize = [$(stringify!($d)),*].len();
+            const RANK: usize = <[&str]>::len(&[$(stringify!($d)),*]);
             fn static_dims() -> Vec<Option<usize>> {
                 vec![$($d::SIZE),*]
             }

@@ -97,7 +97,7 @@ macro_rules! same_shape_unary {
                 #[inline]
                 #[track_caller]
                 pub fn $name(&self) -> Self {
-                    Tensor::from_runtime_unchecked(self.inner.$name())
+                    Tensor::from_runtime_unchecked(crate::Tensor::$name(&self.inner))
                 }
             )*
         }
@@ -113,7 +113,7 @@ macro_rules! same_shape_binary {
             #[inline]
             #[track_caller]
             fn $method(self, rhs: &Tensor<S, E>) -> Tensor<S, E> {
-                Tensor::from_runtime_unchecked(self.inner.$method(&rhs.inner))
+                Tensor::from_runtime_unchecked(crate::Tensor::$method(&self.inner, &rhs.inner))
             }
         }
         impl<S: Shape, E: Element> std::ops::$trait<Tensor<S, E>> for Tensor<S, E> {
@@ -121,7 +121,7 @@ macro_rules! same_shape_binary {
             #[inline]
             #[track_caller]
             fn $method(self, rhs: Tensor<S, E>) -> Tensor<S, E> {
-                Tensor::from_runtime_unchecked(self.inner.$method(&rhs.inner))
+                Tensor::from_runtime_unchecked(crate::Tensor::$method(&self.inner, &rhs.inner))
             }
         }
     };
