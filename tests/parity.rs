@@ -3,8 +3,8 @@
 //! input gradients with PyTorch's, within each case's tolerance.
 //!
 //! One `#[test]` per op family. Each prints one line per op (cases, worst absolute error, worst
-//! error relative to the tolerance) and fails listing every failing case with its first bad
-//! element, and every op that is not implemented yet.
+//! error relative to the tolerance, over outputs and gradients) and fails listing every failing
+//! case with its first bad element. An op the dispatcher does not know fails its cases.
 //!
 //! [`dispatch`] is the single place that maps a fixture's `op` and `args` onto the public
 //! `Tensor` API, so it doubles as a table of the API's PyTorch equivalents.
@@ -120,69 +120,6 @@ fn dispatch(op: &str, a: &Args, x: &[Tensor]) -> Result<Tensor> {
         other => Err(Error::Msg(format!("parity harness: unknown op {other:?} (add it to dispatch)"))),
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Stand-ins for ops that have not landed yet. Inherent methods take precedence over trait
-// methods, so each stand-in is shadowed by the real op as soon as it exists (and a signature
-// that differs from the one below is a compile error here, pointing at the mismatch).
-// Delete this trait once every family has landed.
-// ---------------------------------------------------------------------------------------------
-
-const NOT_IMPLEMENTED: &str = "op not implemented yet";
-
-fn pending<T>(op: &str) -> Result<T> {
-    Err(Error::Msg(format!("{op}: {NOT_IMPLEMENTED}")))
-}
-
-#[allow(dead_code)]
-trait Pending {
-    fn try_sqrt(&self) -> Result<Tensor> { pending("sqrt") }
-    fn try_rsqrt(&self) -> Result<Tensor> { pending("rsqrt") }
-    fn try_abs(&self) -> Result<Tensor> { pending("abs") }
-    fn try_sin(&self) -> Result<Tensor> { pending("sin") }
-    fn try_cos(&self) -> Result<Tensor> { pending("cos") }
-    fn try_tanh(&self) -> Result<Tensor> { pending("tanh") }
-    fn try_sigmoid(&self) -> Result<Tensor> { pending("sigmoid") }
-    fn try_relu(&self) -> Result<Tensor> { pending("relu") }
-    fn try_silu(&self) -> Result<Tensor> { pending("silu") }
-    fn try_softplus(&self) -> Result<Tensor> { pending("softplus") }
-    fn try_gelu(&self) -> Result<Tensor> { pending("gelu") }
-    fn try_gelu_tanh(&self) -> Result<Tensor> { pending("gelu_tanh") }
-    fn try_elu(&self, _alpha: f64) -> Result<Tensor> { pending("elu") }
-    fn try_leaky_relu(&self, _negative_slope: f64) -> Result<Tensor> { pending("leaky_relu") }
-    fn try_clamp(&self, _min: Option<f64>, _max: Option<f64>) -> Result<Tensor> { pending("clamp") }
-
-    fn try_prod(&self, _dims: &[isize], _keepdim: bool) -> Result<Tensor> { pending("prod") }
-    fn try_max(&self, _dims: &[isize], _keepdim: bool) -> Result<Tensor> { pending("max") }
-    fn try_min(&self, _dims: &[isize], _keepdim: bool) -> Result<Tensor> { pending("min") }
-    fn try_logsumexp(&self, _dims: &[isize], _keepdim: bool) -> Result<Tensor> { pending("logsumexp") }
-    fn try_var(&self, _dims: &[isize], _keepdim: bool, _correction: usize) -> Result<Tensor> { pending("var") }
-    fn try_std(&self, _dims: &[isize], _keepdim: bool, _correction: usize) -> Result<Tensor> { pending("std") }
-    fn try_argmax(&self, _dim: Option<isize>, _keepdim: bool) -> Result<Tensor> { pending("argmax") }
-    fn try_argmin(&self, _dim: Option<isize>, _keepdim: bool) -> Result<Tensor> { pending("argmin") }
-
-    fn try_matmul(&self, _rhs: &Tensor) -> Result<Tensor> { pending("matmul") }
-
-    fn try_cat(_tensors: &[&Tensor], _dim: isize) -> Result<Tensor> { pending("cat") }
-    fn try_stack(_tensors: &[&Tensor], _dim: isize) -> Result<Tensor> { pending("stack") }
-    fn try_split(&self, _split_size: usize, _dim: isize) -> Result<Vec<Tensor>> { pending("split") }
-    fn try_chunk(&self, _chunks: usize, _dim: isize) -> Result<Vec<Tensor>> { pending("chunk") }
-    fn try_pad(&self, _pad: &[usize], _value: f64) -> Result<Tensor> { pending("pad") }
-
-    fn try_index_select(&self, _dim: isize, _index: &Tensor) -> Result<Tensor> { pending("index_select") }
-    fn try_gather(&self, _dim: isize, _index: &Tensor) -> Result<Tensor> { pending("gather") }
-    fn try_scatter_add(&self, _dim: isize, _index: &Tensor, _src: &Tensor) -> Result<Tensor> { pending("scatter_add") }
-    fn try_masked_fill(&self, _mask: &Tensor, _value: f64) -> Result<Tensor> { pending("masked_fill") }
-
-    fn try_softmax(&self, _dim: isize) -> Result<Tensor> { pending("softmax") }
-    fn try_log_softmax(&self, _dim: isize) -> Result<Tensor> { pending("log_softmax") }
-    #[allow(clippy::too_many_arguments)]
-    fn try_conv2d(&self, _weight: &Tensor, _bias: Option<&Tensor>, _stride: [usize; 2], _padding: [usize; 2], _dilation: [usize; 2], _groups: usize) -> Result<Tensor> { pending("conv2d") }
-    fn try_max_pool2d(&self, _kernel: [usize; 2], _stride: [usize; 2], _padding: [usize; 2]) -> Result<Tensor> { pending("max_pool2d") }
-    fn try_avg_pool2d(&self, _kernel: [usize; 2], _stride: [usize; 2], _padding: [usize; 2], _count_include_pad: bool) -> Result<Tensor> { pending("avg_pool2d") }
-}
-
-impl Pending for Tensor {}
 
 // ---------------------------------------------------------------------------------------------
 // Case arguments
@@ -415,7 +352,6 @@ fn compare(what: &str, got: &Tensor, want: &Stored, rtol: f64, atol: f64) -> std
 enum Outcome {
     Pass(Worst),
     Fail(String),
-    NotImplemented,
 }
 
 fn run_case(st: &SafeTensors, case: &Case) -> Outcome {
@@ -451,7 +387,6 @@ fn run_case(st: &SafeTensors, case: &Case) -> Outcome {
     };
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(w)) => Outcome::Pass(w),
-        Ok(Err(msg)) if msg.contains(NOT_IMPLEMENTED) => Outcome::NotImplemented,
         Ok(Err(msg)) => Outcome::Fail(msg),
         Err(panic) => {
             let msg = panic
@@ -469,7 +404,6 @@ struct OpReport {
     cases: usize,
     passed: usize,
     worst: Worst,
-    not_implemented: bool,
 }
 
 fn run_family(family: &str) {
@@ -479,6 +413,7 @@ fn run_family(family: &str) {
     let cases_json = meta.metadata().as_ref().and_then(|m| m.get("cases")).expect("fixture: no `cases` metadata").clone();
     let st = SafeTensors::deserialize(&bytes).expect("fixture: safetensors data");
     let cases = parse_cases(&cases_json);
+    assert!(!cases.is_empty(), "{}: no cases", path.display());
 
     let mut order: Vec<String> = Vec::new();
     let mut ops: HashMap<String, OpReport> = HashMap::new();
@@ -495,26 +430,19 @@ fn run_family(family: &str) {
                 r.worst.merge(w);
             }
             Outcome::Fail(msg) => failures.push(format!("{family}/{} ({}): {msg}", case.name, case.op)),
-            Outcome::NotImplemented => r.not_implemented = true,
         }
     }
 
     let mut summary = String::new();
-    let mut missing = Vec::new();
     writeln!(summary, "parity {family}: {} cases", cases.len()).unwrap();
     for op in &order {
         let r = &ops[op];
-        if r.not_implemented {
-            missing.push(op.as_str());
-            writeln!(summary, "  {op:<13} {:>3} cases  NOT IMPLEMENTED", r.cases).unwrap();
-        } else {
-            writeln!(
-                summary,
-                "  {op:<13} {:>3} cases  {:>3} pass  worst abs err {:.2e}  worst err/tol {:.3}",
-                r.cases, r.passed, r.worst.abs, r.worst.ratio
-            )
-            .unwrap();
-        }
+        writeln!(
+            summary,
+            "  {op:<13} {:>3} cases  {:>3} pass  worst abs err {:.2e}  worst err/tol {:.3}",
+            r.cases, r.passed, r.worst.abs, r.worst.ratio
+        )
+        .unwrap();
     }
     println!("{summary}");
     let mut msg = String::new();
@@ -523,9 +451,6 @@ fn run_family(family: &str) {
         for f in &failures {
             writeln!(msg, "  {f}").unwrap();
         }
-    }
-    if !missing.is_empty() {
-        writeln!(msg, "ops not implemented yet in {family}: {}", missing.join(", ")).unwrap();
     }
     assert!(msg.is_empty(), "\n{msg}");
 }
