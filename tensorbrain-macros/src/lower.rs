@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
-use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Ident, Lit, Pat, Stmt, Type, UnOp};
 use tensorbrain_ir::op::{ConvGeometry, PoolGeometry};
 use tensorbrain_ir::{BinaryOp, Dim, Graph, NodeId, Op, PoolKind, ReduceOp, ScalarOp, Shape, UnaryOp};
@@ -56,8 +55,10 @@ const SUPPORTED: &str = "supported in forward: `let` bindings, assignments, `sel
 transpose(a, b), permute([..]), sum(dim), mean(dim), matmul(y)), `+ - * /` with tensors or numbers, \
 `for layer in &self.layers { .. }` and `if self.training { .. } else { .. }`";
 
-fn err(span: impl Spanned, msg: impl std::fmt::Display) -> syn::Error {
-    syn::Error::new(span.span(), msg)
+/// An error underlining all of `at` (stable proc macros cannot join spans, but
+/// `new_spanned` marks from its first to its last token).
+fn err(at: impl ToTokens, msg: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new_spanned(at, msg)
 }
 
 impl<'a> Lowering<'a> {
@@ -92,7 +93,7 @@ impl<'a> Lowering<'a> {
         id
     }
 
-    fn add(&mut self, op: Op, inputs: &[NodeId], span: Span, label: &str) -> syn::Result<NodeId> {
+    fn add(&mut self, op: Op, inputs: &[NodeId], span: &TokenStream, label: &str) -> syn::Result<NodeId> {
         self.graph.add(op, inputs, label).map_err(|e| err(span, e.message))
     }
 
@@ -230,7 +231,7 @@ impl<'a> Lowering<'a> {
             Expr::Unary(u) => match u.op {
                 UnOp::Neg(_) => {
                     let x = self.expr(&u.expr)?;
-                    self.add(Op::Unary(UnaryOp::Neg), &[x], u.span(), "-x")
+                    self.add(Op::Unary(UnaryOp::Neg), &[x], &u.to_token_stream(), "-x")
                 }
                 _ => Err(err(u, format!("unsupported operator; {SUPPORTED}"))),
             },
@@ -247,7 +248,7 @@ impl<'a> Lowering<'a> {
                     other => return Err(err(other, format!("unsupported call; {SUPPORTED}"))),
                 };
                 let args = self.args(&c.args)?;
-                self.layer_call(holder, &args, c.span())
+                self.layer_call(holder, &args, &c.to_token_stream())
             }
             other => Err(err(other, format!("unsupported syntax in forward; {SUPPORTED}"))),
         }
@@ -275,7 +276,7 @@ impl<'a> Lowering<'a> {
             BinOp::Div(_) => BinaryOp::Div,
             _ => return Err(err(b.op, format!("unsupported operator; {SUPPORTED}"))),
         };
-        let span = b.span();
+        let span = &b.to_token_stream();
         let label = b.to_token_stream().to_string();
         match (number(&b.left), number(&b.right)) {
             (None, Some(c)) => {
@@ -309,7 +310,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn method_call(&mut self, m: &syn::ExprMethodCall) -> syn::Result<NodeId> {
-        let span = m.span();
+        let span = &m.to_token_stream();
         let method = m.method.to_string();
         // `self.fc1(x)`: a layer call through its field name.
         if is_self(&m.receiver) {
@@ -488,7 +489,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// A call of the layer in `holder` on `args`, with that layer's shape rule.
-    fn layer_call(&mut self, holder: usize, args: &[NodeId], span: Span) -> syn::Result<NodeId> {
+    fn layer_call(&mut self, holder: usize, args: &[NodeId], span: &TokenStream) -> syn::Result<NodeId> {
         let h = self.holders[holder].clone();
         let path = h.path.clone();
         let who = format!("`self.{path}` ({})", h.layer.describe());

@@ -124,9 +124,14 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let ImplItem::Fn(forward) = item.items.remove(forward_pos) else { unreachable!() };
     let sig = signature(&forward)?;
 
-    // Lower once per training mode; most models give the same graph twice.
-    let train = lower(&fields, &sig, &forward, true)?;
-    let eval = lower(&fields, &sig, &forward, false)?;
+    // Lower once per training mode; most models give the same graph twice. On a shape error,
+    // still declare `forward` (it can never run: the crate does not compile) so the user sees
+    // the one real error rather than a cascade of "no method named forward".
+    let lowered = lower(&fields, &sig, &forward, true).and_then(|t| Ok((t, lower(&fields, &sig, &forward, false)?)));
+    let (train, eval) = match lowered {
+        Ok(pair) => pair,
+        Err(e) => return Ok(with_declared_forward(e, &item, &forward, &sig)),
+    };
     let variants: Vec<(Lowering, Backward)> = if train.0.graph == eval.0.graph { vec![train] } else { vec![train, eval] };
 
     let vis = &forward.vis;
@@ -240,6 +245,26 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     })
 }
 
+/// The compile error plus the impl with `forward` declared but unusable.
+fn with_declared_forward(e: syn::Error, item: &ItemImpl, forward: &ImplItemFn, sig: &Signature) -> TokenStream {
+    let error = e.into_compile_error();
+    let (vis, symbols) = (&forward.vis, &sig.symbols);
+    let in_names: Vec<&Ident> = sig.inputs.iter().map(|(n, _)| n).collect();
+    let in_types: Vec<TokenStream> = sig.inputs.iter().map(|(_, s)| s.to_type()).collect();
+    let out_type = sig.output.to_type();
+    let (generics, self_ty, items) = (&item.generics, &item.self_ty, &item.items);
+    quote! {
+        #error
+        impl #generics #self_ty {
+            #(#items)*
+            #[allow(unused_variables)]
+            #vis fn forward<#(#symbols: ::tensorbrain::shape::Dim),*>(&self, #(#in_names: #in_types),*) -> #out_type {
+                unreachable!("forward did not compile")
+            }
+        }
+    }
+}
+
 fn describe_sig(sig: &Signature) -> String {
     let ins: Vec<String> = sig.inputs.iter().map(|(n, s)| format!("`{n}: {}`", s.shape())).collect();
     format!("{} -> `{}`", ins.join(", "), sig.output.shape())
@@ -256,8 +281,11 @@ fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, trainin
     let declared = sig.output.shape();
     let got = l.graph.shape(out).clone();
     if !got.is_unknown() && got != declared {
-        let span = forward.block.stmts.last().map_or(forward.block.span(), |s| s.span());
-        return Err(syn::Error::new(span, format!("forward returns {got}, but its signature declares {declared}")));
+        let msg = format!("forward returns {got}, but its signature declares {declared}");
+        return Err(match forward.block.stmts.last() {
+            Some(last) => syn::Error::new_spanned(last, msg),
+            None => syn::Error::new(forward.block.span(), msg),
+        });
     }
     l.graph.outputs = vec![out];
     let bw = autodiff::backward(&l.graph).map_err(|e| syn::Error::new(forward.sig.ident.span(), format!("cannot generate the backward pass: {e}")))?;

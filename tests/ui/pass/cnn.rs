@@ -8,14 +8,14 @@ pub struct Cnn {
     avg: AvgPool2d<2>,
     flat: Flatten,
     drop: Dropout<25>,
-    fc: Linear<144, 10>,
+    fc: Linear<576, 10>,
 }
 
 #[model]
 impl Cnn {
     pub fn forward(&self, x: tb![B, 1, 28, 28]) -> tb![B, 10] {
         let h = self.pool(self.conv1(x).relu()); // [B, 8, 14, 14]
-        let h = self.avg(self.conv2(h).gelu()); // [B, 16, 6, 6]
+        let h = self.avg(self.conv2(h).gelu()); // [B, 16, 6, 6] = 576 features
         let h = self.flat(h) * 0.5 - 1.0;
         self.fc(self.drop(h)).log_softmax(-1)
     }
