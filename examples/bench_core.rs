@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use tensorbrain::prelude::*;
+use tensorbrain::set_num_threads;
 
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
     f();

@@ -250,7 +250,7 @@ impl<'a> Lowering<'a> {
                 let args = self.args(&c.args)?;
                 self.layer_call(holder, &args, &c.to_token_stream())
             }
-            other => Err(err(other, format!("unsupported syntax in forward; {SUPPORTED}"))),
+            other => Err(err(other, format!("{} not supported in forward; {SUPPORTED}", describe(other)))),
         }
     }
 
@@ -590,6 +590,23 @@ impl<'a> Lowering<'a> {
                 Ok(id)
             }
         }
+    }
+}
+
+/// What an unsupported expression is, in words.
+fn describe(e: &Expr) -> &'static str {
+    match e {
+        Expr::While(_) => "`while` loops are",
+        Expr::Loop(_) => "`loop` is",
+        Expr::Match(_) => "`match` is",
+        Expr::Closure(_) => "closures are",
+        Expr::Macro(_) => "macros are",
+        Expr::Index(_) => "indexing tensors is",
+        Expr::Field(_) => "field access is",
+        Expr::Lit(_) => "a bare literal is",
+        Expr::Tuple(_) => "tuples are",
+        Expr::Unsafe(_) => "`unsafe` is",
+        _ => "this syntax is",
     }
 }
 
