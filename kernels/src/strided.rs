@@ -73,8 +73,9 @@ impl<const N: usize> Rows<N> {
     }
 }
 
-/// Runs `f(row, offsets, out_row)` over the rows of a contiguous output, in parallel when the
-/// output is large.
+/// Runs `f(offsets, out_piece)` over the rows of a contiguous output, in parallel when the
+/// output is large. A piece is a whole row, or part of a long row (then `offsets` are those of
+/// the piece's first element), so a single long row still uses every thread.
 pub fn for_each_row<D: Send, const N: usize>(
     plan: &Rows<N>,
     out: &mut [D],
@@ -84,19 +85,85 @@ pub fn for_each_row<D: Send, const N: usize>(
         return;
     }
     let inner = plan.inner;
-    if out.len() >= PARALLEL_THRESHOLD && plan.rows > 1 {
-        // Group rows so each task has enough work.
+    if out.len() < PARALLEL_THRESHOLD {
+        for (r, row) in out.chunks_mut(inner).enumerate() {
+            f(plan.row_offsets(r), row);
+        }
+    } else if inner >= PARALLEL_THRESHOLD {
+        // Few long rows: split each row into pieces.
+        out.par_chunks_mut(inner).enumerate().for_each(|(r, row)| {
+            let base = plan.row_offsets(r);
+            row.par_chunks_mut(PARALLEL_THRESHOLD).enumerate().for_each(|(c, piece)| {
+                let start = c * PARALLEL_THRESHOLD;
+                f(std::array::from_fn(|k| base[k] + start * plan.inner_strides[k]), piece);
+            });
+        });
+    } else {
+        // Many short rows: group them so each task has enough work.
         let rows_per_task = (PARALLEL_THRESHOLD / inner.max(1)).max(1);
         out.par_chunks_mut(inner * rows_per_task).enumerate().for_each(|(t, chunk)| {
             for (r, row) in chunk.chunks_mut(inner).enumerate() {
                 f(plan.row_offsets(t * rows_per_task + r), row);
             }
         });
-    } else {
-        for (r, row) in out.chunks_mut(inner).enumerate() {
-            f(plan.row_offsets(r), row);
-        }
     }
+}
+
+/// `f` over a dense source into a new vector, without first zero-filling the output.
+fn dense_map_vec<S: Copy + Sync, D: Send>(src: &[S], f: impl Fn(S) -> D + Sync + Send) -> Vec<D> {
+    if src.len() >= PARALLEL_THRESHOLD {
+        let mut out = Vec::with_capacity(src.len());
+        src.par_iter().map(|&x| f(x)).collect_into_vec(&mut out);
+        out
+    } else {
+        src.iter().map(|&x| f(x)).collect()
+    }
+}
+
+/// [`map`] into a new vector (dense sources skip zero-filling the output).
+pub fn map_vec<S: Copy + Sync, D: Copy + Default + Send>(
+    src: &[S],
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+    f: impl Fn(S) -> D + Sync + Send,
+) -> Vec<D> {
+    let numel: usize = shape.iter().product();
+    let plan = Rows::new(shape, [strides], [offset]);
+    if plan.rows == 1 && plan.inner_strides[0] == 1 {
+        return dense_map_vec(&src[offset..offset + numel], f);
+    }
+    let mut out = vec![D::default(); numel];
+    map(src, offset, shape, strides, &mut out, f);
+    out
+}
+
+/// [`zip_map`] into a new vector (two dense operands skip zero-filling the output).
+#[allow(clippy::too_many_arguments)]
+pub fn zip_map_vec<A: Copy + Sync, B: Copy + Sync, D: Copy + Default + Send>(
+    a: &[A],
+    a_offset: usize,
+    a_strides: &[usize],
+    b: &[B],
+    b_offset: usize,
+    b_strides: &[usize],
+    shape: &[usize],
+    f: impl Fn(A, B) -> D + Sync + Send,
+) -> Vec<D> {
+    let numel: usize = shape.iter().product();
+    let plan = Rows::new(shape, [a_strides, b_strides], [a_offset, b_offset]);
+    if plan.rows == 1 && plan.inner_strides == [1, 1] {
+        let (a, b) = (&a[a_offset..a_offset + numel], &b[b_offset..b_offset + numel]);
+        if numel >= PARALLEL_THRESHOLD {
+            let mut out = Vec::with_capacity(numel);
+            a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out);
+            return out;
+        }
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    let mut out = vec![D::default(); numel];
+    zip_map(a, a_offset, a_strides, b, b_offset, b_strides, shape, &mut out, f);
+    out
 }
 
 /// `out[i] = f(src[i])` for a strided source and contiguous output.

@@ -1,7 +1,7 @@
 //! Elementwise binary ops with NumPy broadcasting, comparisons, `where`, scalar forms and the
 //! `+ - * /` operators.
 
-use tensorbrain_kernels::strided::{zip3_map, zip_map};
+use tensorbrain_kernels::strided::{zip3_map, zip_map, zip_map_vec};
 
 use super::{any_dispatch, float_dispatch, float_map, ok, panicking};
 use crate::autograd::{is_grad_enabled, record};
@@ -32,8 +32,7 @@ macro_rules! float_zip {
             #[allow(unused_imports)]
             use num_traits::Float as _;
             let (sa, sb) = (a.storage(), b.storage());
-            let mut out = vec![T::default(); shape.iter().product()];
-            zip_map(sa.cpu().as_slice::<T>(), la.offset, &la.strides, sb.cpu().as_slice::<T>(), lb.offset, &lb.strides, &shape, &mut out, |$x: T, $y: T| -> T { $body });
+            let out = zip_map_vec(sa.cpu().as_slice::<T>(), la.offset, &la.strides, sb.cpu().as_slice::<T>(), lb.offset, &lb.strides, &shape, |$x: T, $y: T| -> T { $body });
             Ok::<Tensor, Error>(Tensor::from_storage(T::wrap(out), &shape))
         })
     }};

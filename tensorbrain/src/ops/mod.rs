@@ -108,8 +108,7 @@ macro_rules! float_map {
             let storage = x.storage();
             let src = storage.cpu().as_slice::<T>();
             let l = x.layout();
-            let mut out = vec![T::default(); l.numel()];
-            tensorbrain_kernels::strided::map(src, l.offset, &l.shape, &l.strides, &mut out, |$v: T| -> T { $body });
+            let out = tensorbrain_kernels::strided::map_vec(src, l.offset, &l.shape, &l.strides, |$v: T| -> T { $body });
             Ok::<$crate::Tensor, $crate::Error>($crate::Tensor::from_storage(<T as $crate::tensor::StorageElement>::wrap(out), &l.shape))
         })
     }};

@@ -8,7 +8,7 @@
 //! connected without a reference cycle).
 
 use half::{bf16, f16};
-use tensorbrain_kernels::strided::map;
+use tensorbrain_kernels::strided::map_vec;
 use tensorbrain_kernels::Float;
 
 use super::{float_dispatch, float_map, panicking};
@@ -104,8 +104,7 @@ macro_rules! math_map {
             let storage = x.storage();
             let src = storage.cpu().as_slice::<T>();
             let l = x.layout();
-            let mut out = vec![T::default(); l.numel()];
-            map(src, l.offset, &l.shape, &l.strides, &mut out, |v: T| -> T {
+            let out = map_vec(src, l.offset, &l.shape, &l.strides, |v: T| -> T {
                 let $v: M = v.up();
                 T::down($body)
             });
