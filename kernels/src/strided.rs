@@ -212,21 +212,24 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, D: Send>(
 ) {
     let plan = Rows::new(shape, [a_strides, b_strides], [a_offset, b_offset]);
     let [sa, sb] = plan.inner_strides;
-    let n = plan.inner;
+    // A piece may be part of a row (see for_each_row): its own length bounds the loop.
     for_each_row(&plan, out, |[oa, ob], row| match (sa, sb) {
         (1, 1) => {
+            let n = row.len();
             let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
             for i in 0..n {
                 row[i] = f(a[i], b[i]);
             }
         }
         (1, 0) => {
+            let n = row.len();
             let (a, b) = (&a[oa..oa + n], b[ob]);
             for i in 0..n {
                 row[i] = f(a[i], b);
             }
         }
         (0, 1) => {
+            let n = row.len();
             let (a, b) = (a[oa], &b[ob..ob + n]);
             for i in 0..n {
                 row[i] = f(a, b[i]);
@@ -328,6 +331,28 @@ mod tests {
         }
         map(&src, 0, &[n], &[1], &mut out, |x| x * 2.0);
         assert!(out.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+    }
+
+    #[test]
+    fn long_broadcast_rows_split_across_threads() {
+        // One row longer than a parallel piece, broadcast against a column: every piece must
+        // read from its own offset.
+        let n = PARALLEL_THRESHOLD * 2 + 5;
+        let a: Vec<i64> = (0..n as i64).collect(); // [1, n]
+        let b = [1000i64, 2000]; // [2, 1]
+        let mut out = vec![0i64; 2 * n];
+        zip_map(&a, 0, &[0, 1], &b, 0, &[1, 0], &[2, n], &mut out, |x, y| x + y);
+        for r in 0..2 {
+            for c in 0..n {
+                assert_eq!(out[r * n + c], c as i64 + b[r]);
+            }
+        }
+        let mut out2 = vec![0i64; n];
+        map(&a, 0, &[n], &[1], &mut out2, |x| x * 2);
+        let strided: Vec<i64> = (0..2 * n as i64).collect();
+        let mut out3 = vec![0i64; n];
+        map(&strided, 1, &[n], &[2], &mut out3, |x| x);
+        assert!(out3.iter().enumerate().all(|(i, &v)| v == 2 * i as i64 + 1));
     }
 
     #[test]
