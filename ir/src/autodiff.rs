@@ -21,8 +21,10 @@ pub struct Backward {
     /// The input node holding the gradient of the forward output.
     pub grad_output: NodeId,
     /// For each forward input and parameter (in graph order), the node holding its gradient,
-    /// or `None` when the output does not depend on it.
+    /// or `None` when the output does not depend on it (or inputs were not asked for).
     pub grads: Vec<(NodeId, Option<NodeId>)>,
+    /// Which forward nodes gradients flow through.
+    pub needs: Vec<bool>,
 }
 
 impl Backward {
@@ -45,8 +47,15 @@ impl Backward {
     }
 }
 
-/// Builds the backward pass of `forward`'s first output.
+/// Builds the backward pass of `forward`'s first output, with respect to its inputs and
+/// parameters.
 pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
+    backward_with(forward, true)
+}
+
+/// Like [`backward`]; with `inputs_need_grad` false only parameters get gradients, which
+/// saves work (and saved tensors) when the inputs are data.
+pub fn backward_with(forward: &Graph, inputs_need_grad: bool) -> Result<Backward, ShapeError> {
     let out = *forward.outputs.first().ok_or_else(|| ShapeError::new("the graph has no output"))?;
     let mut g = forward.clone();
     let n = forward.nodes.len();
@@ -55,7 +64,9 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     let mut needs = vec![false; n];
     for (i, node) in forward.nodes.iter().enumerate() {
         needs[i] = match node.op {
-            Op::Input { .. } | Op::Param { .. } => true,
+            Op::Input { .. } => inputs_need_grad,
+            // A nested model holds parameters the IR does not see.
+            Op::Param { .. } | Op::Call { .. } => true,
             Op::DropoutMask { .. } | Op::Fill { .. } => false,
             _ => node.inputs.iter().any(|&j| needs[j]),
         };
@@ -101,7 +112,7 @@ pub fn backward(forward: &Graph) -> Result<Backward, ShapeError> {
     let leaves: Vec<NodeId> = (0..n).filter(|&i| matches!(forward.nodes[i].op, Op::Input { .. } | Op::Param { .. })).collect();
     let grads: Vec<(NodeId, Option<NodeId>)> = leaves.iter().map(|&i| (i, if needs[i] { grad[i] } else { None })).collect();
     g.outputs = grads.iter().filter_map(|&(_, gi)| gi).collect();
-    Ok(Backward { graph: g, forward_len: n, forward_output: out, grad_output, grads })
+    Ok(Backward { graph: g, forward_len: n, forward_output: out, grad_output, grads, needs })
 }
 
 /// `grad` reduced to the shape of node `like` if broadcasting made it larger.
@@ -300,6 +311,18 @@ mod tests {
         // The bias gradient is the batch sum of the relu gradient.
         let gb = bw.grads[2].1.unwrap();
         assert!(matches!(bw.graph.nodes[gb].op, Op::SumTo));
+    }
+
+    #[test]
+    fn data_inputs_skip_their_gradient_and_its_saved_tensors() {
+        let f = linear_relu();
+        let all = backward(&f).unwrap();
+        let params_only = backward_with(&f, false).unwrap();
+        assert!(params_only.grads[0].1.is_none());
+        assert!(params_only.graph.nodes.len() < all.graph.nodes.len());
+        // dX = g W needs W (through its transpose); without it only x is read for dW.
+        assert!(all.saved().contains(&3));
+        assert!(!params_only.saved().contains(&3));
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         Ok(pair) => pair,
         Err(e) => return Ok(with_declared_forward(e, &item, &forward, &sig)),
     };
-    let variants: Vec<(Lowering, Backward)> = if train.0.graph == eval.0.graph { vec![train] } else { vec![train, eval] };
+    let modes: Vec<(Lowering, [Backward; 2])> = if train.0.graph == eval.0.graph { vec![train] } else { vec![train, eval] };
 
     let vis = &forward.vis;
     let attrs = &forward.attrs;
@@ -143,30 +143,36 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let n_inputs = sig.inputs.len();
     let saved_enum = format_ident!("__TbSaved{}", name);
 
+    // One variant per training mode and per whether the inputs need gradients (data inputs
+    // skip their gradient, and the tensors only it would read are not saved).
     let mut saved_structs = Vec::new();
     let mut infer_arms = Vec::new();
     let mut train_arms = Vec::new();
     let mut backward_arms = Vec::new();
     let mut graph_arms = Vec::new();
     let mut saved_variants = Vec::new();
-    for (v, (lowering, bw)) in variants.iter().enumerate() {
-        let vident = format_ident!("V{}", v);
-        let sname = format_ident!("__TbSaved{}{}", name, v);
-        let code = Emitter { lowering, bw, sname: &sname, n_inputs };
-        let (fields_decl, infer, fwd_train, backward, graph) = code.emit();
-        saved_structs.push(quote! {
-            #[doc(hidden)]
-            #[allow(non_camel_case_types, non_snake_case, dead_code)]
-            pub struct #sname { #fields_decl }
-        });
-        saved_variants.push(quote!(#vident(#sname)));
-        let idx = v;
-        infer_arms.push(quote!(#idx => { #infer }));
-        train_arms.push(quote!(#idx => { let (out, saved) = { #fwd_train }; Ok((out, #saved_enum::#vident(saved))) }));
-        backward_arms.push(quote!(#saved_enum::#vident(saved) => { #backward }));
-        graph_arms.push(quote!(#idx => { #graph }));
+    for (m, (lowering, bws)) in modes.iter().enumerate() {
+        for (with_inputs, bw) in [(false, &bws[0]), (true, &bws[1])] {
+            let v = m * 2 + with_inputs as usize;
+            let vident = format_ident!("V{}", v);
+            let sname = format_ident!("__TbSaved{}{}", name, v);
+            let code = Emitter { lowering, bw, sname: &sname, n_inputs };
+            let (fields_decl, infer, fwd_train, backward, graph) = code.emit();
+            saved_structs.push(quote! {
+                #[doc(hidden)]
+                #[allow(non_camel_case_types, non_snake_case, dead_code)]
+                pub struct #sname { #fields_decl }
+            });
+            saved_variants.push(quote!(#vident(#sname)));
+            train_arms.push(quote!((#m, #with_inputs) => { let (out, saved) = { #fwd_train }; Ok((out, #saved_enum::#vident(saved))) }));
+            backward_arms.push(quote!(#saved_enum::#vident(saved) => { #backward }));
+            if with_inputs {
+                infer_arms.push(quote!(#m => { #infer }));
+                graph_arms.push(quote!(#m => { #graph }));
+            }
+        }
     }
-    let pick = if variants.len() == 1 { quote!(0usize) } else { quote!(if self.__tb_training { 0usize } else { 1usize }) };
+    let pick = if modes.len() == 1 { quote!(0usize) } else { quote!(if self.__tb_training { 0usize } else { 1usize }) };
 
     // Run-time checks for the dynamic path: each input's static dims and shared symbols.
     let checks = sig.inputs.iter().enumerate().map(|(k, (n, spec))| {
@@ -234,8 +240,8 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 match #pick { #(#infer_arms)* _ => unreachable!() }
             }
 
-            fn forward_train(&self, inputs: &[::tensorbrain::Tensor]) -> ::tensorbrain::Result<(::tensorbrain::Tensor, Self::Saved)> {
-                match #pick { #(#train_arms)* _ => unreachable!() }
+            fn forward_train(&self, inputs: &[::tensorbrain::Tensor], input_grads: bool) -> ::tensorbrain::Result<(::tensorbrain::Tensor, Self::Saved)> {
+                match (#pick, input_grads) { #(#train_arms)* _ => unreachable!() }
             }
 
             fn backward(saved: &Self::Saved, grad: &::tensorbrain::Tensor) -> ::tensorbrain::Result<(::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>, ::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>)> {
@@ -270,7 +276,8 @@ fn describe_sig(sig: &Signature) -> String {
     format!("{} -> `{}`", ins.join(", "), sig.output.shape())
 }
 
-fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, training: bool) -> syn::Result<(Lowering<'a>, Backward)> {
+/// The lowered forward and its backward passes: `[parameters only, inputs too]`.
+fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, training: bool) -> syn::Result<(Lowering<'a>, [Backward; 2])> {
     let mut l = Lowering::new(fields, training);
     for (name, spec) in &sig.inputs {
         l.input(name, spec.shape());
@@ -288,8 +295,11 @@ fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, trainin
         });
     }
     l.graph.outputs = vec![out];
-    let bw = autodiff::backward(&l.graph).map_err(|e| syn::Error::new(forward.sig.ident.span(), format!("cannot generate the backward pass: {e}")))?;
-    Ok((l, bw))
+    let bw = |inputs| {
+        autodiff::backward_with(&l.graph, inputs).map_err(|e| syn::Error::new(forward.sig.ident.span(), format!("cannot generate the backward pass: {e}")))
+    };
+    let bws = [bw(false)?, bw(true)?];
+    Ok((l, bws))
 }
 
 /// Emits Rust for one graph variant.
@@ -337,7 +347,8 @@ impl Emitter<'_> {
                 let x = n(node.inputs[0]);
                 let c = format_ident!("c{}", i);
                 if train {
-                    quote!(let (#id, #c) = <#ty as ::tensorbrain::nn::StaticModel>::forward_train(&#access, &[#x.clone()])?;)
+                    let input_grads = self.bw.needs[node.inputs[0]];
+                    quote!(let (#id, #c) = <#ty as ::tensorbrain::nn::StaticModel>::forward_train(&#access, &[#x.clone()], #input_grads)?;)
                 } else {
                     quote!(let #id = <#ty as ::tensorbrain::nn::StaticModel>::forward_infer(&#access, &[#x.clone()])?;)
                 }
@@ -591,6 +602,7 @@ fn graph_tokens(bw: &Backward) -> TokenStream {
     let forward_len = bw.forward_len;
     let grad_output = bw.grad_output;
     let forward_output = bw.forward_output;
+    let needs = &bw.needs;
     let grads = bw.grads.iter().map(|(a, b)| match b {
         Some(b) => quote!((#a, Some(#b))),
         None => quote!((#a, None)),
@@ -602,6 +614,7 @@ fn graph_tokens(bw: &Backward) -> TokenStream {
             forward_output: #forward_output,
             grad_output: #grad_output,
             grads: vec![#(#grads),*],
+            needs: vec![#(#needs),*],
         }
     }
 }

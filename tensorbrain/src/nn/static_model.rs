@@ -15,8 +15,9 @@ pub trait StaticModel: Module {
     /// Forward without recording anything.
     fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor>;
 
-    /// Forward that also returns what backward needs.
-    fn forward_train(&self, inputs: &[Tensor]) -> Result<(Tensor, Self::Saved)>;
+    /// Forward that also returns what backward needs; `input_grads` says whether backward
+    /// must produce gradients for the inputs (not only the parameters).
+    fn forward_train(&self, inputs: &[Tensor], input_grads: bool) -> Result<(Tensor, Self::Saved)>;
 
     /// The generated backward: gradients of the inputs, and of every parameter in
     /// `visit_params` order (`None` for parameters the forward does not use).
@@ -34,7 +35,8 @@ pub fn run_static<M: StaticModel>(model: &M, inputs: &[Tensor]) -> Result<Tensor
     if !inputs.iter().chain(&params).any(Tensor::requires_grad) {
         return model.forward_infer(inputs);
     }
-    let (out, saved) = no_grad(|| model.forward_train(inputs))?;
+    let input_grads = inputs.iter().any(Tensor::requires_grad);
+    let (out, saved) = no_grad(|| model.forward_train(inputs, input_grads))?;
     let all: Vec<&Tensor> = inputs.iter().chain(&params).collect();
     let name = model_node_name(model);
     Ok(custom_op(name, out, &all, move |g, _need| {
