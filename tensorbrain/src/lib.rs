@@ -6,6 +6,7 @@
 pub mod autograd;
 pub mod data;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 pub use ops::{manual_seed, Generator};
