@@ -67,6 +67,12 @@ pub fn expand(mut item: ItemStruct) -> syn::Result<TokenStream> {
             fn visit_buffers_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut ::tensorbrain::Tensor)) {
                 #visit_buffers_mut
             }
+            fn collect_params(&self, out: &mut ::std::vec::Vec<::tensorbrain::Tensor>) {
+                #(::tensorbrain::nn::Module::collect_params(&self.#field_names, out);)*
+            }
+            fn param_count(&self) -> usize {
+                0 #(+ ::tensorbrain::nn::Module::param_count(&self.#field_names))*
+            }
             fn set_training(&mut self, training: bool) {
                 self.__tb_training = training;
                 #(::tensorbrain::nn::Module::set_training(&mut self.#field_names, training);)*

@@ -43,6 +43,13 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Module for Linear<IN, 
             f(&join(prefix, "bias"), b);
         }
     }
+    fn collect_params(&self, out: &mut Vec<Tensor>) {
+        out.push(self.weight.clone());
+        out.extend(self.bias.clone());
+    }
+    fn param_count(&self) -> usize {
+        1 + self.bias.is_some() as usize
+    }
 }
 
 impl<const IN: usize, const OUT: usize, const BIAS: bool> Linear<IN, OUT, BIAS> {
@@ -75,6 +82,13 @@ impl<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, cons
             f(&join(prefix, "bias"), b);
         }
     }
+    fn collect_params(&self, out: &mut Vec<Tensor>) {
+        out.push(self.weight.clone());
+        out.extend(self.bias.clone());
+    }
+    fn param_count(&self) -> usize {
+        1 + self.bias.is_some() as usize
+    }
 }
 
 impl<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, const P: usize> Conv2d<C_IN, C_OUT, K, S, P> {
@@ -98,6 +112,10 @@ macro_rules! stateless {
             }
             fn visit_params(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
             fn visit_params_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut Tensor)) {}
+            fn collect_params(&self, _: &mut Vec<Tensor>) {}
+            fn param_count(&self) -> usize {
+                0
+            }
             fn set_training(&mut self, training: bool) {
                 self.training = training;
             }

@@ -29,6 +29,19 @@ pub trait Module: Send + Sync {
     /// loading).
     fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor));
 
+    /// Appends every parameter, in `visit_params` order, without building names (the hot path
+    /// of every training step).
+    fn collect_params(&self, out: &mut Vec<Tensor>) {
+        self.visit_params("", &mut |_, t| out.push(t.clone()));
+    }
+
+    /// Number of parameter tensors.
+    fn param_count(&self) -> usize {
+        let mut n = 0;
+        self.visit_params("", &mut |_, _| n += 1);
+        n
+    }
+
     /// Non-trainable state that is saved with the weights (batch norm running statistics).
     fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
 
@@ -144,7 +157,9 @@ pub trait ModuleExt: Module {
     }
 
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        let mut out = Vec::new();
+        self.collect_params(&mut out);
+        out
     }
 
     /// Parameters and buffers: everything a checkpoint holds.
@@ -271,6 +286,14 @@ impl<M: Module, const N: usize> Module for [M; N] {
 
     fn set_training(&mut self, training: bool) {
         self.iter_mut().for_each(|m| m.set_training(training));
+    }
+
+    fn collect_params(&self, out: &mut Vec<Tensor>) {
+        self.iter().for_each(|m| m.collect_params(out));
+    }
+
+    fn param_count(&self) -> usize {
+        self.iter().map(Module::param_count).sum()
     }
 
     fn summary_rows(&self, prefix: &str, rows: &mut Vec<SummaryRow>) {

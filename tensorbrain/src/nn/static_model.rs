@@ -53,9 +53,7 @@ fn model_node_name<M: Module>(_: &M) -> &'static str {
 
 /// Number of parameters (tensors, not elements) a module holds.
 pub fn count_params<M: Module + ?Sized>(m: &M) -> usize {
-    let mut n = 0;
-    m.visit_params("", &mut |_, _| n += 1);
-    n
+    m.param_count()
 }
 
 /// How a declared dim is checked on the dynamic path.
