@@ -10,6 +10,7 @@ pub mod autodiff;
 mod dot;
 pub mod graph;
 pub mod op;
+pub mod passes;
 pub mod shape;
 
 pub use graph::{Graph, Node, NodeId};

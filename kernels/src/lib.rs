@@ -5,6 +5,7 @@
 //! (`tensorbrain`) owns layouts and dispatch and calls in here.
 
 pub mod float;
+pub mod fused;
 pub mod gemm;
 pub mod index;
 pub mod conv;

@@ -8,6 +8,7 @@ extern crate self as tensorbrain;
 
 pub mod autograd;
 pub mod checkpoint;
+pub mod compile;
 pub mod data;
 pub mod exec;
 pub mod nn;

@@ -1,0 +1,594 @@
+//! Fused elementwise programs: many elementwise ops in one pass over memory.
+//!
+//! A [`Program`] is a list of instructions over its inputs (each instruction defines one
+//! value). [`eval`] walks the output in blocks of [`BLOCK`] elements: each block loads its
+//! inputs into registers (arrays of `BLOCK` elements, reading broadcast and strided inputs
+//! through their strides), runs every instruction as a tight loop over the block (one `match`
+//! per instruction per block, not per element, so LLVM vectorises the loops) and writes the
+//! result once. Intermediate values never leave the cache. Blocks are split across threads.
+
+use std::mem::MaybeUninit;
+
+use crate::{threads, Float};
+
+/// Elements per block: 256 f32 registers are 1 KiB each, so a program's registers stay in L1.
+pub const BLOCK: usize = 256;
+
+/// Unary functions, with the formulas of the runtime's unary ops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryFn {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Abs,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Gelu,
+    GeluTanh,
+    Silu,
+    Softplus,
+    Log1p,
+    Square,
+    Reciprocal,
+    Erf,
+    Elu(f64),
+    LeakyRelu(f64),
+    /// `sign(x)`, 0 at 0 and NaN.
+    Sign,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// NaN if either is NaN.
+    Max,
+    Min,
+}
+
+/// `op(x, c)` for a constant `c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarFn {
+    Add,
+    Mul,
+    /// `x ** c` (`x * x` when `c == 2`).
+    Pow,
+    /// `c - x`
+    RSub,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// One instruction; operands are indices of earlier instructions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Instr {
+    /// Input `k`.
+    Load(usize),
+    Const(f64),
+    Unary(UnaryFn, usize),
+    Binary(BinaryFn, usize, usize),
+    Scalar(ScalarFn, f64, usize),
+    /// `x cmp threshold ? a : b` (false for NaN).
+    Select { cmp: Cmp, x: usize, threshold: f64, a: usize, b: usize },
+}
+
+/// An instruction on physical registers, writing register `dst` (or the output if `dst` is
+/// `OUT`).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    instr: Instr,
+    dst: usize,
+}
+
+const OUT: usize = usize::MAX;
+
+/// A checked program with registers assigned.
+#[derive(Clone, Debug)]
+pub struct Program {
+    steps: Vec<Step>,
+    regs: usize,
+    n_inputs: usize,
+}
+
+impl Program {
+    /// Checks `instrs` (operands before use, loads in range), drops what `out` does not need
+    /// and assigns registers so that values share registers once dead.
+    pub fn new(instrs: &[Instr], n_inputs: usize, out: usize) -> Result<Program, String> {
+        if out >= instrs.len() {
+            return Err(format!("fused program: output v{out} does not exist ({} instructions)", instrs.len()));
+        }
+        for (k, ins) in instrs.iter().enumerate() {
+            if let Some(&bad) = operands(ins).iter().find(|&&a| a >= k) {
+                return Err(format!("fused program: v{k} reads v{bad}, which does not come before it"));
+            }
+            if let Instr::Load(i) = ins {
+                if *i >= n_inputs {
+                    return Err(format!("fused program: v{k} loads input {i} of {n_inputs}"));
+                }
+            }
+        }
+        // Live values and the last instruction reading each.
+        let mut needed = vec![false; instrs.len()];
+        needed[out] = true;
+        for k in (0..=out).rev() {
+            if needed[k] {
+                for a in operands(&instrs[k]) {
+                    needed[a] = true;
+                }
+            }
+        }
+        let mut last_use = vec![0usize; instrs.len()];
+        for k in 0..=out {
+            if needed[k] {
+                for a in operands(&instrs[k]) {
+                    last_use[a] = k;
+                }
+            }
+        }
+        let mut reg_of = vec![usize::MAX; instrs.len()];
+        let mut free: Vec<usize> = Vec::new();
+        let mut regs = 0;
+        let mut steps = Vec::new();
+        for k in 0..=out {
+            if !needed[k] {
+                continue;
+            }
+            let remap = |a: usize| reg_of[a];
+            let instr = match instrs[k] {
+                Instr::Load(i) => Instr::Load(i),
+                Instr::Const(c) => Instr::Const(c),
+                Instr::Unary(f, x) => Instr::Unary(f, remap(x)),
+                Instr::Binary(f, x, y) => Instr::Binary(f, remap(x), remap(y)),
+                Instr::Scalar(f, c, x) => Instr::Scalar(f, c, remap(x)),
+                Instr::Select { cmp, x, threshold, a, b } => Instr::Select { cmp, x: remap(x), threshold, a: remap(a), b: remap(b) },
+            };
+            // The destination never aliases an operand: operands are freed only afterwards.
+            let dst = if k == out {
+                OUT
+            } else {
+                free.pop().unwrap_or_else(|| {
+                    regs += 1;
+                    regs - 1
+                })
+            };
+            reg_of[k] = dst;
+            steps.push(Step { instr, dst });
+            let mut ops = operands(&instrs[k]);
+            ops.sort_unstable();
+            ops.dedup();
+            for a in ops {
+                if last_use[a] == k {
+                    free.push(reg_of[a]);
+                }
+            }
+        }
+        Ok(Program { steps, regs, n_inputs })
+    }
+
+    pub fn n_inputs(&self) -> usize {
+        self.n_inputs
+    }
+
+    /// Registers (of [`BLOCK`] elements) one block needs.
+    pub fn registers(&self) -> usize {
+        self.regs
+    }
+
+    /// Instructions left after dead-code removal.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+fn operands(i: &Instr) -> Vec<usize> {
+    match *i {
+        Instr::Load(_) | Instr::Const(_) => vec![],
+        Instr::Unary(_, x) | Instr::Scalar(_, _, x) => vec![x],
+        Instr::Binary(_, x, y) => vec![x, y],
+        Instr::Select { x, a, b, .. } => vec![x, a, b],
+    }
+}
+
+/// A float the fused kernels compute in: f32 or f64.
+pub trait FusedFloat: Float {
+    fn erf(self) -> Self;
+}
+
+impl FusedFloat for f32 {
+    #[inline(always)]
+    fn erf(self) -> f32 {
+        libm::erff(self)
+    }
+}
+
+impl FusedFloat for f64 {
+    #[inline(always)]
+    fn erf(self) -> f64 {
+        libm::erf(self)
+    }
+}
+
+/// Where an input's elements are.
+#[derive(Clone, Copy, Debug)]
+pub enum Operand<'a, T> {
+    /// Element `idx` of the (broadcast) output index space is at
+    /// `offset + sum(idx[d] * strides[d])`; `strides` has one entry per output dim (0 where the
+    /// input is broadcast).
+    Strided { data: &'a [T], offset: usize, strides: &'a [usize] },
+    /// The output buffer itself, read before each block is written (for epilogues that
+    /// transform a GEMM result in place).
+    Output,
+}
+
+/// Input addressing with dims merged where every input allows it.
+struct Plan {
+    /// Collapsed outer dims (all but the last).
+    outer: Vec<usize>,
+    /// Per input: strides of the outer dims, the inner stride and the offset; `None` for
+    /// [`Operand::Output`].
+    inputs: Vec<Option<(Vec<usize>, usize, usize)>>,
+    /// Per input: dense and laid out like the output (element `i` at `offset + i`).
+    dense: Vec<bool>,
+    inner: usize,
+}
+
+impl Plan {
+    fn new<T>(shape: &[usize], operands: &[Operand<'_, T>]) -> Plan {
+        let n = operands.len();
+        let strides: Vec<Option<&[usize]>> = operands
+            .iter()
+            .map(|o| match o {
+                Operand::Strided { strides, .. } => Some(*strides),
+                Operand::Output => None,
+            })
+            .collect();
+        let contiguous = {
+            let mut s = vec![0usize; shape.len()];
+            let mut acc = 1;
+            for d in (0..shape.len()).rev() {
+                s[d] = acc;
+                acc *= shape[d];
+            }
+            s
+        };
+        // Drop size-1 dims, merge dim d into d+1 where every input allows it.
+        let mut dims: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (d, &size) in shape.iter().enumerate() {
+            if size == 1 {
+                continue;
+            }
+            let s: Vec<usize> = (0..n).map(|k| strides[k].map_or(contiguous[d], |st| st[d])).collect();
+            if let Some(last) = dims.last_mut() {
+                if (0..n).all(|k| last.1[k] == s[k] * size) {
+                    last.0 *= size;
+                    last.1 = s;
+                    continue;
+                }
+            }
+            dims.push((size, s));
+        }
+        let (inner, inner_strides) = dims.pop().unwrap_or((1, vec![0; n]));
+        let outer: Vec<usize> = dims.iter().map(|d| d.0).collect();
+        let dense: Vec<bool> = (0..n)
+            .map(|k| match operands[k] {
+                Operand::Output => true,
+                Operand::Strided { strides: st, .. } => shape.iter().zip(st).zip(&contiguous).all(|((&size, &s), &c)| size == 1 || s == c),
+            })
+            .collect();
+        let inputs = (0..n)
+            .map(|k| match operands[k] {
+                Operand::Output => None,
+                Operand::Strided { offset, .. } => Some((dims.iter().map(|d| d.1[k]).collect(), inner_strides[k], offset)),
+            })
+            .collect();
+        Plan { outer, inputs, dense, inner }
+    }
+
+    /// Offset of input `k`'s element at row `row`, column 0.
+    #[inline]
+    fn row_offset(&self, k: usize, mut row: usize) -> usize {
+        let (outer, _, offset) = self.inputs[k].as_ref().expect("strided input");
+        let mut off = *offset;
+        for d in (0..self.outer.len()).rev() {
+            let size = self.outer[d];
+            off += (row % size) * outer[d];
+            row /= size;
+        }
+        off
+    }
+
+    /// Copies elements `start..start + dst.len()` of input `k` into `dst`.
+    fn gather<T: Copy>(&self, k: usize, data: &[T], start: usize, dst: &mut [MaybeUninit<T>]) {
+        let (_, inner_stride, offset) = *self.inputs[k].as_ref().expect("strided input");
+        if self.dense[k] {
+            write_slice(dst, &data[offset + start..offset + start + dst.len()]);
+            return;
+        }
+        let inner = self.inner;
+        let mut done = 0;
+        while done < dst.len() {
+            let idx = start + done;
+            let (row, col) = (idx / inner, idx % inner);
+            let len = (inner - col).min(dst.len() - done);
+            let base = self.row_offset(k, row) + col * inner_stride;
+            let out = &mut dst[done..done + len];
+            match inner_stride {
+                0 => out.iter_mut().for_each(|o| *o = MaybeUninit::new(data[base])),
+                1 => write_slice(out, &data[base..base + len]),
+                s => out.iter_mut().enumerate().for_each(|(i, o)| *o = MaybeUninit::new(data[base + i * s])),
+            }
+            done += len;
+        }
+    }
+}
+
+#[inline(always)]
+fn write_slice<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = MaybeUninit::new(v);
+    }
+}
+
+fn check<T>(program: &Program, inputs: &[Operand<'_, T>]) {
+    assert_eq!(inputs.len(), program.n_inputs, "fused kernel: {} inputs for a program of {}", inputs.len(), program.n_inputs);
+}
+
+/// Runs `program` over the output `shape` into the row-major `out` (which need not be
+/// initialised), reading `inputs` ([`Operand::Output`] is not allowed here).
+///
+/// # Panics
+/// If the inputs do not match the program, or a strided input reads outside its slice.
+pub fn eval<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], shape: &[usize], out: &mut [MaybeUninit<T>]) {
+    let numel: usize = shape.iter().product();
+    assert_eq!(out.len(), numel, "fused kernel: output length vs shape {shape:?}");
+    check(program, inputs);
+    assert!(!inputs.iter().any(|o| matches!(o, Operand::Output)), "fused kernel: eval cannot read its output; use eval_range");
+    let plan = Plan::new(shape, inputs);
+    let work = numel.saturating_mul(program.steps.len().max(1));
+    // Each task runs a contiguous run of blocks with its own registers.
+    threads::for_each_chunk_mut_init(
+        out,
+        BLOCK,
+        work,
+        || vec![T::zero(); program.regs.max(1) * BLOCK],
+        |regs, b, block| run_block(program, inputs, &plan, b * BLOCK, block, regs),
+    );
+}
+
+/// [`eval`] into a new vector.
+pub fn eval_vec<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], shape: &[usize]) -> Vec<T> {
+    let numel: usize = shape.iter().product();
+    let mut out: Vec<T> = Vec::with_capacity(numel);
+    eval(program, inputs, shape, &mut out.spare_capacity_mut()[..numel]);
+    // SAFETY: `eval` wrote all `numel` elements.
+    unsafe { out.set_len(numel) };
+    out
+}
+
+/// [`eval`] over the output elements `start..start + out.len()` only, on the calling thread,
+/// where `out` already holds values that [`Operand::Output`] inputs read (for epilogues
+/// applied to a GEMM result block right after it is computed).
+pub fn eval_range<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], shape: &[usize], start: usize, out: &mut [T]) {
+    let numel: usize = shape.iter().product();
+    assert!(start + out.len() <= numel, "fused kernel: range {start}..{} outside {numel} elements", start + out.len());
+    check(program, inputs);
+    let plan = Plan::new(shape, inputs);
+    let mut regs = vec![T::zero(); program.regs.max(1) * BLOCK];
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; only initialised values are written.
+    let out: &mut [MaybeUninit<T>] = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
+    for (b, block) in out.chunks_mut(BLOCK).enumerate() {
+        run_block(program, inputs, &plan, start + b * BLOCK, block, &mut regs);
+    }
+}
+
+fn run_block<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], plan: &Plan, start: usize, out: &mut [MaybeUninit<T>], regs: &mut [T]) {
+    let n = out.len();
+    debug_assert!(n <= BLOCK);
+    let reg_ptr = regs.as_mut_ptr();
+    let out_ptr = out.as_mut_ptr();
+    // SAFETY: registers are disjoint `BLOCK`-element pieces of `regs` (initialised when
+    // allocated); `Program::new` never gives an instruction a destination equal to one of its
+    // operands, and the output is a separate buffer, so each step's `&mut` destination aliases
+    // none of its `&` operands.
+    let src = |r: usize| unsafe { reg::<T>(reg_ptr, r, n) };
+    for step in &program.steps {
+        let dst: &mut [MaybeUninit<T>] = unsafe {
+            if step.dst == OUT {
+                std::slice::from_raw_parts_mut(out_ptr, n)
+            } else {
+                std::slice::from_raw_parts_mut(reg_ptr.add(step.dst * BLOCK).cast(), n)
+            }
+        };
+        match step.instr {
+            Instr::Load(k) => match inputs[k] {
+                Operand::Strided { data, .. } => plan.gather(k, data, start, dst),
+                Operand::Output => {
+                    if step.dst != OUT {
+                        // SAFETY: only `eval_range` accepts `Output` inputs, and its output
+                        // block is initialised; it is written only by the last step.
+                        write_slice(dst, unsafe { std::slice::from_raw_parts(out_ptr.cast::<T>(), n) });
+                    }
+                }
+            },
+            Instr::Const(c) => dst.iter_mut().for_each(|o| *o = MaybeUninit::new(T::from_f64(c))),
+            Instr::Unary(f, x) => unary(f, src(x), dst),
+            Instr::Binary(f, x, y) => binary(f, src(x), src(y), dst),
+            Instr::Scalar(f, c, x) => scalar(f, c, src(x), dst),
+            Instr::Select { cmp, x, threshold, a, b } => {
+                let (x, a, b, t) = (src(x), src(a), src(b), T::from_f64(threshold));
+                macro_rules! select {
+                    ($op:tt) => {
+                        for i in 0..n {
+                            dst[i] = MaybeUninit::new(if x[i] $op t { a[i] } else { b[i] });
+                        }
+                    };
+                }
+                match cmp {
+                    Cmp::Gt => select!(>),
+                    Cmp::Ge => select!(>=),
+                    Cmp::Lt => select!(<),
+                    Cmp::Le => select!(<=),
+                }
+            }
+        }
+    }
+}
+
+/// Register `r` of a block of `n` elements.
+///
+/// # Safety
+/// `p` must point at `regs * BLOCK` initialised elements with `r < regs`, and no `&mut` to
+/// that register may be live.
+#[inline(always)]
+unsafe fn reg<'a, T>(p: *mut T, r: usize, n: usize) -> &'a [T] {
+    std::slice::from_raw_parts(p.add(r * BLOCK), n)
+}
+
+#[inline(always)]
+fn map1<T: Copy>(x: &[T], d: &mut [MaybeUninit<T>], f: impl Fn(T) -> T) {
+    for (o, &v) in d.iter_mut().zip(x) {
+        *o = MaybeUninit::new(f(v));
+    }
+}
+
+fn unary<T: FusedFloat>(f: UnaryFn, x: &[T], d: &mut [MaybeUninit<T>]) {
+    let c = T::from_f64;
+    let (zero, one) = (T::zero(), T::one());
+    match f {
+        UnaryFn::Neg => map1(x, d, |v| -v),
+        UnaryFn::Exp => map1(x, d, |v| v.exp()),
+        UnaryFn::Log => map1(x, d, |v| v.ln()),
+        UnaryFn::Sqrt => map1(x, d, |v| v.sqrt()),
+        UnaryFn::Rsqrt => map1(x, d, |v| one / v.sqrt()),
+        UnaryFn::Abs => map1(x, d, |v| v.abs()),
+        UnaryFn::Sin => map1(x, d, |v| v.sin()),
+        UnaryFn::Cos => map1(x, d, |v| v.cos()),
+        UnaryFn::Tanh => map1(x, d, |v| v.tanh()),
+        UnaryFn::Sigmoid => map1(x, d, |v| one / (one + (-v).exp())),
+        UnaryFn::Relu => map1(x, d, |v| if v <= zero { zero } else { v }),
+        UnaryFn::Gelu => {
+            let (h, k) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2));
+            map1(x, d, |v| v * h * (one + (v * k).erf()))
+        }
+        UnaryFn::GeluTanh => {
+            let (k, kappa, h) = (c(0.797_884_560_802_865_4), c(0.044715), c(0.5));
+            map1(x, d, |v| h * v * (one + (k * (v + kappa * v * v * v)).tanh()))
+        }
+        UnaryFn::Silu => map1(x, d, |v| v / (one + (-v).exp())),
+        UnaryFn::Softplus => {
+            let t = c(20.0);
+            map1(x, d, |v| if v > t { v } else { v.exp().ln_1p() })
+        }
+        UnaryFn::Log1p => map1(x, d, |v| v.ln_1p()),
+        UnaryFn::Square => map1(x, d, |v| v * v),
+        UnaryFn::Reciprocal => map1(x, d, |v| one / v),
+        UnaryFn::Erf => map1(x, d, |v| v.erf()),
+        UnaryFn::Elu(a) => {
+            let a = c(a);
+            map1(x, d, |v| if v > zero { v } else { a * v.exp_m1() })
+        }
+        UnaryFn::LeakyRelu(s) => {
+            let s = c(s);
+            map1(x, d, |v| if v > zero { v } else { v * s })
+        }
+        UnaryFn::Sign => map1(x, d, |v| {
+            if v > zero {
+                one
+            } else if v < zero {
+                -one
+            } else {
+                zero
+            }
+        }),
+    }
+}
+
+fn binary<T: FusedFloat>(f: BinaryFn, x: &[T], y: &[T], d: &mut [MaybeUninit<T>]) {
+    let n = d.len();
+    let (x, y) = (&x[..n], &y[..n]);
+    macro_rules! zip {
+        (|$a:ident, $b:ident| $e:expr) => {
+            for i in 0..n {
+                let ($a, $b) = (x[i], y[i]);
+                d[i] = MaybeUninit::new($e);
+            }
+        };
+    }
+    match f {
+        BinaryFn::Add => zip!(|a, b| a + b),
+        BinaryFn::Sub => zip!(|a, b| a - b),
+        BinaryFn::Mul => zip!(|a, b| a * b),
+        BinaryFn::Div => zip!(|a, b| a / b),
+        BinaryFn::Max => zip!(|a, b| if a.is_nan() || b.is_nan() { T::nan() } else if a >= b { a } else { b }),
+        BinaryFn::Min => zip!(|a, b| if a.is_nan() || b.is_nan() { T::nan() } else if a <= b { a } else { b }),
+    }
+}
+
+fn scalar<T: FusedFloat>(f: ScalarFn, c: f64, x: &[T], d: &mut [MaybeUninit<T>]) {
+    let k = T::from_f64(c);
+    match f {
+        ScalarFn::Add => map1(x, d, |v| v + k),
+        ScalarFn::Mul => map1(x, d, |v| v * k),
+        ScalarFn::Pow if c == 2.0 => map1(x, d, |v| v * v),
+        ScalarFn::Pow => map1(x, d, |v| v.powf(k)),
+        ScalarFn::RSub => map1(x, d, |v| k - v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_program_matches_scalar_loop() {
+        // out[i, j] = sigmoid(a[i, j]) * b[j] + 0.5, a transposed in memory
+        let (m, n) = (37, 300);
+        let a: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.37).sin()).collect(); // stored [n, m]
+        let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+        let p = Program::new(
+            &[
+                Instr::Load(0),
+                Instr::Unary(UnaryFn::Sigmoid, 0),
+                Instr::Load(1),
+                Instr::Binary(BinaryFn::Mul, 1, 2),
+                Instr::Scalar(ScalarFn::Add, 0.5, 3),
+            ],
+            2,
+            4,
+        )
+        .unwrap();
+        let ops = [Operand::Strided { data: &a, offset: 0, strides: &[1, m] }, Operand::Strided { data: &b, offset: 0, strides: &[0, 1] }];
+        let out = eval_vec(&p, &ops, &[m, n]);
+        for i in 0..m {
+            for j in 0..n {
+                let v = a[j * m + i];
+                let want = 1.0 / (1.0 + (-v).exp()) * b[j] + 0.5;
+                assert_eq!(out[i * n + j], want);
+            }
+        }
+        assert!(p.registers() <= 2, "registers are reused: {}", p.registers());
+    }
+
+    #[test]
+    fn rejects_bad_programs() {
+        assert!(Program::new(&[Instr::Unary(UnaryFn::Exp, 0)], 0, 0).unwrap_err().contains("does not come before"));
+        assert!(Program::new(&[Instr::Load(2)], 1, 0).unwrap_err().contains("input 2 of 1"));
+    }
+}
