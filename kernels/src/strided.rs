@@ -212,29 +212,32 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, D: Send>(
 ) {
     let plan = Rows::new(shape, [a_strides, b_strides], [a_offset, b_offset]);
     let [sa, sb] = plan.inner_strides;
-    let n = plan.inner;
-    for_each_row(&plan, out, |[oa, ob], row| match (sa, sb) {
-        (1, 1) => {
-            let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
-            for i in 0..n {
-                row[i] = f(a[i], b[i]);
+    for_each_row(&plan, out, |[oa, ob], row| {
+        // A piece of a long row may be shorter than `plan.inner`.
+        let n = row.len();
+        match (sa, sb) {
+            (1, 1) => {
+                let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
+                for i in 0..n {
+                    row[i] = f(a[i], b[i]);
+                }
             }
-        }
-        (1, 0) => {
-            let (a, b) = (&a[oa..oa + n], b[ob]);
-            for i in 0..n {
-                row[i] = f(a[i], b);
+            (1, 0) => {
+                let (a, b) = (&a[oa..oa + n], b[ob]);
+                for i in 0..n {
+                    row[i] = f(a[i], b);
+                }
             }
-        }
-        (0, 1) => {
-            let (a, b) = (a[oa], &b[ob..ob + n]);
-            for i in 0..n {
-                row[i] = f(a, b[i]);
+            (0, 1) => {
+                let (a, b) = (a[oa], &b[ob..ob + n]);
+                for i in 0..n {
+                    row[i] = f(a, b[i]);
+                }
             }
-        }
-        _ => {
-            for (i, d) in row.iter_mut().enumerate() {
-                *d = f(a[oa + i * sa], b[ob + i * sb]);
+            _ => {
+                for (i, d) in row.iter_mut().enumerate() {
+                    *d = f(a[oa + i * sa], b[ob + i * sb]);
+                }
             }
         }
     });
