@@ -583,7 +583,9 @@ mod tests {
                 assert_eq!(out[i * n + j], want);
             }
         }
-        assert!(p.registers() <= 2, "registers are reused: {}", p.registers());
+        // v0 and v2 share a register once sigmoid has read v0; a destination never aliases
+        // its own operands, so mul needs a third. Without reuse this would be 4.
+        assert_eq!(p.registers(), 3, "registers are reused");
     }
 
     #[test]
