@@ -16,6 +16,7 @@ pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+pub mod train;
 
 pub use ops::{manual_seed, Generator};
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};

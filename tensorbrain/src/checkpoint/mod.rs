@@ -1,6 +1,7 @@
 //! Checkpoints: safetensors files (readable by PyTorch and Hugging Face), written atomically.
 
 mod atomic;
+mod training;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
 pub use atomic::write_atomically;
+pub use training::{TrainingCheckpoint, TrainingState, MODEL_FILE, STATE_FILE};
 
 use crate::tensor::{DType, Error, Result, Tensor};
 
@@ -57,12 +59,25 @@ pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
 
 /// Parses safetensors bytes; corrupt or truncated input is an error, never a panic.
 pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    Ok(from_safetensors_bytes_with_metadata(bytes)?.0)
+}
+
+/// Reads every tensor of a safetensors file and its string metadata (empty if it has none).
+pub fn load_safetensors_with_metadata(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { context: format!("cannot read checkpoint {}", path.display()), source: e })?;
+    from_safetensors_bytes_with_metadata(&bytes).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+}
+
+/// [`from_safetensors_bytes`], also returning the file's metadata.
+pub fn from_safetensors_bytes_with_metadata(bytes: &[u8]) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Msg(format!("not a valid safetensors file ({e})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Msg(format!("not a valid safetensors file ({e})")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         out.insert(name.clone(), tensor_from_view(&name, &view)?);
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Copies one safetensors view into a tensor.

@@ -1,6 +1,7 @@
 //! The `Module` trait: what every layer and every `#[model]` struct provides.
 
 use std::fmt;
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::ops::Generator;
@@ -221,11 +222,17 @@ pub trait ModuleExt: Module {
     /// Loads parameters and buffers from a safetensors file. Missing, unexpected and
     /// mis-shaped tensors are reported together, and nothing is changed unless all fit.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let mut loaded = crate::checkpoint::load_safetensors(path.as_ref())?;
+        let loaded = crate::checkpoint::load_safetensors(path.as_ref())?;
+        self.load_state_dict(loaded, &path.as_ref().display().to_string())
+    }
+
+    /// Checks that `tensors` hold exactly this model's parameters and buffers, with their
+    /// shapes and dtypes; the error lists every problem and names `source`.
+    fn check_state_dict(&self, tensors: &HashMap<String, Tensor>, source: &str) -> Result<()> {
         let expected = self.state_dict();
         let mut problems = Vec::new();
         for (name, t) in &expected {
-            match loaded.get(name) {
+            match tensors.get(name) {
                 None => problems.push(format!("missing {name} (expected shape {:?})", t.shape())),
                 Some(l) if l.shape() != t.shape() => {
                     problems.push(format!("{name} has shape {:?} in the file but {:?} in the model", l.shape(), t.shape()))
@@ -237,15 +244,22 @@ pub trait ModuleExt: Module {
             }
         }
         let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let mut unexpected: Vec<&String> = loaded.keys().filter(|k| !known.contains(k.as_str())).collect();
+        let mut unexpected: Vec<&String> = tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
         unexpected.sort();
         problems.extend(unexpected.into_iter().map(|n| format!("unexpected {n}")));
         if !problems.is_empty() {
-            return Err(Error::Msg(format!("{}: the checkpoint does not fit {}:\n  {}", path.as_ref().display(), self.kind(), problems.join("\n  "))));
+            return Err(Error::Msg(format!("{source}: the checkpoint does not fit {}:\n  {}", self.kind(), problems.join("\n  "))));
         }
+        Ok(())
+    }
+
+    /// Copies `tensors` (by dotted name) into the parameters and buffers, after
+    /// [`ModuleExt::check_state_dict`]: nothing changes unless all fit.
+    fn load_state_dict(&mut self, mut tensors: HashMap<String, Tensor>, source: &str) -> Result<()> {
+        self.check_state_dict(&tensors, source)?;
         crate::autograd::no_grad(|| {
-            for (name, t) in &expected {
-                t.copy_from(&loaded.remove(name).expect("checked above"));
+            for (name, t) in &self.state_dict() {
+                t.copy_from(&tensors.remove(name).expect("checked above"));
             }
         });
         Ok(())

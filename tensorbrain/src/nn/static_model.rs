@@ -82,7 +82,9 @@ pub fn check_inputs(model: &str, inputs: &[(&str, &str, &[DimCheck], &Tensor)]) 
         if t.rank() != dims.len() {
             return Err(bad());
         }
-        if DType::from_name(dtype) != Some(t.dtype()) {
+        // Under autocast, inputs declared f32 may come in the compute dtype.
+        let autocast = DType::from_name(dtype) == Some(DType::F32) && crate::train::autocast_dtype() == Some(t.dtype());
+        if DType::from_name(dtype) != Some(t.dtype()) && !autocast {
             return Err(Error::Msg(format!("{model}::forward: input `{name}` must be {dtype}, got {}", t.dtype())));
         }
         for (d, &size) in dims.iter().zip(t.shape()) {

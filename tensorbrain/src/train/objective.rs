@@ -1,0 +1,50 @@
+//! What one training step computes from a batch: the loss, and optionally scores to measure.
+
+use crate::nn::ModuleExt;
+use crate::tensor::{DType, Error, Result, Tensor};
+
+/// The result of running the model on one batch.
+pub struct StepOutput {
+    /// A scalar: the batch's mean loss.
+    pub loss: Tensor,
+    /// Class scores `[N, C]` and labels `[N]`, to measure accuracy; `None` for other tasks.
+    pub scores: Option<(Tensor, Tensor)>,
+    /// Samples in the batch.
+    pub batch_size: usize,
+}
+
+/// Computes a [`StepOutput`] from a model and a batch (the loader's fields, in order). Any
+/// `Fn(&M, &[Tensor]) -> Result<StepOutput>` is one.
+pub trait Objective<M: ?Sized> {
+    fn step(&self, model: &M, batch: &[Tensor]) -> Result<StepOutput>;
+}
+
+impl<M: ?Sized, F: Fn(&M, &[Tensor]) -> Result<StepOutput>> Objective<M> for F {
+    fn step(&self, model: &M, batch: &[Tensor]) -> Result<StepOutput> {
+        self(model, batch)
+    }
+}
+
+/// Classification with cross-entropy: `batch = [inputs, labels]`, `forward` maps inputs to
+/// logits `[N, C]`. Logits in a low precision are scored in f32.
+pub fn classification<M: ModuleExt + ?Sized>(
+    forward: impl Fn(&M, &Tensor) -> Result<Tensor>,
+) -> impl Fn(&M, &[Tensor]) -> Result<StepOutput> {
+    move |model: &M, batch: &[Tensor]| {
+        let [inputs, labels, ..] = batch else {
+            return Err(Error::Msg(format!("classification: a batch needs [inputs, labels], got {} fields", batch.len())));
+        };
+        let logits = forward(model, inputs)?.try_to_dtype(DType::F32)?;
+        let loss = cross_entropy(&logits, labels)?;
+        Ok(StepOutput { loss, batch_size: labels.shape().first().copied().unwrap_or(1), scores: Some((logits, labels.clone())) })
+    }
+}
+
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let n = logits.shape().first().copied().unwrap_or(0);
+    if logits.shape().len() != 2 || labels.shape() != [n] {
+        return Err(Error::Msg(format!("cross_entropy: expected logits [N, C] and labels [N], got {:?} and {:?}", logits.shape(), labels.shape())));
+    }
+    let labels = labels.try_to_dtype(DType::I64)?.try_unsqueeze(1)?;
+    Ok(logits.try_log_softmax(1)?.try_gather(1, &labels)?.mean(&[], false).neg())
+}
