@@ -73,14 +73,24 @@ impl History {
         w.into_inner().map_err(|e| Error::Msg(format!("writing the CSV log: {e}")))
     }
 
-    /// Writes the CSV log (atomically, so a reader never sees half a file).
+    /// Writes the CSV log (atomically, so a reader never sees half a file), creating its
+    /// directory if needed.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
+        create_parent(path)?;
         write_atomically(path, &self.to_csv()?)
     }
 
-    /// Draws loss and accuracy against epochs into a PNG.
+    /// Draws loss and accuracy against epochs into a PNG, creating its directory if needed.
     pub fn write_plot(&self, path: &Path) -> Result<()> {
+        create_parent(path)?;
         super::plot::draw(self, path)
+    }
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::Io { context: format!("cannot create directory {}", dir.display()), source: e }),
+        None => Ok(()),
     }
 }
 
