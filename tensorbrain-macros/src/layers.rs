@@ -19,9 +19,21 @@ pub enum Layer {
     Activation(UnaryOp),
     /// `[T; N]` of layers, used from `for` loops or by index.
     Array { elem: Box<Layer>, len: usize },
+    /// A built-in layer with a hand-written static interface (`StaticModel`): called like a
+    /// nested model, but with a shape rule, so checking goes on past it.
+    Static { kind: StaticLayer, ty: Type },
     /// A nested `#[model]` (or any other module): called through its generated static
     /// interface; its shapes are checked by its own macro expansion and at run time.
     Nested { ty: Type },
+}
+
+/// The built-in layers `#[model]` calls through their `StaticModel` impl.
+#[derive(Clone, Copy)]
+pub enum StaticLayer {
+    /// `BatchNorm1d<C>` (`spatial` 1) or `BatchNorm2d<C>` (`spatial` 2).
+    BatchNorm { spatial: usize, channels: usize },
+    RmsNorm { dim: usize },
+    AdaptiveAvgPool2d { out_h: usize, out_w: usize },
 }
 
 impl Layer {
@@ -84,6 +96,15 @@ impl Layer {
             "Dropout" => Layer::Dropout { percent: n(0, "the drop probability in percent")? },
             "Embedding" => Layer::Embedding { vocab: n(0, "the vocabulary size")?, dim: n(1, "the embedding size")? },
             "LayerNorm" => Layer::LayerNorm { dim: n(0, "the normalised size")? },
+            "BatchNorm1d" | "BatchNorm2d" => Layer::Static {
+                kind: StaticLayer::BatchNorm { spatial: if name == "BatchNorm1d" { 1 } else { 2 }, channels: n(0, "the channel count")? },
+                ty: ty.clone(),
+            },
+            "RMSNorm" => Layer::Static { kind: StaticLayer::RmsNorm { dim: n(0, "the normalised size")? }, ty: ty.clone() },
+            "AdaptiveAvgPool2d" => Layer::Static {
+                kind: StaticLayer::AdaptiveAvgPool2d { out_h: n(0, "the output height")?, out_w: n(1, "the output width")? },
+                ty: ty.clone(),
+            },
             "ReLU" => Layer::Activation(UnaryOp::Relu),
             "GELU" => Layer::Activation(UnaryOp::Gelu),
             "Sigmoid" => Layer::Activation(UnaryOp::Sigmoid),
@@ -109,6 +130,9 @@ impl Layer {
             Layer::LayerNorm { dim } => format!("LayerNorm<{dim}>"),
             Layer::Activation(u) => u.method().to_string(),
             Layer::Array { elem, len, .. } => format!("[{}; {len}]", elem.describe()),
+            Layer::Static { kind: StaticLayer::BatchNorm { spatial, channels }, .. } => format!("BatchNorm{spatial}d<{channels}>"),
+            Layer::Static { kind: StaticLayer::RmsNorm { dim }, .. } => format!("RMSNorm<{dim}>"),
+            Layer::Static { kind: StaticLayer::AdaptiveAvgPool2d { out_h, out_w }, .. } => format!("AdaptiveAvgPool2d<{out_h}, {out_w}>"),
             Layer::Nested { ty } => ty.to_token_stream().to_string().replace(' ', ""),
         }
     }
@@ -122,10 +146,10 @@ impl Layer {
         }
     }
 
-    /// The type tokens of a nested model (for calling its static interface).
+    /// The type tokens of a nested model or static layer (for calling its static interface).
     pub fn nested_type(&self) -> Option<TokenStream> {
         match self {
-            Layer::Nested { ty } => Some(ty.to_token_stream()),
+            Layer::Nested { ty } | Layer::Static { ty, .. } => Some(ty.to_token_stream()),
             _ => None,
         }
     }
@@ -139,6 +163,10 @@ fn usage(name: &str) -> &'static str {
         "Dropout" => "`Dropout<PERCENT>`, e.g. `Dropout<10>` drops 10% of activations",
         "Embedding" => "`Embedding<VOCAB, DIM>`",
         "LayerNorm" => "`LayerNorm<DIM>`",
+        "BatchNorm1d" => "`BatchNorm1d<CHANNELS>`",
+        "BatchNorm2d" => "`BatchNorm2d<CHANNELS>`",
+        "RMSNorm" => "`RMSNorm<DIM>`",
+        "AdaptiveAvgPool2d" => "`AdaptiveAvgPool2d<OUT_H, OUT_W>`",
         _ => "",
     }
 }

@@ -9,7 +9,7 @@ use syn::{BinOp, Expr, Ident, Lit, Pat, Stmt, Type, UnOp};
 use tensorbrain_ir::op::{ConvGeometry, PoolGeometry};
 use tensorbrain_ir::{BinaryOp, Dim, Graph, NodeId, Op, PoolKind, ReduceOp, ScalarOp, Shape, UnaryOp};
 
-use crate::layers::Layer;
+use crate::layers::{Layer, StaticLayer};
 
 /// A field of the model struct.
 pub struct Field {
@@ -488,6 +488,46 @@ impl<'a> Lowering<'a> {
         id
     }
 
+    /// The output shape of a static layer on input `xs`, or the input it expects.
+    fn static_layer_shape(&self, kind: StaticLayer, xs: &Shape) -> Result<Shape, String> {
+        let n = xs.0.first().map_or("N".to_string(), |d| d.to_string());
+        match kind {
+            StaticLayer::BatchNorm { spatial: 1, channels } => {
+                if (xs.rank() == 2 || xs.rank() == 3) && xs.0[1] == Dim::Known(channels) {
+                    return Ok(xs.clone());
+                }
+                Err(format!("[{n}, {channels}] or [{n}, {channels}, L]"))
+            }
+            StaticLayer::BatchNorm { channels, .. } => {
+                if xs.rank() == 4 && xs.0[1] == Dim::Known(channels) {
+                    return Ok(xs.clone());
+                }
+                Err(format!("[{n}, {channels}, H, W]"))
+            }
+            StaticLayer::RmsNorm { dim } => {
+                if xs.0.last() == Some(&Dim::Known(dim)) {
+                    return Ok(xs.clone());
+                }
+                let mut want = xs.0.clone();
+                match want.last_mut() {
+                    Some(d) => *d = Dim::Known(dim),
+                    None => want.push(Dim::Known(dim)),
+                }
+                Err(Shape(want).to_string())
+            }
+            StaticLayer::AdaptiveAvgPool2d { out_h, out_w } => {
+                if xs.rank() == 3 || xs.rank() == 4 {
+                    let mut out = xs.0.clone();
+                    let r = out.len();
+                    out[r - 2] = Dim::Known(out_h);
+                    out[r - 1] = Dim::Known(out_w);
+                    return Ok(Shape(out));
+                }
+                Err(format!("[{n}, C, H, W] or [C, H, W]"))
+            }
+        }
+    }
+
     /// A call of the layer in `holder` on `args`, with that layer's shape rule.
     fn layer_call(&mut self, holder: usize, args: &[NodeId], span: &TokenStream) -> syn::Result<NodeId> {
         let h = self.holders[holder].clone();
@@ -580,6 +620,15 @@ impl<'a> Lowering<'a> {
             }
             Layer::Activation(u) => self.add(Op::Unary(u), &[x], span, &path),
             Layer::Array { .. } => Err(err(span, format!("`self.{path}` is an array of layers; loop over it (`for layer in &self.{path}`) or index it (`self.{path}[0](x)`)"))),
+            Layer::Static { kind, .. } => {
+                // Called through the layer's StaticModel impl, with its output shape known
+                // (when the input's is) so checking goes on past it.
+                let out = if known { self.static_layer_shape(kind, &xs).map_err(|want| expects(want))? } else { xs.clone() };
+                let ty = h.layer.nested_type().expect("static layer type");
+                let id = self.graph.add(Op::Call { path: path.clone(), out }, &[x], &path).map_err(|e| err(span, e.message))?;
+                self.sources.insert(id, Source::Call { holder, ty });
+                Ok(id)
+            }
             Layer::Nested { .. } => {
                 // Opaque here: its own expansion checked its body. The output shape is only
                 // known at run time, so it gets fresh symbolic dims below.

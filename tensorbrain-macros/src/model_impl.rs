@@ -191,9 +191,21 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let model_name = name.to_string();
     let forward_doc = format!("The forward pass, shape-checked at compile time: {}.", describe_sig(&sig));
 
+    let self_ty = &item.self_ty;
+    // One-input models are layers too: usable in `Sequential` and other `dyn Forward` code.
+    let forward_trait = if n_inputs == 1 {
+        quote! {
+            impl ::tensorbrain::nn::Forward for #self_ty {
+                fn forward(&self, x: &::tensorbrain::Tensor) -> ::tensorbrain::Result<::tensorbrain::Tensor> {
+                    self.forward_dyn(::std::slice::from_ref(x))
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
     let user_items = &item.items;
     let generics = &item.generics;
-    let self_ty = &item.self_ty;
     let impl_attrs = &item.attrs;
     Ok(quote! {
         #(#impl_attrs)*
@@ -226,6 +238,8 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 match #pick { #(#graph_arms)* _ => unreachable!() }
             }
         }
+
+        #forward_trait
 
         #(#saved_structs)*
 
@@ -434,10 +448,17 @@ impl Emitter<'_> {
                     let Some(Source::Call { holder, ty }) = self.lowering.sources.get(forward) else { unreachable!() };
                     let c = format_ident!("c{}", forward);
                     let gin = n(node.inputs[0]);
+                    // The call's input gradient is read only when gradients flow on through
+                    // its input; a call on data is differentiated for its parameters alone.
+                    let input_grad = if self.bw.needs[g.nodes[*forward].inputs[0]] {
+                        quote!(let #id = gi.into_iter().next().flatten().ok_or_else(|| ::tensorbrain::Error::Autograd("nested model gave no input gradient".into()))?;)
+                    } else {
+                        quote!(let _ = gi;)
+                    };
                     stmts.push(quote! {
                         let (gi, gp) = <#ty as ::tensorbrain::nn::StaticModel>::backward(&saved.#c, &#gin)?;
                         for (k, gk) in gp.into_iter().enumerate() { param_grads[offsets[#holder] + k] = gk; }
-                        let #id = gi.into_iter().next().flatten().ok_or_else(|| ::tensorbrain::Error::Autograd("nested model gave no input gradient".into()))?;
+                        #input_grad
                     });
                 }
                 _ => {

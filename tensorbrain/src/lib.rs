@@ -31,7 +31,14 @@ pub use tensorbrain_macros::__model_impl;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::autograd::{no_grad, no_grad_guard};
-    pub use crate::nn::{AvgPool2d, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, Module, ModuleExt, ReLU, GELU};
+    pub use crate::nn::{
+        AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, Forward, LayerNorm, LeakyReLU, Linear,
+        LogSoftmax, MaxPool2d, Module, ModuleExt, RMSNorm, ReLU, Sequential, Softmax, ELU, GELU,
+    };
+    pub use crate::nn::{
+        binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss, BceLoss, BceWithLogitsLoss,
+        CrossEntropyLoss, L1Loss, MseLoss, NllLoss, Reduction,
+    };
     pub use crate::shape::{Const, Dim, Dyn};
     pub use crate::{manual_seed, model, tb, DType, Device, Tensor};
 }

@@ -123,3 +123,11 @@ impl AsParam for Option<Tensor> {
         self.as_ref().expect("#[model] only reads parameters the layer has")
     }
 }
+
+/// The single input of a layer called through [`StaticModel`].
+pub(crate) fn one_input<'a>(layer: &str, inputs: &'a [Tensor]) -> Result<&'a Tensor> {
+    match inputs {
+        [x] => Ok(x),
+        _ => Err(Error::Msg(format!("{layer} takes one input tensor, got {}", inputs.len()))),
+    }
+}

@@ -1,0 +1,53 @@
+//! [`Forward`]: the object-safe face of a layer, "a module with an eager forward on runtime
+//! tensors", so that layers of different types can sit in one container ([`Sequential`]).
+//!
+//! [`Sequential`]: super::Sequential
+
+use super::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Embedding, Flatten, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, Module,
+    RMSNorm, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU,
+};
+use crate::tensor::{Result, Tensor};
+
+/// A module that maps one runtime tensor to another. Every layer implements it; `#[model]`
+/// implements it for models whose `forward` takes one input (through `forward_dyn`).
+pub trait Forward: Module {
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// Implements `Forward` by calling the type's own `forward` (inherent methods take precedence
+/// over trait methods, so `<T>::forward` is the layer's).
+macro_rules! forward_by_inherent {
+    ($([$($generics:tt)*] $ty:ty;)*) => {
+        $(
+            impl<$($generics)*> Forward for $ty {
+                fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                    <$ty>::forward(self, x)
+                }
+            }
+        )*
+    };
+}
+
+forward_by_inherent! {
+    [const IN: usize, const OUT: usize, const BIAS: bool] Linear<IN, OUT, BIAS>;
+    [const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, const P: usize] Conv2d<C_IN, C_OUT, K, S, P>;
+    [const K: usize, const S: usize] MaxPool2d<K, S>;
+    [const K: usize, const S: usize] AvgPool2d<K, S>;
+    [] Flatten;
+    [const PERCENT: usize] Dropout<PERCENT>;
+    [] ReLU;
+    [] GELU;
+    [] Sigmoid;
+    [] Tanh;
+    [] SiLU;
+    [const V: usize, const D: usize] Embedding<V, D>;
+    [const D: usize] LayerNorm<D>;
+    [const C: usize, const SPATIAL: usize] BatchNorm<C, SPATIAL>;
+    [const D: usize] RMSNorm<D>;
+    [const OH: usize, const OW: usize] AdaptiveAvgPool2d<OH, OW>;
+    [] ELU;
+    [] LeakyReLU;
+    [] Softmax;
+    [] LogSoftmax;
+}

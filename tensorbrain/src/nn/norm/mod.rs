@@ -1,0 +1,7 @@
+//! Normalisation layers with running statistics or learned scales.
+
+mod batch;
+mod rms;
+
+pub use batch::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved};
+pub use rms::{RMSNorm, RMSNormSaved};
