@@ -28,11 +28,6 @@ impl Mlp {
     }
 }
 
-/// Mean negative log-likelihood of the labels under softmax(logits).
-fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
-    -logits.log_softmax(1).gather(1, &labels.unsqueeze(1)).mean(&[], false)
-}
-
 fn accuracy(model: &Mlp, images: &Tensor, labels: &Tensor) -> f64 {
     let images: tb![_, 64] = images.typed().expect("digits are [N, 64]");
     let predicted = no_grad(|| model.forward(images)).argmax(Some(1), false);

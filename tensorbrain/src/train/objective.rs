@@ -35,16 +35,7 @@ pub fn classification<M: ModuleExt + ?Sized>(
             return Err(Error::Msg(format!("classification: a batch needs [inputs, labels], got {} fields", batch.len())));
         };
         let logits = forward(model, inputs)?.try_to_dtype(DType::F32)?;
-        let loss = cross_entropy(&logits, labels)?;
+        let loss = crate::nn::loss::try_cross_entropy(&logits, labels)?;
         Ok(StepOutput { loss, batch_size: labels.shape().first().copied().unwrap_or(1), scores: Some((logits, labels.clone())) })
     }
-}
-
-fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let n = logits.shape().first().copied().unwrap_or(0);
-    if logits.shape().len() != 2 || labels.shape() != [n] {
-        return Err(Error::Msg(format!("cross_entropy: expected logits [N, C] and labels [N], got {:?} and {:?}", logits.shape(), labels.shape())));
-    }
-    let labels = labels.try_to_dtype(DType::I64)?.try_unsqueeze(1)?;
-    Ok(logits.try_log_softmax(1)?.try_gather(1, &labels)?.mean(&[], false).neg())
 }
