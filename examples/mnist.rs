@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release --example mnist -- --model mlp --epochs 10
 //!     cargo run --release --example mnist -- --model cnn --epochs 3
-//!     cargo run --release --example mnist -- --model cnn --dataset fashion --epochs 8
+//!     cargo run --release --example mnist -- --model cnn --dataset fashion --epochs 4
 //!
 //! Both use Adam (lr 1e-3, batch 64) with the learning rate decayed to zero along a cosine.
 //! Progress bars show loss and samples/s; each epoch prints a line and rewrites
@@ -101,7 +101,8 @@ struct Args {
     /// Where logs, plots and checkpoints go.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Continue from the checkpoint in <out>/<name>/.
+    /// Continue from the checkpoint in <out>/<name>/ (give the same --epochs: the learning-rate
+    /// schedule spans the run it was built for).
     #[arg(long)]
     resume: bool,
     /// Print only a timing table.
@@ -199,7 +200,7 @@ fn train_model<M: Module>(
         }
     } else if let Some(last) = history.last() {
         println!(
-            "test accuracy {:.2}% after {} epochs; log {}/{name}.csv, plot {}/{name}.png, checkpoint {}",
+            "test accuracy {:.2}% after epoch {}; log {}/{name}.csv, plot {}/{name}.png, checkpoint {}",
             100.0 * last.eval_accuracy.unwrap_or(0.0),
             last.epoch,
             args.out.display(),
