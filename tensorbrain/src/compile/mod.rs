@@ -302,6 +302,15 @@ pub fn training_graph(bw: &Backward) -> Graph {
     g
 }
 
+/// Like [`training_graph`] but with only the parameters' gradients as outputs (what a training
+/// step needs; the input gradient's computation is dropped).
+pub fn param_training_graph(bw: &Backward) -> Graph {
+    let mut g = bw.graph.clone();
+    let params = bw.grads.iter().filter(|&&(leaf, _)| matches!(bw.graph.nodes[leaf].op, Op::Param { .. }));
+    g.outputs = std::iter::once(bw.forward_output).chain(params.filter_map(|&(_, gr)| gr)).collect();
+    passes::dce(&g)
+}
+
 /// Where a gradient goes.
 #[derive(Clone, Debug, PartialEq)]
 enum Leaf {
