@@ -13,6 +13,7 @@ use tensorbrain::autograd::grad;
 use tensorbrain::compile::{compile, freeze, param_training_graph, training_graph, CompiledGraph, GraphBuilder, Options, Params};
 use tensorbrain::ir::autodiff::backward;
 use tensorbrain::ir::Graph;
+use tensorbrain::nn::StaticModel;
 use tensorbrain::prelude::*;
 
 #[model]
@@ -118,6 +119,23 @@ fn tape_step(out: Tensor, wrt: &[Tensor]) {
     std::hint::black_box(grad(&loss, wrt, None, false).unwrap());
 }
 
+/// The code `#[model]` generated at compile time (fused kernels as Rust, no interpreter):
+/// inference, and a training step (forward keeping what the backward reads, then the
+/// parameter-gradient backward).
+fn generated_rows(mlp: &Mlp, x: &Tensor, go: &Tensor) {
+    let c = mlp.kernel_counts();
+    let f = best_ms(200, || {
+        std::hint::black_box(mlp.forward_infer(std::slice::from_ref(x)).unwrap());
+    });
+    let t = best_ms(100, || {
+        let (_, saved) = mlp.forward_train(std::slice::from_ref(x), false).unwrap();
+        std::hint::black_box(<Mlp as StaticModel>::backward(&saved, go).unwrap());
+    });
+    println!("{:<34}{f:>10.3}{:>54}", "  #[model] generated forward", format!("{}/{}", c.forward, c.forward_unfused));
+    let (k, ku) = (c.train_forward + c.backward, c.train_forward_unfused + c.backward_unfused);
+    println!("{:<34}{t:>10.3}{:>54}", "  #[model] generated fwd+bwd", format!("{k}/{ku}"));
+}
+
 fn main() {
     tensorbrain::set_num_threads(THREADS);
     manual_seed(0);
@@ -140,6 +158,7 @@ fn main() {
     row("MLP 784-256-10 b64 fwd+bwd", 100, &tg, &[x.clone(), go.clone()], &mp, || {
         tape_step(mlp.fc2.forward(&mlp.fc1.forward(&x).unwrap().relu()).unwrap().log_softmax(1), &pl)
     });
+    generated_rows(&mlp, &x, &go);
 
     // ---- conv + per-channel affine + relu ----
     let g = conv_block();

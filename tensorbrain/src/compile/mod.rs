@@ -20,6 +20,8 @@
 //! Set `TENSORBRAIN_PRINT_FUSION=1` to print what each [`compile`] call fused.
 
 mod builder;
+#[doc(hidden)]
+pub mod codegen;
 mod run;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +35,7 @@ use crate::nn::ModuleExt;
 use crate::tensor::{Error, Result, Tensor};
 
 pub use builder::GraphBuilder;
+pub use codegen::KernelCounts;
 use run::Lowered;
 
 /// Parameter values by dotted path (`fc1.weight`), as `named_parameters` gives them.
@@ -123,6 +126,9 @@ pub fn compile(graph: &Graph, opts: &Options) -> Result<CompiledGraph> {
                     Step::Input(inputs_seen - 1)
                 }
                 Kernel::Op(Op::Param { path, .. }) => Step::Param(path.clone()),
+                // A lone elementwise op still runs as a one-op fused program: the fused kernel's
+                // vectorised exp/tanh beat the runtime op's scalar libm calls.
+                Kernel::Op(op) if opts.fuse.elementwise && op.is_elementwise() => Step::Fused(Lowered::new(&passes::fusion::program_of(op, n.inputs.len()))?),
                 Kernel::Op(op) => Step::Op(op.clone()),
                 Kernel::Fused(p) => Step::Fused(Lowered::new(p)?),
                 Kernel::Epilogue { head, head_inputs, tail } => Step::Epilogue { head: head.clone(), head_inputs: *head_inputs, tail: Lowered::new(tail)? },
