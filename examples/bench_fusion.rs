@@ -2,6 +2,8 @@
 //! the dynamic tape running the same ops eagerly. Forward (inference) and forward+backward
 //! (the backward graph from `autodiff::backward`, then the passes) per step, best of N, with
 //! kernel launches and bytes moved per step (each kernel's input + output bytes).
+//! The `#[model] generated` rows run the code the macro emitted at compile time for the MLP
+//! (same fusion, kernels as Rust, no interpreter).
 //!
 //!     cargo run --release --example bench_fusion
 //!

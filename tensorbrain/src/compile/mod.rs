@@ -18,6 +18,10 @@
 //! do not report themselves to anything, and a builder keeps graphs explicit.
 //!
 //! Set `TENSORBRAIN_PRINT_FUSION=1` to print what each [`compile`] call fused.
+//!
+//! `#[model]` applies the same fusion at compile time: its generated forward and backward run
+//! fused kernels emitted as Rust ([`codegen`]), so a served model needs no run-time compiler.
+//! `Net::kernel_counts()` and `Net::fusion_report()` say what it fused.
 
 mod builder;
 #[doc(hidden)]
