@@ -4,8 +4,10 @@
 //! shapes and strides; they know nothing of tensors, autograd or devices. The runtime crate
 //! (`tensorbrain`) owns layouts and dispatch and calls in here.
 
+pub mod fast_math;
 pub mod float;
 pub mod fused;
+pub mod fused_scalar;
 pub mod gemm;
 pub mod index;
 pub mod conv;

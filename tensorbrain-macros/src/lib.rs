@@ -8,6 +8,7 @@
 //!
 //! Each expansion is parse -> validate (with `syn::Error` for every user mistake) -> expand.
 
+mod fusion_plan;
 mod layers;
 mod lower;
 mod model_impl;

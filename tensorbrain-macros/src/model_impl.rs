@@ -9,8 +9,11 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Token, Type};
 use tensorbrain_ir::autodiff::{self, Backward};
+use std::collections::BTreeSet;
+
 use tensorbrain_ir::{NodeId, Op};
 
+use crate::fusion_plan;
 use crate::layers::Layer;
 use crate::lower::{Field, Holder, Lowering, Source};
 use crate::tb::TbSpec;
@@ -151,13 +154,15 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let mut backward_arms = Vec::new();
     let mut graph_arms = Vec::new();
     let mut saved_variants = Vec::new();
+    let mut count_arms = Vec::new();
+    let mut report_arms = Vec::new();
     for (m, (lowering, bws)) in modes.iter().enumerate() {
         for (with_inputs, bw) in [(false, &bws[0]), (true, &bws[1])] {
             let v = m * 2 + with_inputs as usize;
             let vident = format_ident!("V{}", v);
             let sname = format_ident!("__TbSaved{}{}", name, v);
             let code = Emitter { lowering, bw, sname: &sname, n_inputs };
-            let (fields_decl, infer, fwd_train, backward, graph) = code.emit();
+            let (fields_decl, infer, fwd_train, backward, graph, fusion) = code.emit();
             saved_structs.push(quote! {
                 #[doc(hidden)]
                 #[allow(non_camel_case_types, non_snake_case, dead_code)]
@@ -169,6 +174,16 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
             if with_inputs {
                 infer_arms.push(quote!(#m => { #infer }));
                 graph_arms.push(quote!(#m => { #graph }));
+            } else {
+                // Inference is the same in both variants; the parameter-only backward is what
+                // a training step on data runs.
+                let counts = fusion.counts_tokens();
+                count_arms.push(quote!(#m => #counts,));
+                let report = fusion.report(&name.to_string());
+                if std::env::var("TENSORBRAIN_PRINT_FUSION").is_ok_and(|v| !v.is_empty() && v != "0") {
+                    eprintln!("{report}");
+                }
+                report_arms.push(quote!(#m => #report,));
             }
         }
     }
@@ -230,6 +245,19 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 }
                 ::tensorbrain::nn::check_inputs(#model_name, &[#(#checks),*])?;
                 ::tensorbrain::nn::run_static(self, inputs)
+            }
+
+            /// Kernel launches per step of the code `#[model]` generated for the current
+            /// training mode, fused and unfused (see [`Self::fusion_report`]).
+            #vis fn kernel_counts(&self) -> ::tensorbrain::compile::KernelCounts {
+                match #pick { #(#count_arms)* _ => unreachable!() }
+            }
+
+            /// What `#[model]` fused at compile time in the current training mode: each
+            /// generated kernel with the IR nodes it computes. (Set `TENSORBRAIN_PRINT_FUSION=1`
+            /// while building to print it then.)
+            #vis fn fusion_report(&self) -> &'static str {
+                match #pick { #(#report_arms)* _ => unreachable!() }
             }
 
             /// The IR of `forward` in the current training mode, with the generated backward
@@ -374,17 +402,21 @@ impl Emitter<'_> {
         }
     }
 
-    /// (saved struct fields, inference body, training-forward body, backward body, graph body)
-    fn emit(&self) -> (TokenStream, TokenStream, TokenStream, TokenStream, TokenStream) {
+    /// (saved struct fields, inference body, training-forward body, backward body, graph body,
+    /// fusion plans)
+    fn emit(&self) -> (TokenStream, TokenStream, TokenStream, TokenStream, TokenStream, Fusion) {
         let g = &self.bw.graph;
         let fwd_len = self.bw.forward_len;
         let out = self.bw.forward_output;
         let ops = self.ops_table();
         let out_id = n(out);
 
-        let infer_stmts = (0..fwd_len).map(|i| self.forward_node(i, false));
+        let infer_plan = fusion_plan::plan(g, 0, fwd_len, &BTreeSet::from([out]), true);
+        let infer_stmts = self.forward_steps(&infer_plan, false);
+        let infer_kernels = kernels_table(&infer_plan);
         let infer = quote! {
             #ops
+            #infer_kernels
             #(#infer_stmts)*
             Ok(#out_id)
         };
@@ -419,9 +451,15 @@ impl Emitter<'_> {
         decl.push(quote!(counts: [usize; #holder_count],));
         init.push(quote!(counts: [#(#counts),*],));
         let sname = self.sname;
-        let train_stmts = (0..fwd_len).map(|i| self.forward_node(i, true));
+        // Saved values, saved shapes and nested calls (whose saved state the backward needs)
+        // stay materialised.
+        let train_pins: BTreeSet<NodeId> = std::iter::once(out).chain(saved.iter().copied()).chain(shapes.iter().copied()).chain(calls.iter().copied()).collect();
+        let train_plan = fusion_plan::plan(g, 0, fwd_len, &train_pins, true);
+        let train_stmts = self.forward_steps(&train_plan, true);
+        let train_kernels = kernels_table(&train_plan);
         let fwd_train = quote! {
             #ops
+            #train_kernels
             #(#train_stmts)*
             let saved = #sname { #(#init)* };
             (#out_id, saved)
@@ -440,7 +478,25 @@ impl Emitter<'_> {
             for (k, c) in saved.counts.iter().enumerate() { offsets[k + 1] = offsets[k] + c; }
             let mut param_grads: ::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>> = vec![None; offsets[#holder_count]];
         });
-        for i in fwd_len + 1..g.nodes.len() {
+        // The backward region starts after the output gradient; every nested backward runs (it
+        // fills parameter gradients even when its input gradient is unused).
+        debug_assert_eq!(self.bw.grad_output, fwd_len);
+        let backward_pins: BTreeSet<NodeId> = self
+            .bw
+            .grads
+            .iter()
+            .filter_map(|&(_, gr)| gr)
+            .chain((fwd_len + 1..g.nodes.len()).filter(|&i| matches!(g.nodes[i].op, Op::CallBackward { .. })))
+            .collect();
+        let backward_plan = fusion_plan::plan(g, fwd_len + 1, g.nodes.len(), &backward_pins, true);
+        for step in &backward_plan.steps {
+            let i = match step {
+                fusion_plan::Step::Node(i) => *i,
+                other => {
+                    stmts.push(fused_step(other));
+                    continue;
+                }
+            };
             let node = &g.nodes[i];
             let id = n(i);
             match &node.op {
@@ -489,28 +545,108 @@ impl Emitter<'_> {
             }
         }
         debug_assert_eq!(input_grads.len(), self.n_inputs);
+        let backward_kernels = kernels_table(&backward_plan);
         let backward = quote! {
             #ops
+            #backward_kernels
             #(#stmts)*
             Ok((vec![#(#input_grads),*], param_grads))
         };
 
         let graph = graph_tokens(self.bw);
-        (quote!(#(#decl)*), infer, fwd_train, backward, graph)
+        let fusion = Fusion { infer: infer_plan, train: train_plan, backward: backward_plan };
+        (quote!(#(#decl)*), infer, fwd_train, backward, graph, fusion)
+    }
+
+    /// Statements of a forward region's plan.
+    fn forward_steps(&self, plan: &fusion_plan::RegionPlan, train: bool) -> Vec<TokenStream> {
+        plan.steps
+            .iter()
+            .map(|step| match step {
+                fusion_plan::Step::Node(i) => self.forward_node(*i, train),
+                other => fused_step(other),
+            })
+            .collect()
+    }
+}
+
+/// The compile-time fusion plans of one graph variant.
+struct Fusion {
+    infer: fusion_plan::RegionPlan,
+    train: fusion_plan::RegionPlan,
+    backward: fusion_plan::RegionPlan,
+}
+
+impl Fusion {
+    /// `KernelCounts { .. }` for `kernel_counts()`.
+    fn counts_tokens(&self) -> TokenStream {
+        let (f, fu) = (self.infer.kernel_count, self.infer.unfused_count);
+        let (t, tu) = (self.train.kernel_count, self.train.unfused_count);
+        let (b, bu) = (self.backward.kernel_count, self.backward.unfused_count);
+        quote!(::tensorbrain::compile::KernelCounts {
+            forward: #f, train_forward: #t, backward: #b, forward_unfused: #fu, train_forward_unfused: #tu, backward_unfused: #bu,
+        })
+    }
+
+    fn report(&self, model: &str) -> String {
+        let part = |what: &str, p: &fusion_plan::RegionPlan| format!("{what}: {} kernels (unfused {})\n{}", p.kernel_count, p.unfused_count, p.report);
+        format!(
+            "{model}, fused at compile time\n{}{}{}",
+            part("forward (inference)", &self.infer),
+            part("forward (training step)", &self.train),
+            part("backward (parameter gradients)", &self.backward)
+        )
+    }
+}
+
+/// The static table of a region's generated kernels (their programs and epilogue heads).
+fn kernels_table(plan: &fusion_plan::RegionPlan) -> TokenStream {
+    if plan.kernels.is_empty() {
+        return quote!();
+    }
+    let k = &plan.kernels;
+    quote! {
+        static KERNELS: ::std::sync::OnceLock<::std::vec::Vec<::tensorbrain::compile::codegen::GeneratedKernel>> = ::std::sync::OnceLock::new();
+        let kernels = KERNELS.get_or_init(|| vec![#(#k),*]);
+    }
+}
+
+/// The statement computing a fused step.
+fn fused_step(step: &fusion_plan::Step) -> TokenStream {
+    match step {
+        fusion_plan::Step::Fused { out, inputs, kernel, program } => {
+            let id = n(*out);
+            let args: Vec<TokenStream> = inputs.iter().map(|&a| {
+                let a = n(a);
+                quote!(#a)
+            }).collect();
+            let call = fusion_plan::elementwise_call(program, *kernel, &args);
+            quote!(let #id = #call;)
+        }
+        fusion_plan::Step::Epilogue { out, inputs, kernel } => {
+            let id = n(*out);
+            let args = inputs.iter().map(|&a| n(a));
+            quote!(let #id = ::tensorbrain::compile::codegen::run_epilogue(&kernels[#kernel], &[#(::tensorbrain::compile::codegen::tensor(&#args)),*])?;)
+        }
+        fusion_plan::Step::Node(_) => unreachable!("plain nodes are emitted by the caller"),
+    }
+}
+
+/// Tokens naming unary op `u` as a variant of the enum at `path` (`UnaryOp`, or the kernels'
+/// `UnaryFn`, whose variants have the same names).
+pub(crate) fn unary_tokens(u: &tensorbrain_ir::UnaryOp, path: TokenStream) -> TokenStream {
+    let name = format_ident!("{}", format!("{u:?}").split('(').next().unwrap().to_string());
+    match u.arg() {
+        Some(a) => quote!(#path::#name(#a)),
+        None => quote!(#path::#name),
     }
 }
 
 /// Tokens constructing an IR op value.
-fn op_tokens(op: &Op) -> TokenStream {
+pub(crate) fn op_tokens(op: &Op) -> TokenStream {
     use tensorbrain_ir::{BinaryOp, PoolKind, ReduceOp, ScalarOp, UnaryOp};
     let ir = quote!(::tensorbrain::ir);
-    let unary = |u: &UnaryOp| {
-        let name = format_ident!("{}", format!("{u:?}").split('(').next().unwrap().to_string());
-        match u.arg() {
-            Some(a) => quote!(#ir::UnaryOp::#name(#a)),
-            None => quote!(#ir::UnaryOp::#name),
-        }
-    };
+    let unary = |u: &UnaryOp| unary_tokens(u, quote!(#ir::UnaryOp));
     let ident = |d: &dyn std::fmt::Debug| format_ident!("{}", format!("{d:?}"));
     let conv = |g: &tensorbrain_ir::op::ConvGeometry| {
         let (s, p, d, gr) = (g.stride, g.padding, g.dilation, g.groups);
@@ -640,7 +776,7 @@ fn graph_tokens(bw: &Backward) -> TokenStream {
     }
 }
 
-fn shape_tokens(s: &tensorbrain_ir::Shape) -> TokenStream {
+pub(crate) fn shape_tokens(s: &tensorbrain_ir::Shape) -> TokenStream {
     let dims = s.0.iter().map(|d| match d {
         tensorbrain_ir::Dim::Known(v) => quote!(::tensorbrain::ir::Dim::Known(#v)),
         tensorbrain_ir::Dim::Sym(name) => quote!(::tensorbrain::ir::Dim::Sym(#name.to_string())),

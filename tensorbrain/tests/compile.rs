@@ -497,3 +497,24 @@ fn nested_model_calls_are_rejected() {
     let e = compile::compile(&g, &Options::default()).unwrap_err().to_string();
     assert!(e.contains("call inner calls a nested model"), "{e}");
 }
+
+#[test]
+fn large_backward_graphs_agree_and_param_only_training_drops_the_input_gradient() {
+    // 65536 elements: one long row, split across threads by the strided kernels.
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[64, 1024]);
+    let s = b.param("s", &[1024]);
+    let h = b.mul(x, s);
+    let y = b.relu(h);
+    let y = b.sigmoid(y);
+    let g = b.finish(&[y]);
+    let bw = backward(&g).unwrap();
+    let p = params_of(&[("s", randn(&[1024]))]);
+    let (xv, w) = (randn(&[64, 1024]), randn(&[64, 1024]));
+    let (all, _, _) = fused_vs_unfused("large backward", &training_graph(&bw), &[xv.clone(), w.clone()], &p);
+    let only = compile(&compile::param_training_graph(&bw), &Options::default()).unwrap();
+    let out = only.run(&[xv, w], &p).unwrap();
+    assert_eq!(out.len(), 2, "output and d s");
+    close("d s", &out[1], &all[2]);
+    assert!(only.kernel_count() < compile(&training_graph(&bw), &Options::default()).unwrap().kernel_count());
+}

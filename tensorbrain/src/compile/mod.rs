@@ -18,8 +18,14 @@
 //! do not report themselves to anything, and a builder keeps graphs explicit.
 //!
 //! Set `TENSORBRAIN_PRINT_FUSION=1` to print what each [`compile`] call fused.
+//!
+//! `#[model]` applies the same fusion at compile time: its generated forward and backward run
+//! fused kernels emitted as Rust ([`codegen`]), so a served model needs no run-time compiler.
+//! `Net::kernel_counts()` and `Net::fusion_report()` say what it fused.
 
 mod builder;
+#[doc(hidden)]
+pub mod codegen;
 mod run;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +39,7 @@ use crate::nn::ModuleExt;
 use crate::tensor::{Error, Result, Tensor};
 
 pub use builder::GraphBuilder;
+pub use codegen::KernelCounts;
 use run::Lowered;
 
 /// Parameter values by dotted path (`fc1.weight`), as `named_parameters` gives them.
@@ -123,6 +130,9 @@ pub fn compile(graph: &Graph, opts: &Options) -> Result<CompiledGraph> {
                     Step::Input(inputs_seen - 1)
                 }
                 Kernel::Op(Op::Param { path, .. }) => Step::Param(path.clone()),
+                // A lone elementwise op still runs as a one-op fused program: the fused kernel's
+                // vectorised exp/tanh beat the runtime op's scalar libm calls.
+                Kernel::Op(op) if opts.fuse.elementwise && op.is_elementwise() => Step::Fused(Lowered::new(&passes::fusion::program_of(op, n.inputs.len()))?),
                 Kernel::Op(op) => Step::Op(op.clone()),
                 Kernel::Fused(p) => Step::Fused(Lowered::new(p)?),
                 Kernel::Epilogue { head, head_inputs, tail } => Step::Epilogue { head: head.clone(), head_inputs: *head_inputs, tail: Lowered::new(tail)? },
@@ -300,6 +310,15 @@ pub fn training_graph(bw: &Backward) -> Graph {
     let mut g = bw.graph.clone();
     g.outputs = std::iter::once(bw.forward_output).chain(bw.grads.iter().filter_map(|&(_, gr)| gr)).collect();
     g
+}
+
+/// Like [`training_graph`] but with only the parameters' gradients as outputs (what a training
+/// step needs; the input gradient's computation is dropped).
+pub fn param_training_graph(bw: &Backward) -> Graph {
+    let mut g = bw.graph.clone();
+    let params = bw.grads.iter().filter(|&&(leaf, _)| matches!(bw.graph.nodes[leaf].op, Op::Param { .. }));
+    g.outputs = std::iter::once(bw.forward_output).chain(params.filter_map(|&(_, gr)| gr)).collect();
+    passes::dce(&g)
 }
 
 /// Where a gradient goes.

@@ -109,7 +109,7 @@ fn lower_instr(i: &Instr) -> Result<kf::Instr> {
 }
 
 /// The broadcast output shape of a program over `shapes` (and its inlined fills).
-fn out_shape(p: &Lowered, shapes: &[&[usize]]) -> Result<Vec<usize>> {
+pub(crate) fn out_shape(p: &Lowered, shapes: &[&[usize]]) -> Result<Vec<usize>> {
     let mut shape: Vec<usize> = Vec::new();
     for s in shapes.iter().copied().chain(p.fill_shapes.iter().map(Vec::as_slice)) {
         shape = broadcast_shapes("fused", &shape, s)?.to_vec();
