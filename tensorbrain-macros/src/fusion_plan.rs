@@ -37,6 +37,12 @@ pub struct RegionPlan {
     pub report: String,
 }
 
+/// Fusion is on unless `TENSORBRAIN_NO_FUSION` is set (to anything but `0`) while the model
+/// is compiled: one kernel per IR node, the baseline for measuring what fusion gains.
+pub fn fusion_enabled() -> bool {
+    !std::env::var("TENSORBRAIN_NO_FUSION").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Fuses the nodes `start..end` of `g`, keeping `pinned` materialised. Nodes before `start`
 /// are inputs of the region. With `fuse` false every node is its own kernel.
 pub fn plan(g: &Graph, start: usize, end: usize, pinned: &BTreeSet<NodeId>, fuse: bool) -> RegionPlan {

@@ -9,7 +9,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Token, Type};
 use tensorbrain_ir::autodiff::{self, Backward};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tensorbrain_ir::{NodeId, Op};
 
@@ -411,7 +411,8 @@ impl Emitter<'_> {
         let ops = self.ops_table();
         let out_id = n(out);
 
-        let infer_plan = fusion_plan::plan(g, 0, fwd_len, &BTreeSet::from([out]), true);
+        let fuse = fusion_plan::fusion_enabled();
+        let infer_plan = fusion_plan::plan(g, 0, fwd_len, &BTreeSet::from([out]), fuse);
         let infer_stmts = self.forward_steps(&infer_plan, false);
         let infer_kernels = kernels_table(&infer_plan);
         let infer = quote! {
@@ -454,7 +455,7 @@ impl Emitter<'_> {
         // Saved values, saved shapes and nested calls (whose saved state the backward needs)
         // stay materialised.
         let train_pins: BTreeSet<NodeId> = std::iter::once(out).chain(saved.iter().copied()).chain(shapes.iter().copied()).chain(calls.iter().copied()).collect();
-        let train_plan = fusion_plan::plan(g, 0, fwd_len, &train_pins, true);
+        let train_plan = fusion_plan::plan(g, 0, fwd_len, &train_pins, fuse);
         let train_stmts = self.forward_steps(&train_plan, true);
         let train_kernels = kernels_table(&train_plan);
         let fwd_train = quote! {
@@ -488,12 +489,37 @@ impl Emitter<'_> {
             .filter_map(|&(_, gr)| gr)
             .chain((fwd_len + 1..g.nodes.len()).filter(|&i| matches!(g.nodes[i].op, Op::CallBackward { .. })))
             .collect();
-        let backward_plan = fusion_plan::plan(g, fwd_len + 1, g.nodes.len(), &backward_pins, true);
-        for step in &backward_plan.steps {
+        let backward_plan = fusion_plan::plan(g, fwd_len + 1, g.nodes.len(), &backward_pins, fuse);
+        // Backward intermediates are dropped after their last read, so that later kernels
+        // reuse their memory instead of taking fresh pages from the system (which, for
+        // megabyte-sized activation gradients, costs more than the kernels themselves).
+        let reads = |step: &fusion_plan::Step| -> Vec<NodeId> {
+            match step {
+                fusion_plan::Step::Node(i) => g.nodes[*i].inputs.clone(),
+                fusion_plan::Step::Fused { inputs, .. } | fusion_plan::Step::Epilogue { inputs, .. } => inputs.clone(),
+            }
+        };
+        let mut last_read: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (k, step) in backward_plan.steps.iter().enumerate() {
+            for a in reads(step) {
+                last_read.insert(a, k);
+            }
+        }
+        let kept: BTreeSet<NodeId> = self.bw.grads.iter().filter_map(|&(_, gr)| gr).collect();
+        let mut drops_after: BTreeMap<usize, Vec<NodeId>> = BTreeMap::new();
+        for (&v, &k) in &last_read {
+            if v > fwd_len && !kept.contains(&v) {
+                drops_after.entry(k).or_default().push(v);
+            }
+        }
+        for (k, step) in backward_plan.steps.iter().enumerate() {
+            let drops = drops_after.get(&k).map(|vs| vs.iter().map(|&v| n(v)).collect::<Vec<_>>()).unwrap_or_default();
+            let drops = quote!(#(drop(#drops);)*);
             let i = match step {
                 fusion_plan::Step::Node(i) => *i,
                 other => {
                     stmts.push(fused_step(other));
+                    stmts.push(drops);
                     continue;
                 }
             };
@@ -526,6 +552,7 @@ impl Emitter<'_> {
                     stmts.push(quote!(let #id = ::tensorbrain::exec::apply(&ops[#i], &[#(&#args),*], &[#(#shape_args),*])?;));
                 }
             }
+            stmts.push(drops);
         }
         let mut input_grads = Vec::new();
         for (leaf, grad) in &self.bw.grads {

@@ -1,5 +1,6 @@
 //! The runtime tensor: shared storage, a layout over it, and autograd metadata.
 
+mod allocator;
 mod device;
 mod display;
 mod dtype;
@@ -44,6 +45,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl Tensor {
     /// A tensor over `storage` with `layout`, outside any autograd graph.
     pub(crate) fn from_parts(storage: Arc<RwLock<Storage>>, layout: Layout, dtype: DType, device: Device) -> Tensor {
+        allocator::keep_freed_memory();
         Tensor(Arc::new(TensorInner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage,
