@@ -191,6 +191,13 @@ fn max_plane<T: Float>(g: &Geometry, x: &[T], out: &mut [T], idx: &mut [u32]) {
 /// the same way.
 fn max_plane_unpadded<T: Float>(g: &Geometry, x: &[T], out: &mut [T], idx: &mut [u32]) {
     let (w, [kh, kw], [sh, sw]) = (g.w, g.kernel, g.stride);
+    if [kh, kw, sh, sw] == [2, 2, 2, 2] {
+        for (oy, (out_row, idx_row)) in out.chunks_exact_mut(g.ow).zip(idx.chunks_exact_mut(g.ow)).enumerate() {
+            let top = 2 * oy * w;
+            max_row_2x2(&x[top..][..2 * g.ow], &x[top + w..][..2 * g.ow], top as u32, (top + w) as u32, out_row, idx_row);
+        }
+        return;
+    }
     for (oy, (out_row, idx_row)) in out.chunks_exact_mut(g.ow).zip(idx.chunks_exact_mut(g.ow)).enumerate() {
         let top = oy * sh * w;
         for (ox, (o, i)) in out_row.iter_mut().zip(idx_row.iter_mut()).enumerate() {
@@ -214,6 +221,24 @@ fn max_plane_unpadded<T: Float>(g: &Geometry, x: &[T], out: &mut [T], idx: &mut 
                 }
             }
         }
+    }
+}
+
+/// One row of 2×2, stride-2 windows (the usual CNN pooling): rows `r0` and `r1` of the input
+/// (starting at flat indices `i0` and `i1`), cells visited in [`max_plane`]'s order.
+fn max_row_2x2<T: Float>(r0: &[T], r1: &[T], i0: u32, i1: u32, out: &mut [T], idx: &mut [u32]) {
+    let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (ox, ((o, i), (top, bottom))) in out.iter_mut().zip(idx.iter_mut()).zip(pairs).enumerate() {
+        let x2 = 2 * ox as u32;
+        let mut best = top[0];
+        let mut best_i = i0 + x2;
+        for (v, at) in [(top[1], i0 + x2 + 1), (bottom[0], i1 + x2), (bottom[1], i1 + x2 + 1)] {
+            let take = (v > best) | v.is_nan();
+            best = if take { v } else { best };
+            best_i = if take { at } else { best_i };
+        }
+        *o = best;
+        *i = best_i;
     }
 }
 
@@ -552,7 +577,7 @@ mod tests {
                 k => (k % 5) as f32 - 2.0,
             })
             .collect();
-        for (kernel, stride) in [([2, 2], [2, 2]), ([3, 3], [1, 1]), ([3, 3], [2, 2]), ([2, 3], [1, 2]), ([1, 1], [1, 1])] {
+        for (kernel, stride) in [([2, 2], [2, 2]), ([2, 2], [1, 1]), ([3, 3], [1, 1]), ([3, 3], [2, 2]), ([2, 3], [1, 2]), ([1, 1], [1, 1])] {
             let mut g = Geometry::new([1, 2, h, w], kernel, stride, [0, 0]);
             assert!(g.unpadded);
             let n = g.out_plane();
