@@ -2,7 +2,7 @@
 //! the CNN of pytorch/examples (two 3x3 convolutions, max-pool, dropout, two linear layers).
 //!
 //!     cargo run --release --example mnist -- --model mlp --epochs 10
-//!     cargo run --release --example mnist -- --model cnn --epochs 3
+//!     cargo run --release --example mnist -- --model cnn --epochs 4
 //!     cargo run --release --example mnist -- --model cnn --dataset fashion --epochs 4
 //!
 //! Both use Adam (lr 1e-3, batch 64) with the learning rate decayed to zero along a cosine.
