@@ -53,8 +53,7 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
 
 /// Reads every tensor of a safetensors file.
 pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { context: format!("cannot read checkpoint {}", path.display()), source: e })?;
-    from_safetensors_bytes(&bytes).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+    Ok(load_safetensors_with_metadata(path)?.0)
 }
 
 /// Parses safetensors bytes; corrupt or truncated input is an error, never a panic.
