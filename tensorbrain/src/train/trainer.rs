@@ -221,18 +221,19 @@ impl<'a, M: Module> Trainer<'a, M> {
     /// One pass over `loader` in training mode; counts toward [`Trainer::epoch`].
     pub fn train_one_epoch<O: Objective<M>>(&mut self, loader: &DataLoader, objective: &O) -> Result<Metrics> {
         self.model.train();
-        self.epoch += 1;
+        // Counted once the pass completes: an epoch cut short by an error is not done.
+        let epoch = self.epoch + 1;
         let mut metrics = Metrics::new(0);
-        let bar = self.bar(loader.len(), format!("epoch {}", self.epoch));
+        let bar = self.bar(loader.len(), format!("epoch {epoch}"));
         let start = Instant::now();
         let batches = loader.len();
         self.optimizer.zero_grad();
-        for (k, batch) in loader.iter_epoch(self.epoch as u64 - 1).enumerate() {
+        for (k, batch) in loader.iter_epoch(epoch as u64 - 1).enumerate() {
             let batch = batch?;
             let out = self.forward_backward(objective, &batch)?;
             let loss = out.loss.item::<f32>() as f64;
             if !loss.is_finite() && self.scaler.is_none() {
-                return Err(Error::Msg(format!("epoch {}, batch {}: the loss is {loss}; training diverged", self.epoch, k + 1)));
+                return Err(Error::Msg(format!("epoch {epoch}, batch {}: the loss is {loss}; training diverged", k + 1)));
             }
             metrics.add_loss(loss, out.batch_size);
             if let Some((scores, labels)) = &out.scores {
@@ -246,6 +247,7 @@ impl<'a, M: Module> Trainer<'a, M> {
             bar.set_message(format!("loss {:.4}  {rate:.0} samples/s", metrics.mean_loss()));
         }
         bar.finish_and_clear();
+        self.epoch = epoch;
         Ok(metrics)
     }
 
