@@ -46,9 +46,43 @@ pub fn run_static<M: StaticModel>(model: &M, inputs: &[Tensor]) -> Result<Tensor
     }))
 }
 
+/// What a nested model's training forward saved, with the backward that reads it. Generated
+/// code of the outer model holds this instead of the nested model's `Saved` type, so the
+/// outer's saved state needs no generic parameters (the nested type may depend on them).
+pub struct NestedSaved {
+    state: Box<dyn std::any::Any + Send + Sync>,
+    #[allow(clippy::type_complexity)]
+    backward: fn(&(dyn std::any::Any + Send + Sync), &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)>,
+}
+
+impl NestedSaved {
+    /// The nested model's generated backward: (input gradients, parameter gradients).
+    #[allow(clippy::type_complexity)]
+    pub fn backward(&self, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        (self.backward)(&*self.state, grad)
+    }
+}
+
+/// A nested model's inference forward, called from generated code; errors say which call.
+pub fn call_infer<M: StaticModel>(model: &M, inputs: &[Tensor], at: &str) -> Result<Tensor> {
+    model.forward_infer(inputs).map_err(|e| Error::Msg(format!("{at}: {e}")))
+}
+
+/// A nested model's training forward, called from generated code.
+pub fn call_train<M: StaticModel>(model: &M, inputs: &[Tensor], input_grads: bool, at: &str) -> Result<(Tensor, NestedSaved)> {
+    let (out, saved) = model.forward_train(inputs, input_grads).map_err(|e| Error::Msg(format!("{at}: {e}")))?;
+    let backward = |state: &(dyn std::any::Any + Send + Sync), grad: &Tensor| {
+        let saved = state.downcast_ref::<M::Saved>().expect("a nested model's saved state has its own type");
+        M::backward(saved, grad)
+    };
+    Ok((out, NestedSaved { state: Box::new(saved), backward }))
+}
+
 fn model_node_name<M: Module>(_: &M) -> &'static str {
+    // `my_crate::Wide<tensorbrain::shape::Const<4>>` -> `Wide`
     let full = std::any::type_name::<M>();
-    full.rsplit("::").next().unwrap_or(full)
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 /// Number of parameters (tensors, not elements) a module holds.
