@@ -150,6 +150,46 @@ fn eager_encoder<D: tensorbrain::shape::Size, H: tensorbrain::shape::Size>(m: &E
     &f * &f.sigmoid()
 }
 
+// --- generic depth: [Block<D>; L] run in sequence ----------------------------------------------
+
+#[model]
+pub struct GBlock<D: Dim> {
+    norm: LayerNorm<D>,
+    fc: Linear<D, D>,
+}
+
+#[model]
+impl<D: Dim> GBlock<D> {
+    pub fn forward(&self, x: tb![B, D]) -> tb![B, D] {
+        x + self.fc(self.norm(x)).tanh()
+    }
+}
+
+#[model]
+pub struct Deep<D: Dim, const L: usize> {
+    blocks: [GBlock<D>; L],
+    head: Linear<D, 2>,
+}
+
+#[model]
+impl<D: Dim, const L: usize> Deep<D, L> {
+    pub fn forward(&self, x: tb![B, D]) -> tb![B, 2] {
+        let mut h = x;
+        for block in &self.blocks {
+            h = block(h);
+        }
+        self.head(h)
+    }
+}
+
+fn eager_deep<D: tensorbrain::shape::Size, const L: usize>(m: &Deep<D, L>, x: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    for b in &m.blocks {
+        h = &h + &b.fc.forward(&b.norm.forward(&h).unwrap()).unwrap().tanh();
+    }
+    m.head.forward(&h).unwrap()
+}
+
 // --- the checks ------------------------------------------------------------------------------
 
 /// Gradients of `sum(out * w)` with respect to the input and every parameter.
@@ -205,6 +245,17 @@ fn attention_over_symbolic_lengths_static_backward_equals_tape() {
     for t in [3, 6] {
         check("EncoderBlock", &m, Tensor::randn(&[2, t, 8], DType::F32), |x| m.forward_dyn(&[x.clone()]).unwrap(), |x| eager_encoder(&m, x));
     }
+}
+
+#[test]
+fn generic_depth_static_backward_equals_tape() {
+    let m = Deep::<Const<5>, 3>::init(6);
+    check("Deep", &m, Tensor::randn(&[4, 5], DType::F32), |x| m.forward_dyn(&[x.clone()]).unwrap(), |x| eager_deep(&m, x));
+    // Data input without gradient: only the parameters' gradients, through every block.
+    let x = Tensor::randn(&[4, 5], DType::F32);
+    let loss = m.forward_dyn(&[x]).unwrap().sum_all();
+    let g = grad(&loss, &m.parameters(), None, false).unwrap();
+    assert!(g.iter().all(|g| g.is_some()), "every block's parameters get gradients");
 }
 
 #[test]

@@ -257,6 +257,10 @@ pub enum Op {
     EmbeddingBackward,
     /// [inputs...] concatenated along `dim`.
     Concat { dim: usize },
+    /// [grad_out] -> the gradient of one input of a Concat: the slice along `dim` as long as
+    /// `shape_of[0]` (that input), starting after `shape_of[1..]` (the inputs before it). The
+    /// sizes come from the shapes at run time, so symbolic sizes (`D`) are fine.
+    ConcatBackward { dim: usize },
     /// [x] elements `start..end` along `dim`.
     Narrow { dim: usize, start: usize, len: usize },
     /// [x] zero-padded back to the shape of `shape_of[0]` along `dim` from `start` (the
@@ -316,6 +320,7 @@ impl Op {
             Op::EmbeddingBackward => "embedding_backward".into(),
             Op::Concat { dim } => format!("concat({dim})"),
             Op::Narrow { dim, start, len } => format!("narrow({dim}, {start}, {len})"),
+            Op::ConcatBackward { dim } => format!("concat_backward({dim})"),
             Op::NarrowBackward { dim, start, .. } => format!("narrow_backward({dim}, {start})"),
             Op::Call { path, .. } => format!("call {path}"),
             Op::CallBackward { path, .. } => format!("call_backward {path}"),
@@ -416,7 +421,7 @@ impl Op {
                 s.0.push(w.0[1].clone());
                 s
             }
-            Op::EmbeddingBackward | Op::NarrowBackward { .. } | Op::CallBackward { .. } => {
+            Op::EmbeddingBackward | Op::NarrowBackward { .. } | Op::CallBackward { .. } | Op::ConcatBackward { .. } => {
                 return Err(ShapeError::new(format!("{} takes its shape from another node", self.name())))
             }
             Op::Concat { dim } => concat(inputs, *dim)?,

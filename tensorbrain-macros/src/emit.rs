@@ -446,6 +446,7 @@ pub(crate) fn op_tokens(op: &Op) -> TokenStream {
         Op::EmbeddingBackward => quote!(#ir::Op::EmbeddingBackward),
         Op::Concat { dim } => quote!(#ir::Op::Concat { dim: #dim }),
         Op::Narrow { dim, start, len } => quote!(#ir::Op::Narrow { dim: #dim, start: #start, len: #len }),
+        Op::ConcatBackward { dim } => quote!(#ir::Op::ConcatBackward { dim: #dim }),
         Op::NarrowBackward { dim, start } => quote!(#ir::Op::NarrowBackward { dim: #dim, start: #start }),
         Op::Call { path, out } => {
             let out = shape_tokens(out);

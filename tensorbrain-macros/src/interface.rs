@@ -101,11 +101,11 @@ impl Interface {
             Ok(TensorSig { name: t.name.clone(), dims: t.dims.iter().map(|d| d.as_ref().map(sub).transpose()).collect::<Result<_, _>>()?, dtype: t.dtype.clone() })
         };
         let mut requires = Vec::new();
-        for (n, d) in &self.requires {
-            let (n, d) = (sub(n)?, sub(d)?);
+        for (num, den) in &self.requires {
+            let (n, d) = (sub(num)?, sub(den)?);
             if let (Dim::Known(a), Dim::Known(b)) = (&n, &d) {
                 if *b == 0 || a % b != 0 {
-                    return Err(format!("{a} is not divisible by {b}"));
+                    return Err(format!("its size {num}/{den} needs {num} divisible by {den}, but {a} is not divisible by {b}"));
                 }
             } else {
                 requires.push((n, d));

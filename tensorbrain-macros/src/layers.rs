@@ -23,7 +23,7 @@ pub enum Layer {
     LayerNorm { dim: Dim },
     Activation(UnaryOp),
     /// `[T; N]` of layers, used from `for` loops or by index.
-    Array { elem: Box<Layer>, len: usize, elem_ty: Box<Type> },
+    Array { elem: Box<Layer>, len: ArrayLen, elem_ty: Box<Type> },
     /// A built-in layer with a hand-written static interface (`StaticModel`): called like a
     /// nested model, but with a shape rule, so checking goes on past it.
     Static { kind: StaticLayer },
@@ -32,6 +32,25 @@ pub enum Layer {
     Nested { path: syn::Path, args: Vec<GenericArgument>, span: Span },
     /// A module with no static signature (`Sequential`): its shapes are checked at run time.
     Dynamic { ty: Type },
+}
+
+/// The length of an array of layers.
+#[derive(Clone)]
+pub enum ArrayLen {
+    /// A number: loops over the array are unrolled, each element its own graph nodes.
+    Known(usize),
+    /// A const parameter or named constant (`[Block<C>; L]`): a loop over the array is one
+    /// call of the whole sequence.
+    Sized(Dim),
+}
+
+impl std::fmt::Display for ArrayLen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArrayLen::Known(n) => write!(f, "{n}"),
+            ArrayLen::Sized(d) => write!(f, "{d}"),
+        }
+    }
 }
 
 /// The built-in layers `#[model]` calls through their `StaticModel` impl.
@@ -60,20 +79,12 @@ impl Layer {
     /// Reads a field type. Unknown types are nested models.
     pub fn from_type(ty: &Type) -> syn::Result<Layer> {
         if let Type::Array(arr) = ty {
-            let len = match &arr.len {
-                Expr::Lit(l) => match &l.lit {
-                    Lit::Int(i) => i.base10_parse()?,
-                    _ => return Err(syn::Error::new_spanned(&arr.len, "array lengths of layers must be numbers")),
-                },
-                other => match dims::parse_dim(other) {
-                    Ok(Dim::Known(n)) => n,
-                    _ => {
-                        return Err(syn::Error::new_spanned(
-                            &arr.len,
-                            "array lengths of layers must be numbers (`[Block; 4]`): `forward`'s loops over them are unrolled when the model is compiled",
-                        ))
-                    }
-                },
+            let len = match dims::parse_dim(&arr.len) {
+                Ok(Dim::Known(n)) => ArrayLen::Known(n),
+                Ok(d) => ArrayLen::Sized(d),
+                Err(_) => {
+                    return Err(syn::Error::new_spanned(&arr.len, "the length of an array of layers is a number, a const parameter (`L`) or a constant (`N_LAYERS`)"))
+                }
             };
             return Ok(Layer::Array { elem: Box::new(Layer::from_type(&arr.elem)?), len, elem_ty: arr.elem.clone() });
         }
@@ -193,7 +204,22 @@ impl Layer {
             Layer::Embedding { vocab, dim } => vec![vocab, dim],
             Layer::LayerNorm { dim } | Layer::Static { kind: StaticLayer::RmsNorm { dim } } => vec![dim],
             Layer::Static { kind: StaticLayer::BatchNorm { channels, .. } } => vec![channels],
-            Layer::Array { elem, .. } => return elem.validate(scope, span),
+            Layer::Array { elem, len, .. } => {
+                if let ArrayLen::Sized(d) = len {
+                    let ok = d.symbols().iter().all(|s| matches!(scope.kind(s), dims::SymKind::ConstParam | dims::SymKind::NamedConst));
+                    let plain = matches!(d, Dim::Sym(_)) || d.symbols().iter().all(|s| scope.kind(s) == dims::SymKind::NamedConst);
+                    if !ok || !plain {
+                        return Err(syn::Error::new(
+                            span,
+                            format!("the length `{d}` of an array of layers must be a const parameter (`struct Deep<const L: usize>`) or a constant; Rust array lengths cannot be type-level sizes or arithmetic on parameters"),
+                        ));
+                    }
+                    if !matches!(**elem, Layer::Nested { .. } | Layer::Static { .. }) {
+                        return Err(syn::Error::new(span, format!("an array of generic length `{d}` holds #[model]s (a loop over it runs them in sequence); wrap `{}` in one", elem.describe())));
+                    }
+                }
+                return elem.validate(scope, span);
+            }
             _ => vec![],
         };
         for d in dims {
@@ -261,7 +287,18 @@ impl Layer {
             Layer::Static { kind: StaticLayer::AdaptiveAvgPool2d { out_h, out_w } } => quote_spanned!(span=> #nn::AdaptiveAvgPool2d<#out_h, #out_w>),
             Layer::Array { elem, len, elem_ty } => {
                 let e = elem.rust_type(scope, elem_ty.span(), nested)?;
-                quote_spanned!(span=> [#e; #len])
+                let n = match len {
+                    ArrayLen::Known(n) => quote!(#n),
+                    ArrayLen::Sized(Dim::Sym(s)) if scope.kind(s) == dims::SymKind::ConstParam => {
+                        let id = syn::Ident::new(s, span);
+                        quote!(#id)
+                    }
+                    ArrayLen::Sized(d) => {
+                        let v = dims::dim_value(d, scope);
+                        quote!({ #v })
+                    }
+                };
+                quote_spanned!(span=> [#e; #n])
             }
             Layer::Dynamic { ty } => ty.to_token_stream(),
             Layer::Nested { path, args, span } => {

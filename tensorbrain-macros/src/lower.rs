@@ -19,7 +19,7 @@ use tensorbrain_ir::{BinaryOp, Dim, Graph, NodeId, Op, PoolKind, ReduceOp, Scala
 
 use crate::dims::{self, Scope, SymKind};
 use crate::interface::{Gathered, Interface};
-use crate::layers::{Layer, StaticLayer};
+use crate::layers::{ArrayLen, Layer, StaticLayer};
 use crate::tb::TbSpec;
 
 /// A field of the model struct.
@@ -93,7 +93,7 @@ pub struct Lowering<'a> {
 
 const SUPPORTED: &str = "supported in forward: `let` bindings, assignments, `self.layer(x)`, helper methods and `#[model] fn`s, tensor methods \
 (relu, gelu, sigmoid, tanh, silu, exp, log, sqrt, softmax(dim), log_softmax(dim), flatten(start), reshape([..]), \
-transpose(a, b), permute([..]), sum(dim), mean(dim), matmul(y)), `+ - * /` with tensors or numbers, \
+transpose(a, b), permute([..]), narrow(dim, start, len), sum(dim), mean(dim), matmul(y)), `cat([a, b], dim)`, `+ - * /` with tensors or numbers, \
 `for layer in &self.layers { .. }` and `if self.training { .. } else { .. }`";
 
 /// An error underlining all of `at` (stable proc macros cannot join spans, but
@@ -133,11 +133,16 @@ impl<'a> Lowering<'a> {
                 sig.instantiate(&values).map(Some).map_err(|why| syn::Error::new(*span, format!("`{}`: {why}", layer.describe())))
             };
             match &f.layer {
-                Layer::Array { elem, len, .. } => {
+                Layer::Array { elem, len: ArrayLen::Known(len), .. } => {
                     let iface = iface(elem)?;
                     for i in 0..*len {
                         holders.push(Holder { access: quote!(self.#name[#i]), path: format!("{name}.{i}"), layer: (**elem).clone(), iface: iface.clone() });
                     }
+                }
+                // A generic-length array is one holder: loops call the whole sequence.
+                Layer::Array { elem, .. } => {
+                    let iface = iface(elem)?;
+                    holders.push(Holder { access: quote!(self.#name), path: name.to_string(), layer: f.layer.clone(), iface });
                 }
                 layer => holders.push(Holder { access: quote!(self.#name), path: name.to_string(), layer: layer.clone(), iface: iface(layer)? }),
             }
@@ -336,7 +341,11 @@ impl<'a> Lowering<'a> {
                 let field = self.loop_field(&f.expr)?;
                 let first = self.holders.iter().position(|h| h.path.starts_with(&format!("{field}.")) || h.path == field);
                 let len = match self.fields.iter().find(|fl| fl.name == field).map(|fl| &fl.layer) {
-                    Some(Layer::Array { len, .. }) => *len,
+                    Some(Layer::Array { len: ArrayLen::Known(len), .. }) => *len,
+                    Some(Layer::Array { len: ArrayLen::Sized(len), .. }) => {
+                        let len = len.clone();
+                        return self.loop_sequence(f, &field, &len).map(|_| None);
+                    }
                     Some(_) => return Err(err(&f.expr, format!("`self.{field}` is not an array of layers; `for` loops run over fields like `layers: [Block; 4]`"))),
                     None => return Err(err(&f.expr, format!("`{field}` is not a field of this model{}", self.suggest(&field)))),
                 };
@@ -355,6 +364,48 @@ impl<'a> Lowering<'a> {
             },
             other => self.expr(other).map(Some),
         }
+    }
+
+    /// `for block in &self.blocks { h = block(h); }` over an array of generic length: one call
+    /// of the whole sequence, whose elements must keep their input's shape.
+    fn loop_sequence(&mut self, f: &syn::ExprForLoop, field: &str, len: &Dim) -> syn::Result<()> {
+        let Pat::Ident(var) = &*f.pat else { unreachable!("checked by the caller") };
+        let usage = || {
+            err(
+                &f.body,
+                format!("`self.{field}` has the generic length `{len}`, so a loop over it runs its elements in sequence: write its body as `h = {}(h);`", var.ident),
+            )
+        };
+        let [stmt] = f.body.stmts.as_slice() else { return Err(usage()) };
+        let Stmt::Expr(Expr::Assign(a), _) = stmt else { return Err(usage()) };
+        let (Expr::Path(target), Expr::Call(c)) = (&*a.left, &*a.right) else { return Err(usage()) };
+        let called = matches!(&*c.func, Expr::Path(p) if p.path.is_ident(&var.ident));
+        let arg_is_target = c.args.len() == 1 && matches!(&c.args[0], Expr::Path(p) if crate::layers::same_path(&p.path, &target.path));
+        if !called || !arg_is_target {
+            return Err(usage());
+        }
+        let name = target.path.to_token_stream().to_string();
+        let x = *self.vars.get(&name).ok_or_else(|| err(target, format!("`{name}` is not defined; bind it with `let` first")))?;
+        let holder = self.holders.iter().position(|h| h.path == field).expect("a generic-length array has one holder");
+        let h = self.holders[holder].clone();
+        let Layer::Array { elem, .. } = &h.layer else { unreachable!() };
+        let who = format!("each of `self.{field}` ({})", elem.describe());
+        let span = c.to_token_stream();
+        let xs = self.shape(x).clone();
+        let out = match &**elem {
+            Layer::Nested { .. } => self.nested_output(h.iface.as_ref().expect("nested"), &who, x, &span)?,
+            Layer::Static { kind } => self.static_layer_shape(kind, &xs, span.span()).map_err(|want| err(&span, format!("{who} expects input {want}, but got {xs}")))?,
+            _ => unreachable!("validated: generic-length arrays hold models"),
+        };
+        if !self.same_shape(&out, &xs, span.span(), &who) {
+            return Err(err(&span, format!("{who} maps {xs} to {out}; in a loop over an array of generic length each element must keep its input's shape")));
+        }
+        let id = self.call_node(holder, x, xs, &span)?;
+        if let Some(iface) = &h.iface {
+            self.dtypes.insert(id, iface.output.dtype.clone());
+        }
+        self.vars.insert(name, id);
+        Ok(())
     }
 
     /// `&self.blocks` or `self.blocks.iter()` -> "blocks".
@@ -415,9 +466,15 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// `layer(x)` for a loop variable, `self.layers[i](x)`, or a `#[model] fn` helper.
+    /// `layer(x)` for a loop variable, `self.layers[i](x)`, `cat([a, b], dim)`, or a
+    /// `#[model] fn` helper.
     fn call(&mut self, c: &syn::ExprCall) -> syn::Result<NodeId> {
         let span = c.to_token_stream();
+        if let Expr::Path(p) = &*c.func {
+            if is_builtin_function(&p.path) {
+                return self.concat(c);
+            }
+        }
         let holder = match &*c.func {
             Expr::Path(p) => {
                 let name = p.path.to_token_stream().to_string();
@@ -441,6 +498,29 @@ impl<'a> Lowering<'a> {
         };
         let args = self.args(&c.args)?;
         self.layer_call(holder, &args, &span)
+    }
+
+    /// `cat([a, b, ..], dim)`: sizes along `dim` add up (`D + D` is `2*D`).
+    fn concat(&mut self, c: &syn::ExprCall) -> syn::Result<NodeId> {
+        let span = c.to_token_stream();
+        if c.args.len() != 2 {
+            return Err(err(c, "cat takes a list of tensors and a dim: `cat([a, b], 1)`"));
+        }
+        let list = match &c.args[0] {
+            Expr::Array(a) => a.elems.iter().collect::<Vec<_>>(),
+            Expr::Reference(r) => match &*r.expr {
+                Expr::Array(a) => a.elems.iter().collect(),
+                other => return Err(err(other, "cat takes a list of tensors: `cat([a, b], 1)`")),
+            },
+            other => return Err(err(other, "cat takes a list of tensors: `cat([a, b], 1)`")),
+        };
+        if list.is_empty() {
+            return Err(err(c, "cat needs at least one tensor"));
+        }
+        let xs = list.into_iter().map(|e| self.expr(e)).collect::<syn::Result<Vec<_>>>()?;
+        let rank = self.shape(xs[0]).rank();
+        let dim = self.dim_arg(&c.args[1], rank)?;
+        self.add(Op::Concat { dim }, &xs, &span, "cat")
     }
 
     fn indexed_holder(&self, ix: &syn::ExprIndex) -> syn::Result<usize> {
@@ -600,6 +680,19 @@ impl<'a> Lowering<'a> {
                 self.require_float(x, "`matmul`", span)?;
                 self.add(Op::Matmul, &[x, y], span, &label)
             }
+            "narrow" => {
+                no_args(m, 3)?;
+                let dim = self.dim_arg(&m.args[0], rank)?;
+                let (Some(start), Some(len)) = (int_literal(&m.args[1]), int_literal(&m.args[2])) else {
+                    return Err(err(span, "narrow takes a dim, a start and a length, as numbers: `x.narrow(1, 0, 16)`"));
+                };
+                if let Dim::Known(n) = self.shape(x).0[dim] {
+                    if start + len > n {
+                        return Err(err(span, format!("narrow {start}..{} is out of range for dim {dim} of {}", start + len, self.shape(x))));
+                    }
+                }
+                self.add(Op::Narrow { dim, start, len }, &[x], span, &label)
+            }
             "pow" => {
                 no_args(m, 1)?;
                 let c = number(&m.args[0]).ok_or_else(|| err(&m.args[0], "pow takes a number"))?;
@@ -758,15 +851,17 @@ impl<'a> Lowering<'a> {
                     };
                     if !fits {
                         // A rank-3+ input whose trailing sizes multiply to the width wants a flatten.
-                        let hint = if xs.rank() >= 3 && Shape(xs.0[1..].to_vec()).numel_dim() == *inputs {
-                            format!("; flatten it first (`.flatten(1)` gives [{}, {inputs}])", xs.0[0])
-                        } else {
-                            String::new()
-                        };
-                        return Err(expects(with_last(&xs, inputs).to_string(), hint));
+                        if xs.rank() >= 3 && Shape(xs.0[1..].to_vec()).numel_dim() == *inputs {
+                            let flat = format!("[{}, {inputs}]", xs.0[0]);
+                            return Err(expects(flat.clone(), format!("; flatten it first (`.flatten(1)` gives {flat})")));
+                        }
+                        return Err(expects(with_last(&xs, inputs).to_string(), String::new()));
                     }
                 }
-                let w = self.param(holder, 0, Shape(vec![outputs.clone(), inputs.clone()]));
+                // The weight takes the input's own name for its width, which the check above
+                // found equal (perhaps by a const assertion: `D_MODEL` against `64`).
+                let width = if known { xs.0.last().cloned().unwrap_or_else(|| inputs.clone()) } else { inputs.clone() };
+                let w = self.param(holder, 0, Shape(vec![outputs.clone(), width]));
                 let wt = self.add(Op::Transpose { dim0: 0, dim1: 1 }, &[w], span, &path)?;
                 let mut y = self.add(Op::Matmul, &[x, wt], span, &path)?;
                 if bias {
@@ -835,8 +930,9 @@ impl<'a> Lowering<'a> {
                 let ve = self.add(Op::Scalar { op: ScalarOp::Add, value: 1e-5 }, &[var], span, &path)?;
                 let rstd = self.add(Op::Scalar { op: ScalarOp::Pow, value: -0.5 }, &[ve], span, &path)?;
                 let xn = self.add(Op::Binary(BinaryOp::Mul), &[xc, rstd], span, &path)?;
-                let w = self.param(holder, 0, Shape(vec![dim.clone()]));
-                let b = self.param(holder, 1, Shape(vec![dim.clone()]));
+                let width = xs.0[last].clone();
+                let w = self.param(holder, 0, Shape(vec![width.clone()]));
+                let b = self.param(holder, 1, Shape(vec![width]));
                 let y = self.add(Op::Binary(BinaryOp::Mul), &[xn, w], span, &path)?;
                 self.add(Op::Binary(BinaryOp::Add), &[y, b], span, &path)
             }
@@ -1172,6 +1268,12 @@ fn norm(d: i64, rank: usize) -> Option<usize> {
     (0..r).contains(&d).then_some(d as usize)
 }
 
+/// Functions forward knows itself: `cat([a, b], dim)` (also as `Tensor::cat`).
+fn is_builtin_function(p: &syn::Path) -> bool {
+    let s = p.to_token_stream().to_string().replace(' ', "");
+    s == "cat" || s == "Tensor::cat"
+}
+
 /// Free functions and paths called in a body (`swish(x)`, `helpers::head(h)`), which need
 /// signatures; loop variables are excluded by the caller.
 pub fn called_functions(stmts: &[Stmt], out: &mut Vec<syn::Path>) {
@@ -1180,7 +1282,7 @@ pub fn called_functions(stmts: &[Stmt], out: &mut Vec<syn::Path>) {
     impl<'ast> Visit<'ast> for V<'_> {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             if let Expr::Path(p) = &*c.func {
-                if p.qself.is_none() && !crate::layers::contains_path(self.0, &p.path) {
+                if p.qself.is_none() && !is_builtin_function(&p.path) && !crate::layers::contains_path(self.0, &p.path) {
                     self.0.push(p.path.clone());
                 }
             }

@@ -6,7 +6,7 @@
 //! `forward` once per training mode, generates the backward, and emits the code.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ItemStruct, ReturnType, Type};
@@ -145,7 +145,11 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let mut sorted_struct = struct_params.clone();
     sorted_struct.sort();
     if sorted_impl != sorted_struct {
-        return Err(syn::Error::new_spanned(&item.generics, format!("write the impl with the struct's generic parameters: `impl<{}> {name}<..>`", struct_params.join(", "))));
+        let params = strukt.generics.params.iter().map(|p| p.to_token_stream().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(syn::Error::new_spanned(
+            &item.generics,
+            format!("write the impl with the struct's generic parameters: `impl<{params}> {name}<{}>`", struct_params.join(", ")),
+        ));
     }
 
     let syn::Fields::Named(named) = &strukt.fields else { return Err(syn::Error::new_spanned(&strukt, "internal: named fields")) };

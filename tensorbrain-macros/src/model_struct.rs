@@ -138,8 +138,8 @@ fn expand_with(mut item: ItemStruct, gathered: Gathered) -> syn::Result<TokenStr
     // variable under macro hygiene when this expansion runs inside a signature macro).
     let gen = format_ident!("gen");
     let inits = fields.iter().map(|(f, ty, _)| {
-        let init = quote_spanned!(ty.span()=> ::tensorbrain::nn::Module::init_with);
-        quote!(#f: #init(#gen))
+        let init = quote_spanned!(ty.span()=> ::tensorbrain::nn::Module::init_with(#gen));
+        quote!(#f: #init)
     });
     let visit = |method: &str, mutability: TokenStream| {
         let m = format_ident!("{}", method);

@@ -174,6 +174,11 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
         }
         Op::Concat { dim } => Tensor::try_cat(inputs, *dim as isize)?,
         Op::Narrow { dim, start, len } => x().try_narrow(*dim as isize, *start, *len)?,
+        Op::ConcatBackward { dim } => {
+            let len = shape_arg(op, shapes)?[*dim];
+            let start: usize = shapes[1..].iter().map(|s| s[*dim]).sum();
+            x().try_narrow(*dim as isize, start, len)?
+        }
         Op::NarrowBackward { dim, start } => {
             let shape = shape_arg(op, shapes)?;
             // Zero-pad back along `dim`, in F.pad's last-dim-first order.

@@ -165,3 +165,46 @@ pub(crate) fn one_input<'a>(layer: &str, inputs: &'a [Tensor]) -> Result<&'a Ten
         _ => Err(Error::Msg(format!("{layer} takes one input tensor, got {}", inputs.len()))),
     }
 }
+
+/// An array of models applied in sequence, each to the previous one's output: what a
+/// `#[model]` loop `for block in &self.blocks { h = block(h); }` over an array of generic
+/// length (`[Block<C>; L]`) runs. Parameter gradients come in `visit_params` order (element 0
+/// first), as the array's `Module` impl numbers them.
+impl<M: StaticModel, const N: usize> StaticModel for [M; N] {
+    type Saved = Vec<M::Saved>;
+
+    fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let mut h = one_input("a sequence of models", inputs)?.clone();
+        for m in self {
+            h = m.forward_infer(std::slice::from_ref(&h))?;
+        }
+        Ok(h)
+    }
+
+    fn forward_train(&self, inputs: &[Tensor], input_grads: bool) -> Result<(Tensor, Self::Saved)> {
+        let mut h = one_input("a sequence of models", inputs)?.clone();
+        let mut saved = Vec::with_capacity(N);
+        for (i, m) in self.iter().enumerate() {
+            // Later elements pass gradients back to earlier ones.
+            let (out, s) = m.forward_train(std::slice::from_ref(&h), input_grads || i > 0)?;
+            saved.push(s);
+            h = out;
+        }
+        Ok((h, saved))
+    }
+
+    fn backward(saved: &Self::Saved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        let mut g = Some(grad.clone());
+        let mut per_element = Vec::with_capacity(saved.len());
+        for s in saved.iter().rev() {
+            let Some(gi) = &g else {
+                return Err(Error::Autograd("a model in a sequence gave no input gradient".into()));
+            };
+            let (input_grads, param_grads) = M::backward(s, gi)?;
+            per_element.push(param_grads);
+            g = input_grads.into_iter().next().flatten();
+        }
+        let params = per_element.into_iter().rev().flatten().collect();
+        Ok((vec![g], params))
+    }
+}
