@@ -122,19 +122,39 @@ impl Interface {
         })
     }
 
-    /// The `macro_rules!` carrying this signature, imported under the model's name.
-    pub fn exporter(&self, vis_name: &Ident) -> TokenStream {
-        let mac = format_ident!("__tb_sig_{}", vis_name);
+    /// The `macro_rules!` carrying this signature, imported under the model's name. A `pub`
+    /// model's is exported from the crate (at its root under a unique name, and re-exported
+    /// beside the type), so models in other crates can nest it; others stay in the crate.
+    pub fn exporter(&self, vis_name: &Ident, public: bool) -> TokenStream {
         let sig = self.to_tokens();
+        if !public {
+            let mac = format_ident!("__tb_sig_{}", vis_name);
+            return quote! {
+                #[doc(hidden)]
+                #[allow(unused_macros)]
+                macro_rules! #mac {
+                    (@tb_sig $cont:ident $($rest:tt)*) => { ::tensorbrain::$cont! { @sig #sig $($rest)* } };
+                }
+                #[doc(hidden)]
+                #[allow(unused_imports)]
+                pub(crate) use #mac as #vis_name;
+            };
+        }
+        // `#[macro_export]` names share the crate root: make this one unique to its definition.
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let at = vis_name.span().unwrap();
+        (vis_name.to_string(), at.file(), at.line(), at.column()).hash(&mut h);
+        let mac = format_ident!("__tb_sig_{}_{:016x}", vis_name, h.finish());
         quote! {
             #[doc(hidden)]
-            #[allow(unused_macros)]
+            #[macro_export]
             macro_rules! #mac {
                 (@tb_sig $cont:ident $($rest:tt)*) => { ::tensorbrain::$cont! { @sig #sig $($rest)* } };
             }
             #[doc(hidden)]
-            #[allow(unused_imports)]
-            pub(crate) use #mac as #vis_name;
+            #[allow(unused_imports, macro_expanded_macro_exports_accessed_by_absolute_paths)]
+            pub use #mac as #vis_name;
         }
     }
 }

@@ -61,7 +61,7 @@ fn expand_with(mut item: ItemFn, gathered: Gathered) -> syn::Result<TokenStream>
         requires: vec![],
         item: Some(item.to_token_stream()),
     };
-    let exporter = iface.exporter(&item.sig.ident);
+    let exporter = iface.exporter(&item.sig.ident, matches!(item.vis, syn::Visibility::Public(_)));
 
     let params: Vec<&syn::PatType> = item
         .sig

@@ -145,7 +145,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let mut sorted_struct = struct_params.clone();
     sorted_struct.sort();
     if sorted_impl != sorted_struct {
-        let params = strukt.generics.params.iter().map(|p| p.to_token_stream().to_string()).collect::<Vec<_>>().join(", ");
+        let params = strukt.generics.params.iter().map(|p| p.to_token_stream().to_string().replace(" :", ":")).collect::<Vec<_>>().join(", ");
         return Err(syn::Error::new_spanned(
             &item.generics,
             format!("write the impl with the struct's generic parameters: `impl<{params}> {name}<{}>`", struct_params.join(", ")),
@@ -224,7 +224,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     }
 
     let iface = interface_of(&name, &strukt, &scope, &sig);
-    let exporter = iface.exporter(&name);
+    let exporter = iface.exporter(&name, matches!(strukt.vis, syn::Visibility::Public(_)));
 
     // Lower once per training mode; most models give the same graph twice. On a shape error,
     // still declare `forward` (it can never run: the crate does not compile) so the user sees
@@ -255,7 +255,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         }
     }
     let iface = Interface { requires: requires.iter().filter(|(a, b)| !uses_named(a, &scope) && !uses_named(b, &scope)).cloned().collect(), ..iface };
-    let exporter = iface.exporter(&name);
+    let exporter = iface.exporter(&name, matches!(strukt.vis, syn::Visibility::Public(_)));
     let requirement_checks = requires.iter().map(|(n, d)| {
         let (nv, dv) = (dims::dim_value(n, &scope), dims::dim_value(d, &scope));
         let msg = format!("{name}: the size {n} must be divisible by {d}");
