@@ -10,6 +10,7 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod compile;
 pub mod data;
+pub mod decoding;
 pub mod exec;
 pub mod nn;
 pub mod ops;
