@@ -10,12 +10,15 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod compile;
 pub mod data;
+pub mod decoding;
 pub mod exec;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+pub mod text;
 pub mod train;
 
 pub use ops::{manual_seed, Generator};

@@ -1,14 +1,17 @@
 //! Layers, losses and the `Module` trait.
 
 mod activation;
+pub mod attention;
 mod forward;
 mod layers;
 pub mod loss;
 mod module;
 mod norm;
 mod pool;
+pub mod runtime;
 mod sequential;
 mod static_model;
+pub mod transformer;
 
 pub use activation::{LeakyReLU, LogSoftmax, Softmax, ELU};
 pub use forward::Forward;
