@@ -148,6 +148,9 @@ impl Interface {
         let mac = format_ident!("__tb_sig_{}_{:016x}", vis_name, h.finish());
         quote! {
             #[doc(hidden)]
+            // A `pub` model declared inside a function (common in tests) still exports its
+            // signature; the name is unique, so the export is harmless there.
+            #[allow(non_local_definitions)]
             #[macro_export]
             macro_rules! #mac {
                 (@tb_sig $cont:ident $($rest:tt)*) => { ::tensorbrain::$cont! { @sig #sig $($rest)* } };

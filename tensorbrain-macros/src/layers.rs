@@ -278,7 +278,7 @@ impl Layer {
             }
             Layer::Static { kind: StaticLayer::BatchNorm { spatial, channels } } => {
                 let c = t(channels);
-                quote_spanned!(span=> #nn::BatchNorm<#c, #spatial>)
+                quote_spanned!(span=> #nn::BatchNormOf<#c, #spatial>)
             }
             Layer::Static { kind: StaticLayer::RmsNorm { dim } } => {
                 let d = t(dim);

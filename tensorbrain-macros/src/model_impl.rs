@@ -424,7 +424,15 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
 
             fn forward_infer(&self, inputs: &[::tensorbrain::Tensor]) -> ::tensorbrain::Result<::tensorbrain::Tensor> {
                 let () = Self::__TB_REQUIRES;
+                if let Some(out) = self.__tb_exec.run(inputs) {
+                    return out;
+                }
                 match #pick { #(#infer_arms)* _ => unreachable!() }
+            }
+
+            fn set_inference_override(&mut self, run: ::tensorbrain::nn::InferenceOverride) -> ::tensorbrain::Result<()> {
+                self.__tb_exec = run;
+                Ok(())
             }
 
             fn forward_train(&self, inputs: &[::tensorbrain::Tensor], input_grads: bool) -> ::tensorbrain::Result<(::tensorbrain::Tensor, Self::Saved)> {

@@ -124,6 +124,10 @@ fn expand_with(mut item: ItemStruct, gathered: Gathered) -> syn::Result<TokenStr
             #[doc(hidden)]
             pub __tb_training: bool
         });
+        named.named.push(syn::parse_quote! {
+            #[doc(hidden)]
+            pub __tb_exec: ::tensorbrain::nn::InferenceOverride
+        });
         // Size parameters may be used only by `forward` (a head count): mark them used.
         let tys: Vec<syn::Ident> = scope.type_params.iter().map(|t| format_ident!("{}", t)).collect();
         named.named.push(syn::parse_quote! {
@@ -166,7 +170,7 @@ fn expand_with(mut item: ItemStruct, gathered: Gathered) -> syn::Result<TokenStr
 
         impl #impl_generics ::tensorbrain::nn::Module for #name #ty_generics #where_clause {
             fn init_with(#gen: &mut ::tensorbrain::Generator) -> Self {
-                #name { #(#inits,)* __tb_training: true, __tb_sizes: ::std::marker::PhantomData }
+                #name { #(#inits,)* __tb_training: true, __tb_exec: ::tensorbrain::nn::InferenceOverride::none(), __tb_sizes: ::std::marker::PhantomData }
             }
             fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &::tensorbrain::Tensor)) {
                 #visit_params

@@ -40,7 +40,7 @@ forward_by_inherent! {
     [] SiLU;
     [V: crate::shape::Size, D: crate::shape::Size] super::EmbeddingOf<V, D>;
     [D: crate::shape::Size] super::LayerNormOf<D>;
-    [C: crate::shape::Size, const SPATIAL: usize] BatchNorm<C, SPATIAL>;
+    [C: crate::shape::Size, const SPATIAL: usize] BatchNormOf<C, SPATIAL>;
     [D: crate::shape::Size] super::RMSNormOf<D>;
     [const OH: usize, const OW: usize] AdaptiveAvgPool2d<OH, OW>;
     [] ELU;

@@ -22,7 +22,7 @@ pub use loss::{
     CrossEntropyLoss, L1Loss, MseLoss, NllLoss, Reduction,
 };
 pub use module::{join, Module, ModuleExt, Summary, SummaryRow};
-pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormOf, RMSNormSaved};
+pub use norm::{BatchNorm, BatchNormOf, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormOf, RMSNormSaved};
 pub use pool::{AdaptiveAvgPool2d, AdaptiveAvgPoolSaved};
 pub use sequential::Sequential;
-pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, NestedSaved, StaticModel};
+pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, InferenceOverride, NestedSaved, StaticModel};

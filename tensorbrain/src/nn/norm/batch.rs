@@ -18,7 +18,7 @@ use crate::tensor::{DType, Error, Result, Tensor};
 
 /// Batch norm over `SPATIAL` trailing dims after `[N, C]`; use the aliases [`BatchNorm1d`] and
 /// [`BatchNorm2d`].
-pub struct BatchNorm<C: Size, const SPATIAL: usize> {
+pub struct BatchNormOf<C: Size, const SPATIAL: usize> {
     pub weight: Tensor,
     pub bias: Tensor,
     pub running_mean: Tensor,
@@ -33,9 +33,11 @@ pub struct BatchNorm<C: Size, const SPATIAL: usize> {
 }
 
 /// Batch norm over `[N, C]` or `[N, C, L]`.
-pub type BatchNorm1d<const C: usize> = BatchNorm<Const<C>, 1>;
+pub type BatchNorm1d<const C: usize> = BatchNormOf<Const<C>, 1>;
 /// Batch norm over `[N, C, H, W]`.
-pub type BatchNorm2d<const C: usize> = BatchNorm<Const<C>, 2>;
+pub type BatchNorm2d<const C: usize> = BatchNormOf<Const<C>, 2>;
+/// Batch norm with a literal channel count over `SPATIAL` trailing dims.
+pub type BatchNorm<const C: usize, const SPATIAL: usize> = BatchNormOf<Const<C>, SPATIAL>;
 
 /// What the generated backward of a `#[model]` needs from a batch norm call.
 pub struct BatchNormSaved {
@@ -51,7 +53,7 @@ pub struct BatchNormSaved {
     batch_stats: bool,
 }
 
-impl<C: Size, const SPATIAL: usize> Module for BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> Module for BatchNormOf<C, SPATIAL> {
     fn init_with(_: &mut Generator) -> Self {
         BatchNorm {
             weight: Tensor::ones(&[C::N], DType::F32).set_requires_grad(true),
@@ -91,7 +93,7 @@ impl<C: Size, const SPATIAL: usize> Module for BatchNorm<C, SPATIAL> {
     }
 }
 
-impl<C: Size, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> BatchNormOf<C, SPATIAL> {
     /// Whether the layer is in training mode (batch statistics, running-statistics updates).
     pub fn is_training(&self) -> bool {
         self.training
@@ -176,7 +178,7 @@ impl<C: Size, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     }
 }
 
-impl<C: Size, const SPATIAL: usize> StaticModel for BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
     type Saved = BatchNormSaved;
 
     fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor> {

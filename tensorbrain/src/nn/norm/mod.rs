@@ -3,5 +3,5 @@
 mod batch;
 mod rms;
 
-pub use batch::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved};
+pub use batch::{BatchNorm, BatchNormOf, BatchNorm1d, BatchNorm2d, BatchNormSaved};
 pub use rms::{RMSNorm, RMSNormOf, RMSNormSaved};
