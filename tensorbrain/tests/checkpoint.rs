@@ -159,18 +159,27 @@ impl CheckpointFs for FaultyDisk {
                 std::fs::write(path, &bytes[..left])?;
                 Err(io::Error::from_raw_os_error(libc::ENOSPC))
             }
-            Fault::KillAtWrite(1) => {
-                // SAFETY: sending a signal to this process; SIGKILL cannot be caught, so
-                // nothing after it runs, exactly like `kill -9` from outside.
-                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-                unreachable!("SIGKILL ends the process")
-            }
+            Fault::KillAtWrite(1) => kill_this_process(),
             Fault::KillAtWrite(n) => {
                 *fault = Fault::KillAtWrite(n - 1);
                 LocalFs.write_file(path, bytes)
             }
         }
     }
+}
+
+/// Dies at once, like `kill -9` from outside: SIGKILL cannot be caught, so no destructor,
+/// cleanup or buffered write runs.
+#[cfg(unix)]
+fn kill_this_process() -> ! {
+    // SAFETY: sends a signal to this process, which ends it.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL ends the process")
+}
+
+#[cfg(not(unix))]
+fn kill_this_process() -> ! {
+    std::process::abort()
 }
 
 /// Trains one epoch (its checkpoint saves cleanly), arms `fault`, then trains on to epoch 2,
@@ -183,7 +192,7 @@ fn train_into_fault(dir: &Path, fault: Fault) -> String {
     let data = data();
     t.fit(&data, None, 1, &classification(net_forward)).unwrap();
     disk.arm(fault);
-    t.fit(&data, None, 3, &classification(net_forward)).err().expect("the save of epoch 2 fails").to_string()
+    t.fit(&data, None, 3, &classification(net_forward)).expect_err("the save of epoch 2 fails").to_string()
 }
 
 #[test]
@@ -229,6 +238,7 @@ fn a_failure_after_both_files_before_the_commit_keeps_the_previous_checkpoint() 
 /// Where the killed child of [`a_kill_between_files_keeps_the_previous_checkpoint`] works.
 const CHILD_DIR: &str = "TENSORBRAIN_TEST_KILLED_SAVE_DIR";
 
+#[cfg(unix)]
 #[test]
 #[ignore = "run as a child process by a_kill_between_files_keeps_the_previous_checkpoint"]
 fn child_killed_between_files() {
@@ -237,6 +247,7 @@ fn child_killed_between_files() {
     unreachable!("the process was killed while saving epoch 2");
 }
 
+#[cfg(unix)]
 #[test]
 fn a_kill_between_files_keeps_the_previous_checkpoint() {
     use std::os::unix::process::ExitStatusExt;
@@ -372,7 +383,7 @@ fn corrupt_safetensors_are_described_in_words() {
     let t = Tensor::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[2, 3]);
     let bytes = to_safetensors_bytes(&[("w".to_string(), t)], None).unwrap();
     let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let err = |b: &[u8]| from_safetensors_bytes(b).err().expect("corrupt input is an error").to_string();
+    let err = |b: &[u8]| from_safetensors_bytes(b).expect_err("corrupt input is an error").to_string();
 
     assert_eq!(err(&[]), "empty file (0 bytes): not a safetensors file");
     let e = err(&bytes[..5]);

@@ -163,7 +163,7 @@ fn broken_checkpoints_are_errors_that_name_the_file() {
     let err = trainer.resume(&temp_dir("broken-again").join("x")).err().unwrap().to_string();
     assert!(err.contains("is missing"), "{err}");
     run(1, None, &dir);
-    let err = trainer.resume(&dir).err().expect("wrong architecture").to_string();
+    let err = trainer.resume(&dir).expect_err("wrong architecture").to_string();
     assert!(err.contains("fc1.weight has shape [32, 8] in the file but [64, 8] in the model"), "{err}");
     drop(trainer);
     let after: Vec<Vec<f32>> = wider.parameters().iter().map(|t| t.to_vec::<f32>()).collect();
@@ -226,7 +226,7 @@ fn fit_without_batches_is_an_error_naming_dataset_and_batch_size() {
         let mut t = Trainer::new(&mut net, opt).progress(false);
         let result = t.fit(train, eval, 1, &classification(net_forward)).map(|h| h.epochs.len());
         assert_eq!(t.epoch(), 0, "no epoch counts as done");
-        result.err().expect("training on no batches is an error").to_string()
+        result.expect_err("training on no batches is an error").to_string()
     };
     let empty = loader(&Tensor::zeros(&[0, 8], DType::F32), &Tensor::zeros(&[0], DType::I64), 16, true);
     let e = fit(&empty, None);
@@ -274,7 +274,7 @@ fn f16_training_whose_every_step_overflows_stops_as_diverged() {
     let mut net = Net::init(1);
     let opt = Adam::new(net.parameters(), AdamOptions { lr: 1e6, ..Default::default() }).unwrap();
     let mut t = Trainer::new(&mut net, opt).progress(false).precision(Precision::F16);
-    let e = t.fit(&loader(&x, &y, 4, true), None, 2, &classification(net_forward)).err().expect("a diverged f16 run is an error").to_string();
+    let e = t.fit(&loader(&x, &y, 4, true), None, 2, &classification(net_forward)).expect_err("a diverged f16 run is an error").to_string();
     assert!(e.contains("training diverged") && e.contains("loss scale"), "{e}");
 }
 
@@ -287,6 +287,6 @@ fn an_epoch_in_which_every_f16_step_overflows_is_divergence() {
     tensorbrain::autograd::no_grad(|| net.parameters()[0].fill_(f64::INFINITY));
     let opt = Adam::new(net.parameters(), AdamOptions::default()).unwrap();
     let mut t = Trainer::new(&mut net, opt).progress(false).precision(Precision::F16);
-    let e = t.fit(&loader(&x, &y, 4, true), None, 1, &classification(net_forward)).err().expect("an epoch of skipped steps is an error").to_string();
+    let e = t.fit(&loader(&x, &y, 4, true), None, 1, &classification(net_forward)).expect_err("an epoch of skipped steps is an error").to_string();
     assert!(e.contains("training diverged") && e.contains("all 3 optimizer steps"), "{e}");
 }

@@ -96,7 +96,7 @@ pub fn tensor_from_view(name: &str, view: &TensorView<'_>) -> Result<Tensor> {
         // The data may not be aligned for T inside the file buffer: copy bytewise.
         data.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
     }
-    Ok(match view.dtype() {
+    match view.dtype() {
         StDtype::F32 => Tensor::try_from_vec(cast::<f32>(data), &shape),
         StDtype::F64 => Tensor::try_from_vec(cast::<f64>(data), &shape),
         StDtype::F16 => Tensor::try_from_vec(cast::<f16>(data), &shape),
@@ -104,6 +104,6 @@ pub fn tensor_from_view(name: &str, view: &TensorView<'_>) -> Result<Tensor> {
         StDtype::I64 => Tensor::try_from_vec(cast::<i64>(data), &shape),
         StDtype::I32 => Tensor::try_from_vec(cast::<i32>(data), &shape),
         StDtype::U8 | StDtype::BOOL => Tensor::try_from_vec(data.to_vec(), &shape),
-        other => return Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
-    }?)
+        other => Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
+    }
 }

@@ -103,7 +103,12 @@ impl CheckpointDir {
             return Err(Error::Msg(format!("checkpoint file name {name:?}: a plain file name is needed (not {CHECKSUMS_FILE}, not hidden)")));
         }
         let fs = &*self.fs;
-        fs.create_dir_all(&self.root).map_err(|e| io_error(format!("cannot create checkpoint directory {}", self.root.display()), e))?;
+        if !self.root.is_dir() {
+            fs.create_dir_all(&self.root).map_err(|e| io_error(format!("cannot create checkpoint directory {}", self.root.display()), e))?;
+            // Persist the new directory's own entry too, or a power cut could lose it whole.
+            let parent = self.root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            fs.sync_dir(parent).map_err(|e| io_error(format!("cannot flush {}", parent.display()), e))?;
+        }
         self.remove_stale_temporaries();
         let previous = self.committed()?.pop();
         let number = previous.as_ref().map_or(0, |c| c.number) + 1;

@@ -177,10 +177,10 @@ mod tests {
         let mut s = GradScaler::new(8.0).with_growth_interval(2);
         let p = Tensor::zeros(&[2], DType::F32).set_requires_grad(true);
         p.set_grad(Some(Tensor::from_vec(vec![8.0f32, 16.0], &[2])));
-        assert!(s.unscale(&[p.clone()]).unwrap());
+        assert!(s.unscale(std::slice::from_ref(&p)).unwrap());
         assert_eq!(p.grad().unwrap().to_vec::<f32>(), vec![1.0, 2.0]);
         p.set_grad(Some(Tensor::from_vec(vec![f32::INFINITY, 1.0], &[2])));
-        assert!(!s.unscale(&[p.clone()]).unwrap());
+        assert!(!s.unscale(std::slice::from_ref(&p)).unwrap());
         s.update(true);
         assert_eq!(s.scale(), 4.0);
         s.update(false);
