@@ -10,6 +10,7 @@ pub mod fused;
 pub mod fused_scalar;
 pub mod gemm;
 pub mod index;
+pub mod attention;
 pub mod conv;
 pub mod pool;
 pub mod threads;

@@ -6,6 +6,7 @@
 //! `tensorbrain-kernels`; backward rules are written with tensor ops so they can be
 //! differentiated again.
 
+pub mod attention;
 pub(crate) mod binary;
 pub(crate) mod cast;
 pub(crate) mod creation;
