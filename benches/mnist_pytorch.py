@@ -5,8 +5,9 @@ timed the same way (seconds for the training pass of each epoch; evaluation not 
     python3 benches/mnist_pytorch.py --model mlp --epochs 3 --threads 2
     python3 benches/mnist_pytorch.py --model cnn --epochs 1 --threads 2
 
-With --tensorbrain-checkpoint runs/mlp-mnist/model.safetensors it instead loads a checkpoint
-written by TensorBrain into the PyTorch model and reports its test accuracy.
+With --tensorbrain-checkpoint runs/mlp-mnist/ckpt-000003-epoch3/model.safetensors (the checkpoint
+the example names when it finishes) it instead loads a checkpoint written by TensorBrain into the
+PyTorch model and reports its test accuracy.
 """
 import argparse
 import gzip

@@ -6,17 +6,22 @@
 //!     cargo run --release --example mnist -- --model cnn --dataset fashion --epochs 4
 //!
 //! Both use Adam (lr 1e-3, batch 64) with the learning rate decayed to zero along a cosine.
+//! The data is read from `--data DIR`, else `$TENSORBRAIN_DATA/mnist` (or `fashion-mnist`), else
+//! `../shared/data/mnist`; a missing file is an error that says what to get and where.
 //! Progress bars show loss and samples/s; each epoch prints a line and rewrites
 //! `runs/<name>.csv` and `runs/<name>.png` (loss and accuracy curves), and saves a training
-//! checkpoint in `runs/<name>/` that `--resume` continues from, bit for bit. The checkpoint's
-//! `model.safetensors` loads into the same model in PyTorch (`benches/mnist_pytorch.py`).
+//! checkpoint in `runs/<name>/ckpt-<number>-epoch<epoch>/` (all-or-nothing: a save that fails
+//! or is killed leaves the previous one intact; the last `--keep-last` are kept) that
+//! `--resume` continues from, bit for bit. The checkpoint's `model.safetensors` loads into the
+//! same model in PyTorch (`benches/mnist_pytorch.py`).
 //! `--bench` prints only the timing table (seconds per epoch, samples/s).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use tensorbrain::data::{fashion_mnist, mnist, DataLoader, Split, TensorDataset};
+use tensorbrain::checkpoint::CheckpointDir;
+use tensorbrain::data::{dataset_dir, fashion_mnist, mnist, DataLoader, Split, TensorDataset};
 use tensorbrain::optim::lr_scheduler::CosineAnnealingLR;
 use tensorbrain::optim::{Adam, AdamOptions};
 use tensorbrain::prelude::*;
@@ -84,7 +89,8 @@ struct Args {
     model: Arch,
     #[arg(long, value_enum, default_value = "mnist")]
     dataset: Dataset,
-    /// Directory with the four IDX files (default: ../shared/data/mnist or fashion-mnist).
+    /// Directory with the four IDX files (default: $TENSORBRAIN_DATA/mnist or fashion-mnist if
+    /// TENSORBRAIN_DATA is set, else ../shared/data/mnist or fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
@@ -101,10 +107,13 @@ struct Args {
     /// Where logs, plots and checkpoints go.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Continue from the checkpoint in <out>/<name>/ (give the same --epochs: the learning-rate
-    /// schedule spans the run it was built for).
+    /// Continue from the newest checkpoint in <out>/<name>/ (give the same --epochs: the
+    /// learning-rate schedule spans the run it was built for).
     #[arg(long)]
     resume: bool,
+    /// How many of the newest checkpoints to keep in <out>/<name>/.
+    #[arg(long, default_value_t = 2)]
+    keep_last: usize,
     /// Print only a timing table.
     #[arg(long)]
     bench: bool,
@@ -125,11 +134,11 @@ fn main() -> ExitCode {
 
 /// Loads a split, normalised with MNIST's usual mean and std (Fashion-MNIST's for it).
 fn load(args: &Args, split: Split) -> tensorbrain::Result<(Tensor, Tensor)> {
-    let (default_dir, (mean, std)) = match args.dataset {
-        Dataset::Mnist => ("../shared/data/mnist", (0.1307, 0.3081)),
-        Dataset::Fashion => ("../shared/data/fashion-mnist", (0.2860, 0.3530)),
+    let (name, (mean, std)) = match args.dataset {
+        Dataset::Mnist => ("mnist", (0.1307, 0.3081)),
+        Dataset::Fashion => ("fashion-mnist", (0.2860, 0.3530)),
     };
-    let dir = args.data.clone().unwrap_or_else(|| PathBuf::from(default_dir));
+    let dir = dataset_dir(name, args.data.as_deref());
     let (x, y) = match args.dataset {
         Dataset::Mnist => mnist::load(&dir, split)?,
         Dataset::Fashion => fashion_mnist::load(&dir, split)?,
@@ -145,6 +154,9 @@ fn run(args: &Args) -> tensorbrain::Result<()> {
     let (test_x, test_y) = load(args, Split::Test)?;
     let train = DataLoader::builder(TensorDataset::new(vec![train_x, train_y])?).batch_size(args.batch_size).shuffle(true).seed(args.seed).build()?;
     let test = DataLoader::builder(TensorDataset::new(vec![test_x, test_y])?).batch_size(1000).build()?;
+    // Said here, before the learning-rate schedule is sized by the number of batches.
+    train.check_not_empty("the training data")?;
+    test.check_not_empty("the test data")?;
     let name = format!("{}-{}", format!("{:?}", args.model).to_lowercase(), format!("{:?}", args.dataset).to_lowercase());
     manual_seed(args.seed);
     match args.model {
@@ -186,10 +198,10 @@ fn train_model<M: Module>(
         .top_k(3)
         .log_csv(args.out.join(format!("{name}.csv")))
         .plot(args.out.join(format!("{name}.png")))
-        .checkpoint_dir(&ckpt);
+        .checkpoints(CheckpointDir::new(&ckpt).keep_last(args.keep_last));
     if args.resume {
-        trainer.resume(&ckpt)?;
-        println!("resumed from {} after epoch {}", ckpt.display(), trainer.epoch());
+        let from = trainer.resume(&ckpt)?;
+        println!("resumed from {} after epoch {}", from.display(), trainer.epoch());
     }
     let history = trainer.fit(train, Some(test), args.epochs, &classification(forward))?;
     if args.bench {
@@ -199,13 +211,14 @@ fn train_model<M: Module>(
             println!("| {name} | {} | {:.2} | {:.0} | {:.2}% |", r.epoch, r.seconds, r.samples_per_second, 100.0 * r.eval_accuracy.unwrap_or(0.0));
         }
     } else if let Some(last) = history.last() {
+        let saved = CheckpointDir::new(&ckpt).latest()?.unwrap_or(ckpt);
         println!(
             "test accuracy {:.2}% after epoch {}; log {}/{name}.csv, plot {}/{name}.png, checkpoint {}",
             100.0 * last.eval_accuracy.unwrap_or(0.0),
             last.epoch,
             args.out.display(),
             args.out.display(),
-            ckpt.display()
+            saved.display()
         );
     }
     Ok(())

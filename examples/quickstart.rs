@@ -3,6 +3,9 @@
 //! the loss computed eagerly on the tape around the model.
 //!
 //!     cargo run --release --example quickstart [path/to/digits.csv.gz]
+//!
+//! The digits ship with the repository (`examples/data/digits.csv.gz`, from scikit-learn; see
+//! `examples/data/LICENSE-digits.txt`), so this runs from any clone.
 
 use std::process::ExitCode;
 
@@ -11,7 +14,8 @@ use rand::SeedableRng;
 use tensorbrain::autograd::no_grad;
 use tensorbrain::prelude::*;
 
-const DEFAULT_DATA: &str = "../shared/data/digits/digits.csv.gz";
+/// The copy inside the repository, found wherever the command is run from.
+const DEFAULT_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
 
 /// A 64-64-10 perceptron. `cargo build` checks every shape in `forward`, and the macro
 /// generates its backward pass.

@@ -835,3 +835,61 @@ fn cifar10_round_trip() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&outer).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Data files inside the repository, and where the others are looked for
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_digits_ship_inside_the_repository() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits.csv.gz");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{} must be in the repository: {e}", path.display()));
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, "46abec6b12486ad9e51943373abcf22bbea1b5a51a1619b361570d8893f1464a", "scikit-learn's digits.csv.gz");
+    let (x, y) = tensorbrain::data::digits::load(&path).unwrap();
+    assert_eq!((x.shape(), y.shape()), (&[1797, 64][..], &[1797][..]));
+    let licence = path.with_file_name("LICENSE-digits.txt");
+    let text = std::fs::read_to_string(&licence).unwrap_or_else(|e| panic!("{} must be beside it: {e}", licence.display()));
+    assert!(text.contains("BSD 3-Clause") && text.contains("scikit-learn"), "{text}");
+}
+
+#[test]
+fn missing_mnist_files_say_what_to_get_and_where_to_put_it() {
+    let dir = temp_dir("mnist-missing");
+    for (name, files) in [
+        ("MNIST", [
+            ("train-images-idx3-ubyte.gz", "b09d8b89df4ad239afc76a323dbe9559169cd8cca365467dfe8aa1f7ca54109b"),
+            ("train-labels-idx1-ubyte.gz", "c51906e7929bbf7c824fbd16019b56297269ca82cba449c5b5d59c0a02147fed"),
+            ("t10k-images-idx3-ubyte.gz", "f72c2dff3457595ec2fe452d25d97b7f974a74ad5b006687704212bedd1486d8"),
+            ("t10k-labels-idx1-ubyte.gz", "4baf84ddd60ae342cfdd282ec3fba3249a201a4459782165496a7cbebbe49a2e"),
+        ]),
+        ("Fashion-MNIST", [
+            ("train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
+            ("train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
+            ("t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+            ("t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
+        ]),
+    ] {
+        let loaded = if name == "MNIST" { mnist::load(&dir, Split::Test) } else { fashion_mnist::load(&dir, Split::Test) };
+        let e = loaded.unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains(&dir.display().to_string()), "{e}");
+        for (file, sha) in files {
+            assert!(e.contains(file) && e.contains(sha), "{name}: the error lists {file} with its SHA-256: {e}");
+        }
+        assert!(e.contains("TENSORBRAIN_DATA"), "{e}");
+    }
+}
+
+#[test]
+fn data_directories_come_from_the_argument_then_the_environment() {
+    use tensorbrain::data::dataset_dir;
+    let explicit = temp_dir("explicit");
+    assert_eq!(dataset_dir("mnist", Some(&explicit)), explicit);
+    // SAFETY (of the test): no other test reads or writes TENSORBRAIN_DATA.
+    std::env::set_var("TENSORBRAIN_DATA", "/data/sets");
+    assert_eq!(dataset_dir("mnist", None), Path::new("/data/sets/mnist"));
+    assert_eq!(dataset_dir("fashion-mnist", Some(&explicit)), explicit);
+    std::env::remove_var("TENSORBRAIN_DATA");
+    assert_eq!(dataset_dir("mnist", None), Path::new("../shared/data/mnist"));
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tensorbrain::checkpoint::{TrainingCheckpoint, MODEL_FILE, STATE_FILE};
+use tensorbrain::checkpoint::{TrainingCheckpoint, STATE_FILE};
 use tensorbrain::data::{DataLoader, TensorDataset};
 use tensorbrain::optim::lr_scheduler::StepLR;
 use tensorbrain::optim::{Adam, AdamOptions, Sgd, SgdOptions};
@@ -130,18 +130,15 @@ fn broken_checkpoints_are_errors_that_name_the_file() {
     run(1, None, &dir);
     assert!(TrainingCheckpoint::load(&dir).is_ok());
 
-    // A save cut off between the two files leaves different save ids.
+    // Truncated state file.
     let other = temp_dir("broken-other");
     run(2, None, &other);
-    std::fs::copy(other.join(MODEL_FILE), dir.join(MODEL_FILE)).unwrap();
-    let err = TrainingCheckpoint::load(&dir).err().expect("mixed saves are an error").to_string();
-    assert!(err.contains("different saves"), "{err}");
-
-    // Truncated state file.
-    let bytes = std::fs::read(other.join(STATE_FILE)).unwrap();
-    std::fs::write(other.join(STATE_FILE), &bytes[..bytes.len() / 2]).unwrap();
+    let state = TrainingCheckpoint::load(&other).unwrap().path.join(STATE_FILE);
+    let bytes = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
     let err = TrainingCheckpoint::load(&other).err().expect("a truncated file is an error").to_string();
-    assert!(err.contains(STATE_FILE) && err.contains("not a valid safetensors file"), "{err}");
+    assert!(err.contains(STATE_FILE) && err.contains("truncated"), "{err}");
+    assert!(err.contains("ckpt-000001-epoch1"), "the error points at the older checkpoint: {err}");
 
     // Missing directory.
     let err = TrainingCheckpoint::load(&dir.join("nope")).err().expect("a missing checkpoint is an error").to_string();
@@ -166,7 +163,7 @@ fn broken_checkpoints_are_errors_that_name_the_file() {
     let err = trainer.resume(&temp_dir("broken-again").join("x")).err().unwrap().to_string();
     assert!(err.contains("is missing"), "{err}");
     run(1, None, &dir);
-    let err = trainer.resume(&dir).err().expect("wrong architecture").to_string();
+    let err = trainer.resume(&dir).expect_err("wrong architecture").to_string();
     assert!(err.contains("fc1.weight has shape [32, 8] in the file but [64, 8] in the model"), "{err}");
     drop(trainer);
     let after: Vec<Vec<f32>> = wider.parameters().iter().map(|t| t.to_vec::<f32>()).collect();
@@ -219,4 +216,77 @@ fn mixed_precision_trains_against_f32_masters() {
         assert!(h.last().unwrap().train_accuracy.unwrap() > 0.85, "{precision:?}: {:?}", h.last());
         assert!(net.parameters().iter().all(|p| p.dtype() == DType::F32 && p.is_leaf()), "masters stay f32 leaves");
     }
+}
+
+#[test]
+fn fit_without_batches_is_an_error_naming_dataset_and_batch_size() {
+    let fit = |train: &DataLoader, eval: Option<&DataLoader>| {
+        let mut net = Net::init(0);
+        let opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.1, ..Default::default() }).unwrap();
+        let mut t = Trainer::new(&mut net, opt).progress(false);
+        let result = t.fit(train, eval, 1, &classification(net_forward)).map(|h| h.epochs.len());
+        assert_eq!(t.epoch(), 0, "no epoch counts as done");
+        result.expect_err("training on no batches is an error").to_string()
+    };
+    let empty = loader(&Tensor::zeros(&[0, 8], DType::F32), &Tensor::zeros(&[0], DType::I64), 16, true);
+    let e = fit(&empty, None);
+    assert!(e.contains("training data") && e.contains("0 samples") && e.contains("batch size 16"), "{e}");
+
+    // drop_last with a batch larger than the dataset: every batch is dropped.
+    let (x, y) = blobs(3, 1); // 9 samples
+    let dropped = DataLoader::builder(TensorDataset::new(vec![x.clone(), y.clone()]).unwrap()).batch_size(16).drop_last(true).build().unwrap();
+    let e = fit(&dropped, None);
+    assert!(e.contains("9 samples") && e.contains("batch size 16") && e.contains("drop_last"), "{e}");
+
+    // An empty evaluation set is no better: its loss would read 0.
+    let e = fit(&loader(&x, &y, 4, false), Some(&empty));
+    assert!(e.contains("evaluation data") && e.contains("0 samples"), "{e}");
+}
+
+#[test]
+fn nan_logits_are_never_counted_correct() {
+    use tensorbrain::train::count_correct;
+    let labels = Tensor::from_vec(vec![0i64, 1, 2], &[3]);
+    let nan = Tensor::full(&[3, 3], f64::NAN, DType::F32);
+    assert_eq!(count_correct(&nan, &labels, 2).unwrap(), (0, 0), "all-NaN rows");
+    // A NaN anywhere in a row outranks the label's score, as NaN wins torch.argmax.
+    let some_nan = Tensor::from_vec(vec![5.0f32, f32::NAN, 1.0, f32::NAN, 0.0, 9.0, 1.0, 2.0, 3.0], &[3, 3]);
+    // Row 0: label 0 is behind the NaN (top-2 only). Row 1: label 1 scores 0 behind NaN and 9.
+    // Row 2: label 2 is top.
+    assert_eq!(count_correct(&some_nan, &labels, 2).unwrap(), (1, 2));
+
+    // Trainer::evaluate on a model whose weights are NaN scores 0%, not 100%.
+    let (x, y) = blobs(10, 1);
+    let mut net = Net::init(0);
+    tensorbrain::autograd::no_grad(|| net.parameters().iter().for_each(|p| p.fill_(f64::NAN)));
+    let opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.1, ..Default::default() }).unwrap();
+    let mut t = Trainer::new(&mut net, opt).progress(false);
+    let m = t.evaluate(&loader(&x, &y, 8, false), &classification(net_forward)).unwrap();
+    assert_eq!(m.accuracy(), Some(0.0));
+}
+
+#[test]
+fn f16_training_whose_every_step_overflows_stops_as_diverged() {
+    // lr 1e6 wrecks the weights in the first step; after that every f16 step overflows, and the
+    // loss scaler halves its scale each time. Without a check the run would "finish" with
+    // almost every step skipped and the NaN logits counted as correct.
+    let (x, y) = blobs(100, 6);
+    let mut net = Net::init(1);
+    let opt = Adam::new(net.parameters(), AdamOptions { lr: 1e6, ..Default::default() }).unwrap();
+    let mut t = Trainer::new(&mut net, opt).progress(false).precision(Precision::F16);
+    let e = t.fit(&loader(&x, &y, 4, true), None, 2, &classification(net_forward)).expect_err("a diverged f16 run is an error").to_string();
+    assert!(e.contains("training diverged") && e.contains("loss scale"), "{e}");
+}
+
+#[test]
+fn an_epoch_in_which_every_f16_step_overflows_is_divergence() {
+    // Non-finite weights from the start: every step of the first epoch is skipped. The epoch
+    // has only 3 steps, far fewer than it takes the scale to collapse.
+    let (x, y) = blobs(4, 6);
+    let mut net = Net::init(1);
+    tensorbrain::autograd::no_grad(|| net.parameters()[0].fill_(f64::INFINITY));
+    let opt = Adam::new(net.parameters(), AdamOptions::default()).unwrap();
+    let mut t = Trainer::new(&mut net, opt).progress(false).precision(Precision::F16);
+    let e = t.fit(&loader(&x, &y, 4, true), None, 1, &classification(net_forward)).expect_err("an epoch of skipped steps is an error").to_string();
+    assert!(e.contains("training diverged") && e.contains("all 3 optimizer steps"), "{e}");
 }

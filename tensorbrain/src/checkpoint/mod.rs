@@ -1,6 +1,12 @@
-//! Checkpoints: safetensors files (readable by PyTorch and Hugging Face), written atomically.
+//! Checkpoints: safetensors files (readable by PyTorch and Hugging Face), written atomically,
+//! and training checkpoints: directories of them saved all-or-nothing ([`CheckpointDir`]) with
+//! SHA-256 checksums.
 
 mod atomic;
+mod checksums;
+mod fs;
+mod invalid;
+mod store;
 mod training;
 
 use std::collections::HashMap;
@@ -11,6 +17,9 @@ use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
 pub use atomic::write_atomically;
+pub use checksums::{sha256_hex, CHECKSUMS_FILE};
+pub use fs::{CheckpointFs, LocalFs};
+pub use store::{CheckpointDir, DEFAULT_KEEP_LAST};
 pub use training::{TrainingCheckpoint, TrainingState, MODEL_FILE, STATE_FILE};
 
 use crate::tensor::{DType, Error, Result, Tensor};
@@ -69,9 +78,9 @@ pub fn load_safetensors_with_metadata(path: &Path) -> Result<(HashMap<String, Te
 
 /// [`from_safetensors_bytes`], also returning the file's metadata.
 pub fn from_safetensors_bytes_with_metadata(bytes: &[u8]) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Msg(format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Msg(invalid::describe(bytes, &e)))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Msg(format!("not a valid safetensors file ({e})")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Msg(invalid::describe(bytes, &e)))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         out.insert(name.clone(), tensor_from_view(&name, &view)?);
@@ -87,14 +96,14 @@ pub fn tensor_from_view(name: &str, view: &TensorView<'_>) -> Result<Tensor> {
         // The data may not be aligned for T inside the file buffer: copy bytewise.
         data.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
     }
-    Ok(match view.dtype() {
-        StDtype::F32 => Tensor::from_vec(cast::<f32>(data), &shape),
-        StDtype::F64 => Tensor::from_vec(cast::<f64>(data), &shape),
-        StDtype::F16 => Tensor::from_vec(cast::<f16>(data), &shape),
-        StDtype::BF16 => Tensor::from_vec(cast::<bf16>(data), &shape),
-        StDtype::I64 => Tensor::from_vec(cast::<i64>(data), &shape),
-        StDtype::I32 => Tensor::from_vec(cast::<i32>(data), &shape),
-        StDtype::U8 | StDtype::BOOL => Tensor::from_vec(data.to_vec(), &shape),
-        other => return Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
-    })
+    match view.dtype() {
+        StDtype::F32 => Tensor::try_from_vec(cast::<f32>(data), &shape),
+        StDtype::F64 => Tensor::try_from_vec(cast::<f64>(data), &shape),
+        StDtype::F16 => Tensor::try_from_vec(cast::<f16>(data), &shape),
+        StDtype::BF16 => Tensor::try_from_vec(cast::<bf16>(data), &shape),
+        StDtype::I64 => Tensor::try_from_vec(cast::<i64>(data), &shape),
+        StDtype::I32 => Tensor::try_from_vec(cast::<i32>(data), &shape),
+        StDtype::U8 | StDtype::BOOL => Tensor::try_from_vec(data.to_vec(), &shape),
+        other => Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
+    }
 }

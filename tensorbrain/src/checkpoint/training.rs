@@ -1,6 +1,8 @@
 //! Training checkpoints: everything needed to resume a run exactly where it stopped.
 //!
-//! A checkpoint is a directory of two safetensors files, each written atomically:
+//! A training checkpoint is a directory of two safetensors files, saved all-or-nothing by a
+//! [`CheckpointDir`] (a new directory per save, committed by one rename, with the files'
+//! SHA-256s in `SHA256SUMS`):
 //! - `model.safetensors`: parameters and buffers under the names a PyTorch model with the same
 //!   fields has (`fc1.weight`), so `model.load_state_dict(safetensors.torch.load_file(..))`
 //!   works as is;
@@ -8,16 +10,19 @@
 //!   hyperparameters, the scheduler, the epoch and step counters, the random generator's
 //!   position, the loss scale and the history so far as metadata.
 //!
-//! Both files carry the same save id. The model file is written first, so a save cut off
-//! between the two leaves files with different ids, which [`TrainingCheckpoint::load`] reports
-//! instead of resuming from a mixture.
+//! Both files carry the same save id, which [`TrainingCheckpoint::load`] checks. That matters
+//! for the flat layout of earlier TensorBrain versions, which it still reads: both files
+//! directly in the run's directory, each replaced on its own, so that a save cut off between
+//! the two left files of different saves.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{load_safetensors_with_metadata, to_safetensors_bytes, write_atomically};
+use super::checksums;
+use super::store::CheckpointDir;
+use super::{from_safetensors_bytes_with_metadata, to_safetensors_bytes};
 use crate::optim::OptimizerState;
 use crate::tensor::{Error, Result, Tensor};
 use crate::train::{History, ScalerState};
@@ -63,6 +68,8 @@ pub struct TrainingCheckpoint {
     pub model: HashMap<String, Tensor>,
     pub optimizer: OptimizerState,
     pub state: TrainingState,
+    /// The directory the files were read from.
+    pub path: PathBuf,
 }
 
 fn save_id(state: &TrainingState) -> String {
@@ -71,9 +78,16 @@ fn save_id(state: &TrainingState) -> String {
 }
 
 impl TrainingCheckpoint {
-    /// Writes a checkpoint into `dir` (created if missing), replacing any checkpoint there.
-    pub fn save(dir: &Path, model: &[(String, Tensor)], optimizer: &OptimizerState, state: &TrainingState) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io { context: format!("cannot create checkpoint directory {}", dir.display()), source: e })?;
+    /// Saves a checkpoint as the newest of `dir` (created if missing), keeping the last
+    /// [`DEFAULT_KEEP_LAST`](super::DEFAULT_KEEP_LAST); see [`TrainingCheckpoint::save_to`].
+    pub fn save(dir: &Path, model: &[(String, Tensor)], optimizer: &OptimizerState, state: &TrainingState) -> Result<PathBuf> {
+        Self::save_to(&CheckpointDir::new(dir), model, optimizer, state)
+    }
+
+    /// Saves a checkpoint into `store` all-or-nothing and returns its directory
+    /// (`ckpt-<number>-epoch<epoch>`). If the save fails part-way, the checkpoints already
+    /// there are untouched.
+    pub fn save_to(store: &CheckpointDir, model: &[(String, Tensor)], optimizer: &OptimizerState, state: &TrainingState) -> Result<PathBuf> {
         let id = save_id(state);
         let model_bytes = to_safetensors_bytes(model, Some(HashMap::from([(ID_KEY.to_string(), id.clone())])))?;
         let mut meta = optimizer.metadata();
@@ -81,22 +95,55 @@ impl TrainingCheckpoint {
         let json = serde_json::to_string(state).map_err(|e| Error::Msg(format!("cannot encode the training state: {e}")))?;
         meta.insert(STATE_KEY.to_string(), json);
         let state_bytes = to_safetensors_bytes(&optimizer.to_tensors(), Some(meta))?;
-        write_atomically(&dir.join(MODEL_FILE), &model_bytes)?;
-        write_atomically(&dir.join(STATE_FILE), &state_bytes)
+        store.save(&format!("epoch{}", state.epoch), &[(MODEL_FILE, &model_bytes), (STATE_FILE, &state_bytes)])
     }
 
-    /// Reads a checkpoint written by [`TrainingCheckpoint::save`]. Missing, corrupt, truncated
-    /// or mismatched files are errors that name the file.
-    pub fn load(dir: &Path) -> Result<TrainingCheckpoint> {
+    /// Reads the newest checkpoint under `path`: the newest committed `ckpt-*` directory of a
+    /// run's directory, or, when there are none, the checkpoint files in `path` itself (a
+    /// `ckpt-*` directory given directly, or the flat layout of earlier versions). Files are
+    /// checked against their SHA-256s when the checkpoint lists them. Missing, corrupt,
+    /// truncated or mismatched files are errors that name the file. Temporaries left by
+    /// killed saves are removed on the way.
+    pub fn load(path: &Path) -> Result<TrainingCheckpoint> {
+        let store = CheckpointDir::new(path);
+        store.remove_stale_temporaries();
+        let committed = store.list()?;
+        let Some(newest) = committed.last() else {
+            return Self::load_files(path);
+        };
+        Self::load_files(newest).map_err(|e| match committed.len() {
+            1 => e,
+            n => Error::Msg(format!("{e}\n(an older checkpoint is {}: to resume from it, pass that path)", committed[n - 2].display())),
+        })
+    }
+
+    /// Reads the two files of one checkpoint in `dir`.
+    fn load_files(dir: &Path) -> Result<TrainingCheckpoint> {
         let model_path = dir.join(MODEL_FILE);
         let state_path = dir.join(STATE_FILE);
+        if !model_path.is_file() && !state_path.is_file() {
+            return Err(Error::Msg(format!(
+                "{} is not a training checkpoint: it has no ckpt-* checkpoint directories, and {MODEL_FILE} is missing",
+                dir.display()
+            )));
+        }
         for p in [&model_path, &state_path] {
             if !p.is_file() {
                 return Err(Error::Msg(format!("{} is not a training checkpoint: {} is missing", dir.display(), p.display())));
             }
         }
-        let (model, model_meta) = load_safetensors_with_metadata(&model_path)?;
-        let (tensors, meta) = load_safetensors_with_metadata(&state_path)?;
+        let sums = checksums::read(dir)?;
+        let read = |path: &PathBuf, name: &str| -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+            let bytes = std::fs::read(path).map_err(|e| Error::Io { context: format!("cannot read checkpoint {}", path.display()), source: e })?;
+            // Parse first: "truncated: ..." says more than a checksum mismatch would.
+            let parsed = from_safetensors_bytes_with_metadata(&bytes).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+            if let Some(sums) = &sums {
+                checksums::verify(sums, dir, name, &bytes)?;
+            }
+            Ok(parsed)
+        };
+        let (model, model_meta) = read(&model_path, MODEL_FILE)?;
+        let (tensors, meta) = read(&state_path, STATE_FILE)?;
         let bad = |p: &PathBuf, what: String| Error::Msg(format!("{}: {what}", p.display()));
         let model_id = model_meta.get(ID_KEY).ok_or_else(|| bad(&model_path, format!("no '{ID_KEY}' metadata: not written by a TensorBrain training checkpoint")))?;
         let state_id = meta.get(ID_KEY).ok_or_else(|| bad(&state_path, format!("no '{ID_KEY}' metadata: not written by a TensorBrain training checkpoint")))?;
@@ -113,6 +160,6 @@ impl TrainingCheckpoint {
             return Err(bad(&state_path, format!("checkpoint format {} (this TensorBrain reads format {FORMAT})", state.format)));
         }
         let optimizer = OptimizerState::from_tensors(tensors, &meta).map_err(|e| bad(&state_path, e.to_string()))?;
-        Ok(TrainingCheckpoint { model, optimizer, state })
+        Ok(TrainingCheckpoint { model, optimizer, state, path: dir.to_path_buf() })
     }
 }

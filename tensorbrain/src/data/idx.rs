@@ -99,10 +99,24 @@ pub fn read(path: impl AsRef<Path>, expected_rank: Option<usize>) -> Result<IdxA
 pub(crate) struct IdxSet {
     /// "MNIST", "Fashion-MNIST".
     pub name: &'static str,
+    /// The set's directory under `$TENSORBRAIN_DATA`: "mnist", "fashion-mnist".
+    pub dir_name: &'static str,
     /// Where users can get the files.
     pub where_to_get: &'static str,
     /// The number of classes (labels must be below it).
     pub classes: u8,
+    /// Training images and labels, then test images and labels.
+    pub files: [IdxFile; 4],
+}
+
+/// One file of an [`IdxSet`] and its checksums.
+pub(crate) struct IdxFile {
+    /// The canonical name, without `.gz`.
+    pub name: &'static str,
+    /// SHA-256 of the uncompressed file: the same whoever gzipped it.
+    pub sha256: &'static str,
+    /// SHA-256 of the gzipped copy TensorBrain's tests and benchmarks read.
+    pub gz_sha256: &'static str,
 }
 
 impl IdxSet {
@@ -117,14 +131,31 @@ impl IdxSet {
             return Ok(gz);
         }
         let missing = if dir.is_dir() {
-            format!("neither {} nor {} exists", raw.display(), gz.display())
+            format!("neither {name} nor {name}.gz is there")
         } else {
-            format!("the directory {} does not exist", dir.display())
+            "the directory does not exist".to_string()
         };
-        Err(Error::Msg(format!(
-            "cannot find the {} {what}: {missing}; {} is available from {}",
-            self.name, self.name, self.where_to_get
-        )))
+        Err(Error::Msg(format!("cannot find the {} {what} in {}: {missing}\n{}", self.name, dir.display(), self.how_to_get())))
+    }
+
+    /// What the set's files are (names and SHA-256s), where to get them and where to put them.
+    fn how_to_get(&self) -> String {
+        let mut s = format!(
+            "{} is four IDX files, gzipped or not. Their SHA-256s uncompressed (any copy: check with \
+             `gunzip -c FILE.gz | sha256sum`) and as gzipped in the copies TensorBrain is tested with:\n",
+            self.name
+        );
+        for f in &self.files {
+            s += &format!("  {:<27} {}  {}.gz {}\n", f.name, f.sha256, f.name, f.gz_sha256);
+        }
+        s += &format!(
+            "Get them from {}. Put them in one directory and pass that directory to the loader (the mnist example: \
+             --data DIR), or set {} to a directory that holds them in {}/.",
+            self.where_to_get,
+            super::DATA_ENV,
+            self.dir_name
+        );
+        s
     }
 
     /// Images `[N, 1, rows, cols]` as u8 and labels `[N]` as i64.

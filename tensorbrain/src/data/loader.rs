@@ -187,6 +187,22 @@ impl DataLoader {
         self.len() == 0
     }
 
+    /// An error if an epoch would have no batches (an empty dataset, or `drop_last` with a
+    /// batch larger than the dataset), naming `what` (e.g. "the training data"), the dataset
+    /// size and the batch size. A loop over no batches would report a loss of 0, not a mistake.
+    pub fn check_not_empty(&self, what: &str) -> Result<()> {
+        if !self.is_empty() {
+            return Ok(());
+        }
+        let (n, b) = (self.cfg.dataset.len(), self.cfg.batch_size);
+        let why = if n == 0 {
+            format!("the dataset has 0 samples (batch size {b})")
+        } else {
+            format!("the dataset has {n} samples, fewer than the batch size {b}, and drop_last drops that partial batch")
+        };
+        Err(Error::Msg(format!("{what} has no batches: {why}")))
+    }
+
     /// Samples per batch.
     pub fn batch_size(&self) -> usize {
         self.cfg.batch_size

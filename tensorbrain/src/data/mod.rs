@@ -16,7 +16,7 @@ mod loader;
 pub mod mnist;
 pub mod transforms;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use loader::{default_collate, CollateFn, DataLoader, DataLoaderBuilder, DataLoaderIter};
@@ -232,6 +232,24 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
 /// The seed of the generator a loader hands to `get_with` for sample `index` in `epoch`.
 pub fn sample_seed(seed: u64, epoch: u64, index: usize) -> u64 {
     mix64(mix64(seed.wrapping_add(epoch)) ^ index as u64)
+}
+
+/// The environment variable naming a directory of data sets, one subdirectory each (`mnist/`,
+/// `fashion-mnist/`), for programs that are not told where the data is.
+pub const DATA_ENV: &str = "TENSORBRAIN_DATA";
+
+/// Where to look for data set `name` (`"mnist"`, `"fashion-mnist"`): `explicit` when given (a
+/// program's `--data DIR`), else `$TENSORBRAIN_DATA/<name>` when that variable is set, else
+/// `../shared/data/<name>`, where the data sits beside a development checkout of TensorBrain.
+/// The loaders' errors for missing files say what to get and where to put it.
+pub fn dataset_dir(name: &str, explicit: Option<&Path>) -> PathBuf {
+    if let Some(dir) = explicit {
+        return dir.to_path_buf();
+    }
+    match std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+        Some(root) => PathBuf::from(root).join(name),
+        None => Path::new("../shared/data").join(name),
+    }
 }
 
 /// Opens a data file, turning "not found" into an error that says where the data can be had.

@@ -6,7 +6,7 @@ use tensorbrain_kernels::strided::{zip3_map, zip_map, zip_map_vec};
 use super::{any_dispatch, float_dispatch, float_map, ok, panicking};
 use crate::autograd::{is_grad_enabled, record};
 use crate::tensor::layout::broadcast_shapes;
-use crate::tensor::{DType, Error, Result, StorageElement, Tensor};
+use crate::tensor::{try_zeroed, DType, Error, Result, StorageElement, Tensor};
 
 /// Checks that two operands can meet in one kernel: same dtype, same device.
 pub(crate) fn check_same(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
@@ -32,7 +32,17 @@ macro_rules! float_zip {
             #[allow(unused_imports)]
             use num_traits::Float as _;
             let (sa, sb) = (a.storage(), b.storage());
-            let out = zip_map_vec(sa.cpu().as_slice::<T>(), la.offset, &la.strides, sb.cpu().as_slice::<T>(), lb.offset, &lb.strides, &shape, |$x: T, $y: T| -> T { $body });
+            let (sa, sb) = (sa.cpu().as_slice::<T>(), sb.cpu().as_slice::<T>());
+            let f = |$x: T, $y: T| -> T { $body };
+            let out = if shape.as_slice() != a.shape() && shape.as_slice() != b.shape() {
+                // Both operands broadcast, so the output is bigger than either, maybe
+                // impossibly so ([N, 1] - [N] is [N, N]): allocate it fallibly.
+                let mut out = try_zeroed::<T>($op, &shape)?;
+                zip_map(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &mut out, &f);
+                out
+            } else {
+                zip_map_vec(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &f)
+            };
             Ok::<Tensor, Error>(Tensor::from_storage(T::wrap(out), &shape))
         })
     }};
@@ -44,7 +54,7 @@ fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(std::cmp::Ordering) -
     let shape = broadcast_shapes(op, a.shape(), b.shape())?;
     let (la, lb) = (a.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape));
     let (sa, sb) = (a.storage(), b.storage());
-    let mut out = vec![0u8; shape.iter().product()];
+    let mut out = try_zeroed::<u8>(op, &shape)?;
     any_dispatch!(a.dtype(), T => {
         zip_map(sa.cpu().as_slice::<T>(), la.offset, &la.strides, sb.cpu().as_slice::<T>(), lb.offset, &lb.strides, &shape, &mut out,
             // NaN compares unequal to everything, as in IEEE and PyTorch.
@@ -180,7 +190,7 @@ impl Tensor {
         let shape = broadcast_shapes("logical_and", self.shape(), rhs.shape())?;
         let (la, lb) = (self.layout().broadcast_to(&shape), rhs.layout().broadcast_to(&shape));
         let (sa, sb) = (self.storage(), rhs.storage());
-        let mut out = vec![0u8; shape.iter().product()];
+        let mut out = try_zeroed::<u8>("logical_and", &shape)?;
         zip_map(sa.cpu().as_slice::<u8>(), la.offset, &la.strides, sb.cpu().as_slice::<u8>(), lb.offset, &lb.strides, &shape, &mut out, |x, y| (x != 0 && y != 0) as u8);
         Ok(Tensor::from_storage(u8::wrap(out), &shape))
     }
@@ -222,7 +232,7 @@ impl Tensor {
         let (lc, la, lb) = (cond.layout().broadcast_to(&shape), on_true.layout().broadcast_to(&shape), on_false.layout().broadcast_to(&shape));
         let out = any_dispatch!(on_true.dtype(), T => {
             let (sc, sa, sb) = (cond.storage(), on_true.storage(), on_false.storage());
-            let mut out = vec![T::default(); shape.iter().product()];
+            let mut out = try_zeroed::<T>(OP, &shape)?;
             zip3_map(
                 (sc.cpu().as_slice::<u8>(), lc.offset, &lc.strides),
                 (sa.cpu().as_slice::<T>(), la.offset, &la.strides),

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use tensorbrain_kernels::strided::PARALLEL_THRESHOLD;
 
 use super::{any_dispatch, ok};
-use crate::tensor::{DType, Element, Error, Result, StorageElement, Tensor};
+use crate::tensor::{try_filled, try_zeroed, DType, Element, Error, Result, StorageElement, Tensor};
 
 /// A seedable random number generator (ChaCha8: fast, reproducible across platforms).
 #[derive(Clone, Debug)]
@@ -170,17 +170,36 @@ fn check_float(op: &'static str, dtype: DType) -> Result<()> {
 
 impl Tensor {
     /// A tensor of `shape` filled with `value` (converted to `dtype`).
+    #[track_caller]
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = shape.iter().product();
-        any_dispatch!(dtype, T => Tensor::from_storage(T::wrap(vec![<T as Element>::from_f64(value); n]), shape))
+        ok(Tensor::try_full(shape, value, dtype))
     }
 
+    /// [`Tensor::full`], or an error for a shape whose size overflows or cannot be allocated.
+    pub fn try_full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        Tensor::filled("full", shape, value, dtype)
+    }
+
+    #[track_caller]
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 0.0, dtype)
+        ok(Tensor::try_zeros(shape, dtype))
     }
 
+    pub fn try_zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("zeros", shape, 0.0, dtype)
+    }
+
+    #[track_caller]
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 1.0, dtype)
+        ok(Tensor::try_ones(shape, dtype))
+    }
+
+    pub fn try_ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("ones", shape, 1.0, dtype)
+    }
+
+    fn filled(op: &'static str, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        Ok(any_dispatch!(dtype, T => Tensor::from_storage(T::wrap(try_filled(op, shape, <T as Element>::from_f64(value))?), shape)))
     }
 
     pub fn zeros_like(&self) -> Tensor {
@@ -196,7 +215,7 @@ impl Tensor {
     }
 
     pub(crate) fn try_zeros_like(&self) -> Result<Tensor> {
-        Ok(self.zeros_like())
+        Tensor::try_zeros(self.shape(), self.dtype())
     }
 
     // ------------------------------------------------------------------------------------------
@@ -229,7 +248,8 @@ impl Tensor {
         }
         let n = len as usize;
         Ok(any_dispatch!(dtype, T => {
-            let v: Vec<T> = (0..n).map(|i| T::from_f64(start + i as f64 * step)).collect();
+            let mut v = try_zeroed::<T>("arange", &[n])?;
+            v.iter_mut().enumerate().for_each(|(i, x)| *x = T::from_f64(start + i as f64 * step));
             Tensor::from_vec(v, &[n])
         }))
     }
@@ -276,7 +296,7 @@ impl Tensor {
     /// An `n x m` matrix with ones on the main diagonal (`torch.eye(n, m)`).
     pub fn eye_m(n: usize, m: usize, dtype: DType) -> Tensor {
         any_dispatch!(dtype, T => {
-            let mut v = vec![T::default(); n * m];
+            let mut v = ok(try_zeroed::<T>("eye", &[n, m]));
             let one = T::from_f64(1.0);
             for i in 0..n.min(m) {
                 v[i * m + i] = one;
@@ -309,28 +329,27 @@ impl Tensor {
 
     pub fn try_rand_with(shape: &[usize], dtype: DType, gen: &mut Generator) -> Result<Tensor> {
         check_float("rand", dtype)?;
-        let n: usize = shape.iter().product();
         Ok(match dtype {
             DType::F32 => {
-                let mut v = vec![0f32; n];
+                let mut v = try_zeroed::<f32>("rand", shape)?;
                 gen.fill(&mut v, 1, 1, |w, o| o.iter_mut().zip(w).for_each(|(o, &w)| *o = unit_f32(w)));
                 Tensor::from_vec(v, shape)
             }
             DType::F64 => {
-                let mut v = vec![0f64; n];
+                let mut v = try_zeroed::<f64>("rand", shape)?;
                 gen.fill(&mut v, 2, 1, |w, o| {
                     o.iter_mut().zip(w.chunks_exact(2)).for_each(|(o, w)| *o = unit_f64(word64(w[0], w[1])))
                 });
                 Tensor::from_vec(v, shape)
             }
             DType::F16 => {
-                let mut v = vec![f16::ZERO; n];
+                let mut v = try_zeroed::<f16>("rand", shape)?;
                 let scale = 1.0 / (1u32 << 11) as f32;
                 gen.fill(&mut v, 1, 1, |w, o| o.iter_mut().zip(w).for_each(|(o, &w)| *o = f16::from_f32((w >> 21) as f32 * scale)));
                 Tensor::from_vec(v, shape)
             }
             DType::BF16 => {
-                let mut v = vec![bf16::ZERO; n];
+                let mut v = try_zeroed::<bf16>("rand", shape)?;
                 let scale = 1.0 / (1u32 << 8) as f32;
                 gen.fill(&mut v, 1, 1, |w, o| o.iter_mut().zip(w).for_each(|(o, &w)| *o = bf16::from_f32((w >> 24) as f32 * scale)));
                 Tensor::from_vec(v, shape)
@@ -358,15 +377,14 @@ impl Tensor {
 
     pub fn try_randn_with(shape: &[usize], dtype: DType, gen: &mut Generator) -> Result<Tensor> {
         check_float("randn", dtype)?;
-        let n: usize = shape.iter().product();
         Ok(match dtype {
             DType::F64 => {
-                let mut v = vec![0f64; n];
+                let mut v = try_zeroed::<f64>("randn", shape)?;
                 gen.fill(&mut v, 2, 2, |w, o| normals(w, o, 2, |w| normal_pair_f64(word64(w[0], w[1]), word64(w[2], w[3]))));
                 Tensor::from_vec(v, shape)
             }
             _ => {
-                let mut v = vec![0f32; n];
+                let mut v = try_zeroed::<f32>("randn", shape)?;
                 gen.fill(&mut v, 1, 2, |w, o| normals(w, o, 1, |w| normal_pair_f32(w[0], w[1])));
                 let t = Tensor::from_vec(v, shape);
                 if dtype == DType::F32 {
@@ -400,8 +418,7 @@ impl Tensor {
             return Err(Error::invalid("randint", shape, format!("low ({low}) must be less than high ({high})")));
         }
         let range = high.wrapping_sub(low) as u64 as u128;
-        let n: usize = shape.iter().product();
-        let mut v = vec![0i64; n];
+        let mut v = try_zeroed::<i64>("randint", shape)?;
         // One 64-bit draw per element scaled into the range by a widening multiply (Lemire):
         // the bias is below range / 2^64, far under anything measurable.
         gen.fill(&mut v, 2, 1, |w, o| {

@@ -11,7 +11,7 @@ use super::binary::check_same;
 use super::{float_dispatch, panicking};
 use crate::autograd::record;
 use crate::tensor::layout::{broadcast_shapes, Layout};
-use crate::tensor::{Dims, Error, Result, StorageElement, Tensor};
+use crate::tensor::{try_zeroed, Dims, Error, Result, StorageElement, Tensor};
 
 /// How one `matmul` call maps onto GEMM.
 struct Plan {
@@ -122,9 +122,8 @@ impl Tensor {
         let out = float_dispatch!("matmul", self.dtype(), T => {
             let (sa, sb) = (self.storage(), rhs.storage());
             let (a, b) = (sa.cpu().as_slice::<T>(), sb.cpu().as_slice::<T>());
-            let numel: usize = p.out_shape.iter().product();
-            let mut c = vec![T::default(); numel];
-            if numel > 0 {
+            let mut c = try_zeroed::<T>("matmul", &p.out_shape)?;
+            if !c.is_empty() {
                 if let Some((rows, l)) = folded(self, rhs, &p) {
                     let (rs, cs) = (l.strides[0] as isize, l.strides[1] as isize);
                     gemm_matmul(rows, k, n, a, l.offset, rs, cs, b, p.lb.offset, b_rs, b_cs, &mut c, n as isize, 1, false);

@@ -5,8 +5,8 @@ use tensorbrain_kernels::strided::copy_into;
 
 use super::{any_dispatch, ok, panicking};
 use crate::autograd::record;
-use crate::tensor::layout::{normalize_dim, Layout};
-use crate::tensor::{Element, Error, Result, StorageElement, Tensor};
+use crate::tensor::layout::{checked_numel, normalize_dim, Layout};
+use crate::tensor::{try_filled, try_zeroed, Element, Error, Result, StorageElement, Tensor};
 
 impl Tensor {
     /// Resolves a shape that may hold one `-1` against this tensor's element count.
@@ -19,7 +19,11 @@ impl Tensor {
                 -1 if infer.is_none() => infer = Some(i),
                 -1 => return Err(Error::invalid(op, self.shape(), format!("only one dimension can be -1 in {shape:?}"))),
                 d if d < 0 => return Err(Error::invalid(op, self.shape(), format!("invalid size {d} in {shape:?}"))),
-                d => known *= d as usize,
+                d => {
+                    known = known.checked_mul(d as usize).ok_or_else(|| {
+                        Error::invalid(op, self.shape(), format!("shape {shape:?} has too many elements: the product of its sizes overflows a {}-bit usize", usize::BITS))
+                    })?
+                }
             }
         }
         let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
@@ -169,6 +173,7 @@ impl Tensor {
         if target == self.shape() {
             return Ok(self.clone());
         }
+        checked_numel("expand", &target)?;
         let out = self.view_with(self.layout().broadcast_to(&target));
         let orig = self.shape().to_vec();
         Ok(record("expand", out, &[self], move |g, _| Ok(vec![Some(g.sum_to_shape(&orig)?)])))
@@ -182,10 +187,7 @@ impl Tensor {
     /// A contiguous copy (no graph edge).
     pub(crate) fn try_contiguous_copy(&self) -> Result<Tensor> {
         let l = self.layout();
-        Ok(any_dispatch!(self.dtype(), T => {
-            let v = self.with_contiguous::<T, _>(|s| s.to_vec());
-            Tensor::from_storage(T::wrap(v), &l.shape)
-        }))
+        Ok(any_dispatch!(self.dtype(), T => Tensor::from_storage(T::wrap(self.try_contiguous_vec::<T>("contiguous")?), &l.shape)))
     }
 
     /// This tensor with a row-major dense layout (copied only if needed).
@@ -277,13 +279,13 @@ impl Tensor {
                 ));
             }
             ranges.push(Some((total, t.shape()[d])));
-            total += t.shape()[d];
+            total = usize::checked_add(total, t.shape()[d]).ok_or_else(|| Error::invalid(OP, t.shape(), format!("the sizes along dim {d} add up to more than a {}-bit usize: the sum overflows", usize::BITS)))?;
         }
         let mut out_shape = reference.shape().to_vec();
         out_shape[d] = total;
         let full = Layout::contiguous(&out_shape);
         let out = any_dispatch!(first.dtype(), T => {
-            let mut buf = vec![T::default(); full.numel()];
+            let mut buf = try_zeroed::<T>(OP, &out_shape)?;
             for (t, r) in tensors.iter().zip(&ranges) {
                 let Some((start, n)) = *r else { continue };
                 let view = full.slice(d, start, start + n, 1);
@@ -389,12 +391,16 @@ impl Tensor {
         let padded: Vec<(usize, usize, usize)> = pad.chunks(2).enumerate().map(|(k, p)| (rank - 1 - k, p[0], self.shape()[rank - 1 - k])).collect();
         let mut out_shape = self.shape().to_vec();
         for (k, p) in pad.chunks(2).enumerate() {
-            out_shape[rank - 1 - k] += p[0] + p[1];
+            let d = rank - 1 - k;
+            out_shape[d] = out_shape[d].checked_add(p[0]).and_then(|n| n.checked_add(p[1])).ok_or_else(|| {
+                Error::invalid(OP, self.shape(), format!("padding {pad:?} makes dim {d} larger than a {}-bit usize: the sum overflows", usize::BITS))
+            })?;
         }
+        checked_numel(OP, &out_shape)?;
         let full = Layout::contiguous(&out_shape);
         let offset: usize = padded.iter().map(|&(d, before, _)| before * full.strides[d]).sum();
         let out = any_dispatch!(self.dtype(), T => {
-            let mut buf = vec![<T as Element>::from_f64(value); full.numel()];
+            let mut buf = try_filled(OP, &out_shape, <T as Element>::from_f64(value))?;
             let (s, l) = (self.storage(), self.layout());
             copy_strided(s.cpu().as_slice::<T>(), l.offset, &l.strides, &mut buf, offset, &full.strides, &l.shape);
             Tensor::from_storage(T::wrap(buf), &out_shape)

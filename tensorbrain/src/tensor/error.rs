@@ -32,6 +32,12 @@ pub enum Error {
     #[error("{op}: index {index} is out of bounds for dimension {dim} of size {size}")]
     IndexOutOfBounds { op: &'static str, index: i64, dim: usize, size: usize },
 
+    #[error("{op}: shape {shape:?} has too many elements: the product of its sizes overflows a {bits}-bit usize", bits = usize::BITS)]
+    ShapeOverflow { op: &'static str, shape: Vec<usize> },
+
+    #[error("{op}: cannot allocate {bytes} bytes ({human}) for shape {shape:?} of {dtype}: {why}", human = human_bytes(*bytes))]
+    Alloc { op: &'static str, shape: Vec<usize>, dtype: DType, bytes: u128, why: &'static str },
+
     #[error("autograd: {0}")]
     Autograd(String),
 
@@ -40,6 +46,22 @@ pub enum Error {
 
     #[error("{0}")]
     Msg(String),
+}
+
+/// `bytes` in binary units with one decimal: `256.0 PiB`.
+fn human_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 impl Error {

@@ -7,6 +7,21 @@ use super::{Error, Result};
 /// Dimension sizes or strides. Six dims fit inline, which covers almost every tensor.
 pub type Dims = SmallVec<[usize; 6]>;
 
+/// The number of elements of `shape`, or an error naming `op` if the product of its sizes does
+/// not fit in a `usize` (it would wrap around to a small or zero count). Every place that builds
+/// a shape from user input checks it here.
+///
+/// Size-0 dims count as 1 in the check, so that the strides of a contiguous layout (products
+/// of the sizes to their right) fit too: `[0, 2^40, 2^40]` is rejected like `[2^40, 2^40]`.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let span = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    match span {
+        Some(_) if shape.contains(&0) => Ok(0),
+        Some(n) => Ok(n),
+        None => Err(Error::ShapeOverflow { op, shape: shape.to_vec() }),
+    }
+}
+
 /// Row-major strides of a contiguous tensor with this shape.
 pub fn contiguous_strides(shape: &[usize]) -> Dims {
     let mut strides: Dims = smallvec::smallvec![0; shape.len()];

@@ -15,6 +15,7 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use layout::{Dims, Layout};
+pub(crate) use storage::{try_filled, try_zeroed};
 pub use storage::{CpuStorage, Storage, StorageElement};
 
 use crate::autograd::Node;
@@ -91,7 +92,7 @@ impl Tensor {
     }
 
     pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
+        let n = layout::checked_numel("from_vec", shape)?;
         if n != data.len() {
             return Err(Error::invalid("from_vec", shape, format!("{} elements given for a shape of {n}", data.len())));
         }
@@ -212,6 +213,17 @@ impl Tensor {
             return Err(Error::invalid("item", self.shape(), "only one-element tensors can be converted to a scalar"));
         }
         Ok(self.to_vec::<T>()[0])
+    }
+
+    /// The elements in row-major order as a new vector of this tensor's dtype `T`, allocated
+    /// fallibly: an expanded view can describe far more elements than its storage holds, so the
+    /// copy may be impossibly large (an error naming `op`, the shape and the bytes).
+    pub(crate) fn try_contiguous_vec<T: Element>(&self, op: &'static str) -> Result<Vec<T>> {
+        let mut out = try_zeroed::<T>(op, self.shape())?;
+        let storage = self.storage();
+        let l = &self.0.layout;
+        tensorbrain_kernels::strided::copy(storage.cpu().as_slice::<T>(), l.offset, &l.shape, &l.strides, &mut out);
+        Ok(out)
     }
 
     /// Runs `f` on a contiguous slice of this tensor's elements, copying only if it is a

@@ -2,7 +2,31 @@
 
 use half::{bf16, f16};
 
-use super::{DType, Device, Element};
+use super::layout::checked_numel;
+use super::{DType, Device, Element, Error, Result};
+
+/// A vector of `shape`'s element count of `value`, allocated fallibly: a shape whose element
+/// count overflows, or whose memory the allocator refuses, is an error naming `op`, the shape
+/// and the bytes, instead of an abort of the whole process. Every op that creates a tensor of a
+/// size the caller chose (creation ops, matmul, broadcasting, copies of expanded views)
+/// allocates through here.
+pub(crate) fn try_filled<T: Element>(op: &'static str, shape: &[usize], value: T) -> Result<Vec<T>> {
+    let n = checked_numel(op, shape)?;
+    let bytes = n as u128 * std::mem::size_of::<T>() as u128;
+    let error = |why| Error::Alloc { op, shape: shape.to_vec(), dtype: T::DTYPE, bytes, why };
+    if bytes > isize::MAX as u128 {
+        return Err(error("more than the largest possible allocation (isize::MAX bytes)"));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| error("out of memory"))?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// [`try_filled`] with zeros (`T::default()`), for outputs a kernel overwrites.
+pub(crate) fn try_zeroed<T: Element>(op: &'static str, shape: &[usize]) -> Result<Vec<T>> {
+    try_filled(op, shape, T::default())
+}
 
 /// Host memory, one variant per dtype. Kernels borrow typed slices from it.
 #[derive(Clone, Debug)]

@@ -62,7 +62,14 @@ pub struct GradScaler {
     growth_factor: f64,
     backoff_factor: f64,
     growth_interval: u64,
+    min_scale: f64,
 }
+
+/// The default [`GradScaler::min_scale`]: 2^-24, f16's smallest subnormal. A loss multiplied by
+/// less flushes to zero in f16, so a scale that fell this far has stopped meaning anything; it
+/// only gets here when gradients overflow at every scale tried, i.e. when the loss or the
+/// weights are already inf or NaN.
+pub const DEFAULT_MIN_SCALE: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// What a [`GradScaler`] carries between steps (and checkpoints).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,7 +88,30 @@ impl Default for GradScaler {
 impl GradScaler {
     /// PyTorch's defaults: growth ×2 every 2000 clean steps, backoff ×0.5.
     pub fn new(init_scale: f64) -> GradScaler {
-        GradScaler { state: ScalerState { scale: init_scale, growth_tracker: 0 }, growth_factor: 2.0, backoff_factor: 0.5, growth_interval: 2000 }
+        GradScaler {
+            state: ScalerState { scale: init_scale, growth_tracker: 0 },
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+            min_scale: DEFAULT_MIN_SCALE,
+        }
+    }
+
+    /// The scale below which [`GradScaler::collapsed`] reports divergence (default
+    /// [`DEFAULT_MIN_SCALE`]).
+    pub fn with_min_scale(mut self, min_scale: f64) -> GradScaler {
+        self.min_scale = min_scale;
+        self
+    }
+
+    pub fn min_scale(&self) -> f64 {
+        self.min_scale
+    }
+
+    /// Whether overflowing steps have halved the scale below its minimum: the gradients are
+    /// not finite at any scale, so training has diverged.
+    pub fn collapsed(&self) -> bool {
+        self.state.scale < self.min_scale
     }
 
     pub fn with_growth_interval(mut self, steps: u64) -> GradScaler {
@@ -147,16 +177,32 @@ mod tests {
         let mut s = GradScaler::new(8.0).with_growth_interval(2);
         let p = Tensor::zeros(&[2], DType::F32).set_requires_grad(true);
         p.set_grad(Some(Tensor::from_vec(vec![8.0f32, 16.0], &[2])));
-        assert!(s.unscale(&[p.clone()]).unwrap());
+        assert!(s.unscale(std::slice::from_ref(&p)).unwrap());
         assert_eq!(p.grad().unwrap().to_vec::<f32>(), vec![1.0, 2.0]);
         p.set_grad(Some(Tensor::from_vec(vec![f32::INFINITY, 1.0], &[2])));
-        assert!(!s.unscale(&[p.clone()]).unwrap());
+        assert!(!s.unscale(std::slice::from_ref(&p)).unwrap());
         s.update(true);
         assert_eq!(s.scale(), 4.0);
         s.update(false);
         assert_eq!(s.scale(), 4.0);
         s.update(false);
         assert_eq!(s.scale(), 8.0);
+    }
+
+    #[test]
+    fn the_scale_collapses_below_its_minimum() {
+        let mut s = GradScaler::new(4.0).with_min_scale(1.0);
+        s.update(true);
+        s.update(true);
+        assert!(!s.collapsed(), "scale 1 is the minimum, not below it");
+        s.update(true);
+        assert!(s.collapsed());
+        // The default minimum: 65536 halves 40 times to 2^-24, the 41st overflow collapses it.
+        let mut s = GradScaler::default();
+        (0..40).for_each(|_| s.update(true));
+        assert!(!s.collapsed());
+        s.update(true);
+        assert!(s.collapsed());
     }
 
     #[test]

@@ -8,18 +8,30 @@ use crate::checkpoint::write_atomically;
 use crate::tensor::{Error, Result};
 
 /// One epoch's figures. Evaluation fields are `None` when there was no evaluation set.
+///
+/// In checkpoints (JSON) every float round-trips bit for bit, non-finite ones included (a NaN
+/// mean loss from an f16 epoch with an overflowing batch), so a resumed run logs exactly what
+/// an uninterrupted one would.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Counted from 1.
     pub epoch: usize,
+    #[serde(with = "json_float")]
     pub train_loss: f64,
+    #[serde(with = "json_float::option")]
     pub train_accuracy: Option<f64>,
+    #[serde(with = "json_float::option")]
     pub eval_loss: Option<f64>,
+    #[serde(with = "json_float::option")]
     pub eval_accuracy: Option<f64>,
+    #[serde(with = "json_float::option")]
     pub eval_top_k_accuracy: Option<f64>,
     /// Learning rate (first group) the epoch ran with.
+    #[serde(with = "json_float")]
     pub lr: f64,
+    #[serde(with = "json_float")]
     pub seconds: f64,
+    #[serde(with = "json_float")]
     pub samples_per_second: f64,
     /// Optimizer steps skipped because the scaled gradients overflowed (mixed precision).
     pub skipped_steps: u64,
@@ -84,6 +96,59 @@ impl History {
     pub fn write_plot(&self, path: &Path) -> Result<()> {
         create_parent(path)?;
         super::plot::draw(self, path)
+    }
+}
+
+/// Floats in JSON: numbers when finite (serde_json prints the shortest form that parses back
+/// to the same bits, and its `float_roundtrip` feature parses exactly), and the strings `"NaN"`,
+/// `"inf"`, `"-inf"` otherwise: JSON has no such numbers, and serde_json would write `null`,
+/// which it then refuses to read back as a float.
+mod json_float {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+    }
+
+    fn to_repr(v: f64) -> Repr {
+        if v.is_finite() {
+            Repr::Number(v)
+        } else {
+            Repr::Text(v.to_string())
+        }
+    }
+
+    fn from_repr<E: serde::de::Error>(r: Repr) -> Result<f64, E> {
+        match r {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(t) => match t.as_str() {
+                "NaN" | "inf" | "-inf" => Ok(t.parse().expect("Rust parses its own names of non-finite floats")),
+                _ => Err(E::custom(format!("expected a number, \"NaN\", \"inf\" or \"-inf\", found {t:?}"))),
+            },
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        to_repr(*v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        from_repr(Repr::deserialize(d)?)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            v.map(to_repr).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            Option::<Repr>::deserialize(d)?.map(from_repr).transpose()
+        }
     }
 }
 

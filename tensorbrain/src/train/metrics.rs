@@ -70,8 +70,15 @@ pub fn count_correct(logits: &Tensor, labels: &Tensor, top_k: usize) -> Result<(
             continue;
         }
         let target = row[label as usize];
-        // The label's rank in argmax's order: higher scores first, ties by class index.
-        let higher = row.iter().enumerate().filter(|&(j, &v)| v > target || (v == target && j < label as usize)).count();
+        // A NaN score is never a correct prediction: it says nothing about the classes (and
+        // would compare neither higher nor lower than anything, so it would rank first).
+        if target.is_nan() {
+            continue;
+        }
+        // The label's rank in argmax's order: higher scores first, ties by class index, and a
+        // NaN anywhere outranks every number (torch.argmax picks NaN).
+        let outranks = |(j, &v): &(usize, &f32)| v.is_nan() || v > target || (v == target && *j < label as usize);
+        let higher = row.iter().enumerate().filter(outranks).count();
         top1 += (higher == 0) as usize;
         topk += (higher < top_k.max(1)) as usize;
     }

@@ -9,7 +9,7 @@ mod objective;
 mod plot;
 mod trainer;
 
-pub use amp::{autocast, autocast_dtype, GradScaler, Precision, ScalerState};
+pub use amp::{autocast, autocast_dtype, GradScaler, Precision, ScalerState, DEFAULT_MIN_SCALE};
 pub use history::{EpochRecord, History};
 pub use metrics::{count_correct, Metrics};
 pub use objective::{classification, Objective, StepOutput};

@@ -10,7 +10,7 @@ use super::history::{EpochRecord, History};
 use super::metrics::Metrics;
 use super::objective::{Objective, StepOutput};
 use crate::autograd::no_grad;
-use crate::checkpoint::{TrainingCheckpoint, TrainingState};
+use crate::checkpoint::{CheckpointDir, TrainingCheckpoint, TrainingState};
 use crate::data::DataLoader;
 use crate::nn::{Module, ModuleExt};
 use crate::ops::with_default_generator;
@@ -55,7 +55,7 @@ pub struct Trainer<'a, M: Module> {
     top_k: usize,
     csv: Option<PathBuf>,
     plot: Option<PathBuf>,
-    checkpoint_dir: Option<PathBuf>,
+    checkpoints: Option<CheckpointDir>,
     epoch: usize,
     step: u64,
     skipped: u64,
@@ -77,7 +77,7 @@ impl<'a, M: Module> Trainer<'a, M> {
             top_k: 0,
             csv: None,
             plot: None,
-            checkpoint_dir: None,
+            checkpoints: None,
             epoch: 0,
             step: 0,
             skipped: 0,
@@ -145,9 +145,16 @@ impl<'a, M: Module> Trainer<'a, M> {
         self
     }
 
-    /// Saves a training checkpoint into `dir` after each epoch.
-    pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.checkpoint_dir = Some(dir.into());
+    /// Saves a training checkpoint into `dir` after each epoch, as a new `ckpt-*` directory
+    /// committed all-or-nothing, keeping the last two (see [`CheckpointDir`]).
+    pub fn checkpoint_dir(self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoints(CheckpointDir::new(dir))
+    }
+
+    /// Saves a training checkpoint into `store` after each epoch (to keep more than two:
+    /// `.checkpoints(CheckpointDir::new("runs/mlp").keep_last(5))`).
+    pub fn checkpoints(mut self, store: CheckpointDir) -> Self {
+        self.checkpoints = Some(store);
         self
     }
 
@@ -174,8 +181,13 @@ impl<'a, M: Module> Trainer<'a, M> {
     }
 
     /// Trains until `epochs` epochs are complete (counting epochs done before a resume),
-    /// evaluating after each, and logs, plots and checkpoints as configured.
+    /// evaluating after each, and logs, plots and checkpoints as configured. A loader without
+    /// batches is an error (before anything runs), as is a loss that stops being finite.
     pub fn fit<O: Objective<M>>(&mut self, train: &DataLoader, eval: Option<&DataLoader>, epochs: usize, objective: &O) -> Result<&History> {
+        train.check_not_empty(TRAIN_DATA)?;
+        if let Some(eval) = eval {
+            eval.check_not_empty(EVAL_DATA)?;
+        }
         while self.epoch < epochs {
             let lr = self.optimizer.lr();
             let skipped_before = self.skipped;
@@ -211,15 +223,21 @@ impl<'a, M: Module> Trainer<'a, M> {
             if let Some(path) = &self.plot {
                 self.history.write_plot(path)?;
             }
-            if let Some(dir) = self.checkpoint_dir.clone() {
-                self.save_checkpoint(&dir)?;
+            if let Some(store) = &self.checkpoints {
+                self.save_checkpoint_to(store)?;
             }
         }
         Ok(&self.history)
     }
 
     /// One pass over `loader` in training mode; counts toward [`Trainer::epoch`].
+    ///
+    /// Stops with a "training diverged" error when the loss is not finite (without loss
+    /// scaling), or, with a loss scaler, when every optimizer step of the epoch overflowed or
+    /// the scale collapsed below its minimum ([`GradScaler::collapsed`]): then the gradients
+    /// are inf or NaN at any scale, and going on would only skip steps.
     pub fn train_one_epoch<O: Objective<M>>(&mut self, loader: &DataLoader, objective: &O) -> Result<Metrics> {
+        loader.check_not_empty(TRAIN_DATA)?;
         self.model.train();
         // Counted once the pass completes: an epoch cut short by an error is not done.
         let epoch = self.epoch + 1;
@@ -227,6 +245,7 @@ impl<'a, M: Module> Trainer<'a, M> {
         let bar = self.bar(loader.len(), format!("epoch {epoch}"));
         let start = Instant::now();
         let batches = loader.len();
+        let (mut steps, skipped_before) = (0u64, self.skipped);
         self.optimizer.zero_grad();
         for (k, batch) in loader.iter_epoch(epoch as u64 - 1).enumerate() {
             let batch = batch?;
@@ -241,12 +260,31 @@ impl<'a, M: Module> Trainer<'a, M> {
             }
             if (k + 1) % self.accumulate == 0 || k + 1 == batches {
                 self.optimizer_step()?;
+                steps += 1;
+                if let Some(s) = self.scaler.as_ref().filter(|s| s.collapsed()) {
+                    return Err(Error::Msg(format!(
+                        "epoch {epoch}, batch {}: the loss scale fell to {:e}, below its minimum {:e}: the gradients overflow at every \
+                         scale, so the loss or the weights are inf or NaN; training diverged",
+                        k + 1,
+                        s.scale(),
+                        s.min_scale()
+                    )));
+                }
             }
             bar.inc(1);
             let rate = metrics.samples() as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("loss {:.4}  {rate:.0} samples/s", metrics.mean_loss()));
         }
         bar.finish_and_clear();
+        if let Some(s) = &self.scaler {
+            if steps > 0 && self.skipped - skipped_before == steps {
+                return Err(Error::Msg(format!(
+                    "epoch {epoch}: all {steps} optimizer steps overflowed (inf or NaN gradients; the loss scale is now {:e}); \
+                     training diverged",
+                    s.scale()
+                )));
+            }
+        }
         self.epoch = epoch;
         Ok(metrics)
     }
@@ -254,6 +292,7 @@ impl<'a, M: Module> Trainer<'a, M> {
     /// Measures `loader` in eval mode without recording a tape; the model goes back to
     /// training mode afterwards.
     pub fn evaluate<O: Objective<M>>(&mut self, loader: &DataLoader, objective: &O) -> Result<Metrics> {
+        loader.check_not_empty(EVAL_DATA)?;
         self.model.eval();
         let bar = self.bar(loader.len(), "evaluating".into());
         let mut metrics = Metrics::new(self.top_k);
@@ -341,19 +380,27 @@ impl<'a, M: Module> Trainer<'a, M> {
     }
 
     /// Writes a training checkpoint (weights, optimizer, scheduler, counters, generator,
-    /// loss scale, history) into `dir`.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+    /// loss scale, history) as the newest in `dir`; returns its directory.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
+        self.save_checkpoint_to(&CheckpointDir::new(dir))
+    }
+
+    /// [`Trainer::save_checkpoint`] into `store`.
+    pub fn save_checkpoint_to(&self, store: &CheckpointDir) -> Result<PathBuf> {
         let rng = with_default_generator(|g| g.state());
         let mut state = TrainingState::new(self.epoch, self.step, rng, self.history.clone());
         state.scheduler = self.scheduler.as_ref().map(|s| s.state_dict().to_metadata());
         state.scaler = self.scaler.as_ref().map(GradScaler::state);
-        TrainingCheckpoint::save(dir, &self.model.state_dict(), &self.optimizer.state_dict(), &state)
+        TrainingCheckpoint::save_to(store, &self.model.state_dict(), &self.optimizer.state_dict(), &state)
     }
 
     /// Restores everything [`Trainer::save_checkpoint`] wrote, so that `fit` carries on as if
-    /// it had never stopped. Nothing changes if the checkpoint does not fit this trainer.
-    pub fn resume(&mut self, dir: &Path) -> Result<()> {
-        let ckpt = TrainingCheckpoint::load(dir)?;
+    /// it had never stopped, from the newest complete checkpoint under `path` (see
+    /// [`TrainingCheckpoint::load`]); returns the checkpoint's directory. Nothing changes if
+    /// the checkpoint does not fit this trainer.
+    pub fn resume(&mut self, path: &Path) -> Result<PathBuf> {
+        let ckpt = TrainingCheckpoint::load(path)?;
+        let dir = ckpt.path.as_path();
         // Check everything that can fail before changing anything.
         self.model.check_state_dict(&ckpt.model, &dir.display().to_string())?;
         let scheduler = match (&self.scheduler, &ckpt.state.scheduler) {
@@ -379,9 +426,12 @@ impl<'a, M: Module> Trainer<'a, M> {
         self.epoch = ckpt.state.epoch;
         self.step = ckpt.state.step;
         self.history = ckpt.state.history;
-        Ok(())
+        Ok(ckpt.path)
     }
 }
+
+const TRAIN_DATA: &str = "the training data";
+const EVAL_DATA: &str = "the evaluation data";
 
 /// One line per epoch: `epoch 3  loss 0.1234  acc 96.5%  eval loss 0.1000  eval acc 97.0%  ...`
 fn describe(r: &EpochRecord, top_k: usize) -> String {
