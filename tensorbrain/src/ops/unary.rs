@@ -274,13 +274,14 @@ impl Tensor {
         })?;
         let x = self.clone();
         Ok(record(OP, out, &[self], move |g, _| {
-            // Gradient 1 on [min, max] (inclusive), 0 outside and at NaN.
+            // Gradient 1 strictly inside (min, max), 0 at the bounds, outside and at NaN: the
+            // rule of PyTorch 2.15, checked by tests/edge_cases.rs.
             let mut g = g.clone();
             if let Some(lo) = min {
-                g = g.masked_keep(&x.compare_scalar(lo, Tensor::try_ge)?)?;
+                g = g.masked_keep(&x.compare_scalar(lo, Tensor::try_gt)?)?;
             }
             if let Some(hi) = max {
-                g = g.masked_keep(&x.compare_scalar(hi, Tensor::try_le)?)?;
+                g = g.masked_keep(&x.compare_scalar(hi, Tensor::try_lt)?)?;
             }
             Ok(vec![Some(g)])
         }))
@@ -409,6 +410,7 @@ panicking! {
     /// `ln(1 + e^x)`, returning `x` where `x > 20` (`F.softplus` with beta 1, threshold 20).
     fn softplus / try_softplus(&self) -> Tensor;
     /// Clamps into `[min, max]`; either bound may be `None` but not both (`torch.clamp`).
-    /// The gradient is 1 inside the closed interval, 0 outside.
+    /// The gradient is 1 strictly inside the interval and 0 at the bounds and outside, as in
+    /// PyTorch 2.15.
     fn clamp / try_clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor;
 }
