@@ -7,6 +7,12 @@
 //! composed of differentiable tensor ops, so gradients flow to the input (and to float targets
 //! and weights) through the tape.
 
+mod margin;
+mod regression;
+
+pub use margin::{CosineEmbeddingLoss, KlDivLoss, KlReduction, MarginRankingLoss, SoftMarginLoss, TripletMarginLoss};
+pub use regression::{HuberLoss, PoissonNllLoss, SmoothL1Loss};
+
 use crate::ops::ok;
 use crate::tensor::{DType, Error, Result, Tensor};
 

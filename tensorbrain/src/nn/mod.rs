@@ -2,6 +2,7 @@
 
 mod activation;
 mod forward;
+pub mod functional;
 mod layers;
 pub mod loss;
 mod module;

@@ -258,6 +258,9 @@ bounded! {
     i64: i64::MIN, i64::MAX;
     i32: i32::MIN, i32::MAX;
     u8: u8::MIN, u8::MAX;
+    i16: i16::MIN, i16::MAX;
+    i8: i8::MIN, i8::MAX;
+    bool: false, true;
 }
 
 /// NaN test that also compiles for integers (always false there).
@@ -427,9 +430,19 @@ impl Tensor {
         g.try_reshape(&keep)?.try_expand(&target)
     }
 
-    /// Sum over `dims` (all dims if empty).
+    /// Sums or products of integers and bools, in i64 (wrapping) as PyTorch does.
+    fn int_fold(&self, plan: &ReducePlan, identity: i64, step: fn(i64, i64) -> i64) -> Result<Tensor> {
+        let x = self.try_to_dtype(crate::tensor::DType::I64)?;
+        let v = x.with_ori::<i64, _>(plan, |src, ori| fold(src, ori, |_| identity, step, step));
+        Ok(Tensor::from_vec(v, &plan.out_shape))
+    }
+
+    /// Sum over `dims` (all dims if empty). Integers and bools sum to i64, as in PyTorch.
     pub fn try_sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let plan = ReducePlan::new("sum", self.shape(), dims, keepdim)?;
+        if !self.dtype().is_float() {
+            return self.int_fold(&plan, 0, i64::wrapping_add);
+        }
         let out = float_dispatch!("sum", self.dtype(), T => {
             // Accumulate in f64: sums of many f32 values stay within PyTorch's (pairwise)
             // result.
@@ -463,6 +476,9 @@ impl Tensor {
     /// exact when the input holds zeros (no division by the input there).
     pub fn try_prod(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let plan = ReducePlan::new("prod", self.shape(), dims, keepdim)?;
+        if !self.dtype().is_float() {
+            return self.int_fold(&plan, 1, i64::wrapping_mul);
+        }
         let out = float_dispatch!("prod", self.dtype(), T => {
             let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 1.0f64, |a, x: T| a * x.to_f64(), |a, b| a * b));
             Tensor::from_vec(v.into_iter().map(<T as Element>::from_f64).collect::<Vec<T>>(), &plan.out_shape)
