@@ -66,7 +66,7 @@ pub(crate) fn bool_mask(op: &'static str, mask: &Tensor) -> Result<Tensor> {
     match mask.dtype() {
         DType::Bool => Ok(mask.clone()),
         DType::U8 => mask.try_to_dtype(DType::Bool),
-        other => Err(Error::DType { op, got: other, expected: "bool for the mask (as comparisons return)" }),
+        other => Err(Error::DType { op, got: other, expected: "a bool mask (as comparisons return), or a 0/1 u8 mask" }),
     }
 }
 
