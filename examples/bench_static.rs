@@ -1,5 +1,7 @@
 //! Static (generated backward, one tape node per model) against the dynamic tape running the
-//! same layers op by op: forward+backward time per step, best of N, same thread count.
+//! same layers op by op: forward+backward time per step, best of N, same thread count. Then a
+//! generic model instantiated at the literal model's sizes against the literal model: sizes as
+//! type parameters must cost nothing at run time.
 //!
 //!     cargo run --release --example bench_static
 
@@ -58,6 +60,59 @@ impl Small {
     }
 }
 
+/// The MLP generic in all three sizes: `GenericMlp<Const<784>, Const<256>, Const<10>>`.
+#[model]
+pub struct GenericMlp<I: Dim, H: Dim, O: Dim> {
+    fc1: Linear<I, H>,
+    fc2: Linear<H, O>,
+}
+
+#[model]
+impl<I: Dim, H: Dim, O: Dim> GenericMlp<I, H, O> {
+    pub fn forward(&self, x: tb![B, I]) -> tb![B, O] {
+        self.fc2(self.fc1(x).relu()).log_softmax(1)
+    }
+}
+
+/// Self-attention with the head split written symbolically (`D / H`) or with numbers.
+#[model]
+pub struct GenericAttention<D: Dim, H: Dim> {
+    q: Linear<D, D>,
+    k: Linear<D, D>,
+    v: Linear<D, D>,
+    out: Linear<D, D>,
+}
+
+#[model]
+impl<D: Dim, H: Dim> GenericAttention<D, H> {
+    pub fn forward(&self, x: tb![B, T, D]) -> tb![B, T, D] {
+        let q = self.q(x).reshape([B, T, H, D / H]).transpose(1, 2);
+        let k = self.k(x).reshape([B, T, H, D / H]).transpose(1, 2);
+        let v = self.v(x).reshape([B, T, H, D / H]).transpose(1, 2);
+        let mixed = (q.matmul(k.transpose(2, 3)) * 0.125).softmax(-1).matmul(v);
+        self.out(mixed.transpose(1, 2).reshape([B, T, D]))
+    }
+}
+
+#[model]
+pub struct LiteralAttention {
+    q: Linear<64, 64>,
+    k: Linear<64, 64>,
+    v: Linear<64, 64>,
+    out: Linear<64, 64>,
+}
+
+#[model]
+impl LiteralAttention {
+    pub fn forward(&self, x: tb![B, T, 64]) -> tb![B, T, 64] {
+        let q = self.q(x).reshape([B, T, 4, 16]).transpose(1, 2);
+        let k = self.k(x).reshape([B, T, 4, 16]).transpose(1, 2);
+        let v = self.v(x).reshape([B, T, 4, 16]).transpose(1, 2);
+        let mixed = (q.matmul(k.transpose(2, 3)) * 0.125).softmax(-1).matmul(v);
+        self.out(mixed.transpose(1, 2).reshape([B, T, 64]))
+    }
+}
+
 fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     (0..reps)
@@ -78,6 +133,16 @@ fn row(name: &str, reps: usize, static_step: impl FnMut(), tape_step: impl FnMut
     let s = best_ms(reps, static_step);
     let t = best_ms(reps, tape_step);
     println!("{name:<28}{s:>12.3}{t:>12.3}{:>10.2}x", t / s);
+}
+
+/// Generic against literal, interleaved so machine noise hits both alike.
+fn generic_row(name: &str, reps: usize, mut generic: impl FnMut(), mut literal: impl FnMut()) {
+    let (mut g, mut l) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        g = g.min(best_ms(reps, &mut generic));
+        l = l.min(best_ms(reps, &mut literal));
+    }
+    println!("{name:<28}{g:>12.3}{l:>12.3}{:>10.2}x", l / g);
 }
 
 fn main() {
@@ -122,5 +187,22 @@ fn main() {
             let h = &small.c.forward(&h).unwrap().gelu() * 2.0;
             step(small.d.forward(&h).unwrap().softmax(1), &p)
         },
+    );
+
+    println!();
+    println!("{:<28}{:>12}{:>12}{:>11}", "model (static fwd+bwd)", "generic", "literal", "ratio");
+    let gen_mlp = GenericMlp::<Const<784>, Const<256>, Const<10>>::init(0);
+    let (pg, pl) = (gen_mlp.parameters(), mlp.parameters());
+    let x = Tensor::randn(&[64, 784], DType::F32);
+    generic_row("MLP 784-256-10, batch 64", 50, || step(gen_mlp.forward_dyn(&[x.clone()]).unwrap(), &pg), || step(mlp.forward_dyn(&[x.clone()]).unwrap(), &pl));
+    let gen_attn = GenericAttention::<Const<64>, Const<4>>::init(0);
+    let lit_attn = LiteralAttention::init(0);
+    let (pg, pl) = (gen_attn.parameters(), lit_attn.parameters());
+    let x = Tensor::randn(&[8, 32, 64], DType::F32);
+    generic_row(
+        "attention 64/4, b8 t32",
+        50,
+        || step(gen_attn.forward_dyn(&[x.clone()]).unwrap(), &pg),
+        || step(lit_attn.forward_dyn(&[x.clone()]).unwrap(), &pl),
     );
 }

@@ -260,14 +260,12 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
         }
         Op::Embedding => vec![(x(0), g.add_with_shapes(Op::EmbeddingBackward, &[x(1), gy], &[x(0)], l)?)],
         Op::Concat { dim } => {
-            let mut start = 0;
             let mut out = Vec::new();
             for (k, &inp) in node.inputs.iter().enumerate() {
-                let len = g.shape(node.inputs[k]).0[*dim]
-                    .known()
-                    .ok_or_else(|| ShapeError::new("static backward of concat along a symbolic dim is not supported"))?;
-                out.push((inp, g.add(Op::Narrow { dim: *dim, start, len }, &[gy], l)?));
-                start += len;
+                // The slice's offset and length are the inputs' sizes, read at run time.
+                let mut like = vec![inp];
+                like.extend(&node.inputs[..k]);
+                out.push((inp, g.add_with_shapes(Op::ConcatBackward { dim: *dim }, &[gy], &like, l)?));
             }
             out
         }

@@ -7,6 +7,7 @@
 //! rules the runtime uses on traced graphs.
 
 pub mod autodiff;
+pub mod dim;
 mod dot;
 pub mod graph;
 pub mod op;
@@ -15,4 +16,4 @@ pub mod shape;
 
 pub use graph::{Graph, Node, NodeId};
 pub use op::{BinaryOp, Op, PoolKind, ReduceOp, ScalarOp, UnaryOp};
-pub use shape::{Dim, Shape, ShapeError};
+pub use shape::{Atom, Dim, Poly, Shape, ShapeError};

@@ -257,6 +257,10 @@ pub enum Op {
     EmbeddingBackward,
     /// [inputs...] concatenated along `dim`.
     Concat { dim: usize },
+    /// [grad_out] -> the gradient of one input of a Concat: the slice along `dim` as long as
+    /// `shape_of[0]` (that input), starting after `shape_of[1..]` (the inputs before it). The
+    /// sizes come from the shapes at run time, so symbolic sizes (`D`) are fine.
+    ConcatBackward { dim: usize },
     /// [x] elements `start..end` along `dim`.
     Narrow { dim: usize, start: usize, len: usize },
     /// [x] zero-padded back to the shape of `shape_of[0]` along `dim` from `start` (the
@@ -316,6 +320,7 @@ impl Op {
             Op::EmbeddingBackward => "embedding_backward".into(),
             Op::Concat { dim } => format!("concat({dim})"),
             Op::Narrow { dim, start, len } => format!("narrow({dim}, {start}, {len})"),
+            Op::ConcatBackward { dim } => format!("concat_backward({dim})"),
             Op::NarrowBackward { dim, start, .. } => format!("narrow_backward({dim}, {start})"),
             Op::Call { path, .. } => format!("call {path}"),
             Op::CallBackward { path, .. } => format!("call_backward {path}"),
@@ -416,7 +421,7 @@ impl Op {
                 s.0.push(w.0[1].clone());
                 s
             }
-            Op::EmbeddingBackward | Op::NarrowBackward { .. } | Op::CallBackward { .. } => {
+            Op::EmbeddingBackward | Op::NarrowBackward { .. } | Op::CallBackward { .. } | Op::ConcatBackward { .. } => {
                 return Err(ShapeError::new(format!("{} takes its shape from another node", self.name())))
             }
             Op::Concat { dim } => concat(inputs, *dim)?,
@@ -445,17 +450,9 @@ fn kind_name(k: PoolKind) -> &'static str {
     }
 }
 
-/// The product of dims: a number when all are known, else a `B*16` style symbol.
+/// The product of dims: a number when all are known, else an expression (`16*B`).
 pub fn product(dims: &[Dim]) -> Dim {
-    let known: usize = dims.iter().filter_map(Dim::known).product();
-    let syms: Vec<String> = dims.iter().filter_map(|d| if let Dim::Sym(s) = d { Some(s.clone()) } else { None }).collect();
-    if syms.is_empty() {
-        Dim::Known(known)
-    } else if known == 1 {
-        Dim::Sym(syms.join("*"))
-    } else {
-        Dim::Sym(format!("{}*{known}", syms.join("*")))
-    }
+    dims.iter().fold(Dim::Known(1), |acc, d| acc.mul(d))
 }
 
 fn check_axis(op: &str, s: &Shape, d: usize) -> Result<(), ShapeError> {
@@ -466,23 +463,16 @@ fn check_axis(op: &str, s: &Shape, d: usize) -> Result<(), ShapeError> {
 }
 
 fn numel_text(s: &Shape) -> String {
-    let known: usize = s.0.iter().filter_map(Dim::known).product();
-    let syms: Vec<String> = s.0.iter().filter_map(|d| if let Dim::Sym(n) = d { Some(n.clone()) } else { None }).collect();
-    if syms.is_empty() {
-        format!("{known} elements")
-    } else {
-        format!("{} x {known} elements", syms.join(" x "))
+    let n = s.numel_dim();
+    match n {
+        Dim::Known(k) => format!("{k} elements"),
+        other => format!("{other} elements"),
     }
 }
 
-/// Equal element counts, with symbols matched by name (a symbol must appear equally often).
+/// Equal element counts, as polynomials over the symbols.
 fn same_numel(a: &Shape, b: &Shape) -> bool {
-    fn split(s: &Shape) -> (usize, Vec<&str>) {
-        let mut syms: Vec<&str> = s.0.iter().filter_map(|d| if let Dim::Sym(n) = d { Some(n.as_str()) } else { None }).collect();
-        syms.sort_unstable();
-        (s.0.iter().filter_map(Dim::known).product::<usize>(), syms)
-    }
-    split(a) == split(b)
+    a.numel_dim() == b.numel_dim()
 }
 
 /// NumPy broadcasting; a symbol only matches itself or 1.
@@ -534,14 +524,25 @@ pub fn conv_out(size: usize, k: usize, s: usize, p: usize, d: usize) -> Option<u
 }
 
 fn spatial(op: &str, x: &Shape, i: usize, k: usize, s: usize, p: usize, d: usize) -> Result<Dim, ShapeError> {
+    let span = d * (k - 1) + 1;
     match &x.0[i] {
         Dim::Known(n) => conv_out(*n, k, s, p, d).map(Dim::Known).ok_or_else(|| {
             ShapeError::new(format!(
-                "{op} output would be empty: input {x} has size {n} in dim {i}, but the kernel spans {} (kernel {k}, dilation {d}) with padding {p}",
-                d * (k - 1) + 1
+                "{op} output would be empty: input {x} has size {n} in dim {i}, but the kernel spans {span} (kernel {k}, dilation {d}) with padding {p}"
             ))
         }),
-        Dim::Sym(name) => Err(ShapeError::new(format!("{op} needs known spatial sizes, got symbol {name} in {x}"))),
+        // A symbolic size (a generic model's input): the same formula, kept symbolic.
+        size => {
+            if s == 0 {
+                return Err(ShapeError::new(format!("{op}: stride must be positive")));
+            }
+            let reach = size.add(&Dim::Known(2 * p)).sub(&Dim::Known(span));
+            let out = reach.div_floor(&Dim::Known(s)).map_err(ShapeError::new)?.add(&Dim::Known(1));
+            if out.is_nonpositive_constant() {
+                return Err(ShapeError::new(format!("{op} output would be empty for input {x}")));
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -576,19 +577,15 @@ fn pool2d(x: &Shape, kind: PoolKind, g: &PoolGeometry) -> Result<Shape, ShapeErr
 fn concat(inputs: &[&Shape], dim: usize) -> Result<Shape, ShapeError> {
     let first = inputs[0];
     check_axis("concat", first, dim)?;
-    let mut total = 0usize;
-    let mut syms = Vec::new();
+    let mut total = Dim::Known(0);
     for s in inputs {
         if s.rank() != first.rank() || s.0.iter().zip(&first.0).enumerate().any(|(i, (a, b))| i != dim && a != b) {
             return Err(ShapeError::new(format!("cannot concatenate {first} and {s} along dim {dim}")));
         }
-        match &s.0[dim] {
-            Dim::Known(n) => total += n,
-            Dim::Sym(n) => syms.push(n.clone()),
-        }
+        total = total.add(&s.0[dim]);
     }
     let mut out = first.clone();
-    out.0[dim] = if syms.is_empty() { Dim::Known(total) } else { Dim::Sym(format!("{}+{total}", syms.join("+"))) };
+    out.0[dim] = total;
     Ok(out)
 }
 
@@ -619,6 +616,22 @@ mod tests {
         let r = Op::Reshape { shape: shape!["B", 400] };
         assert!(r.infer_shape(&[&shape!["B", 16, 5, 5]]).is_ok());
         let e = r.infer_shape(&[&shape!["B", 16, 4, 4]]).unwrap_err();
-        assert_eq!(e.message, "cannot reshape [B, 16, 4, 4] (B x 256 elements) to [B, 400] (B x 400 elements): the element counts differ");
+        assert_eq!(e.message, "cannot reshape [B, 16, 4, 4] (256*B elements) to [B, 400] (400*B elements): the element counts differ");
+        // Several symbolic dims: products compare as polynomials.
+        let heads = Op::Reshape { shape: shape!["B", "T", 4, 16] };
+        assert_eq!(heads.infer_shape(&[&shape!["B", "T", 64]]).unwrap(), shape!["B", "T", 4, 16]);
+        assert!(heads.infer_shape(&[&shape!["B", "T", 60]]).is_err());
+        assert!(heads.infer_shape(&[&shape!["T", "T", 64]]).is_err());
+    }
+
+    #[test]
+    fn symbolic_conv_and_concat() {
+        let g = ConvGeometry { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 };
+        let out = conv2d(&[&shape!["N", 3, "H", "W"], &shape![8, 3, 3, 3]], &g).unwrap();
+        assert_eq!(out.to_string(), "[N, 8, (H-1)/2+1, (W-1)/2+1]");
+        let same = ConvGeometry { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
+        assert_eq!(conv2d(&[&shape!["N", 3, "H", "W"], &shape![8, 3, 3, 3]], &same).unwrap(), shape!["N", 8, "H", "W"]);
+        let c = concat(&[&shape!["B", "D"], &shape!["B", "D"], &shape!["B", 3]], 1).unwrap();
+        assert_eq!(c.to_string(), "[B, 2*D+3]");
     }
 }

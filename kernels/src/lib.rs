@@ -11,6 +11,7 @@ pub mod fused_scalar;
 pub mod gemm;
 pub mod index;
 pub mod int;
+pub mod attention;
 pub mod conv;
 pub mod pool;
 pub mod pool_window;

@@ -81,7 +81,7 @@ pub fn plan(g: &Graph, start: usize, end: usize, pinned: &BTreeSet<NodeId>, fuse
                 steps.push(Step::Fused { out, inputs, kernel: kernels.len() - 1, program: p.clone() });
             }
             Kernel::Epilogue { head, head_inputs, tail } => {
-                let (htoks, ptoks) = (crate::model_impl::op_tokens(head), program_tokens(tail));
+                let (htoks, ptoks) = (crate::emit::op_tokens(head), program_tokens(tail));
                 kernels.push(quote!(::tensorbrain::compile::codegen::GeneratedKernel::epilogue(#htoks, #head_inputs, &#ptoks)));
                 steps.push(Step::Epilogue { out, inputs, kernel: kernels.len() - 1 });
             }
@@ -121,7 +121,7 @@ fn program_tokens(p: &Program) -> TokenStream {
             quote!(#f::Instr::Const(#c))
         }
         Instr::Unary(u, x) => {
-            let u = crate::model_impl::unary_tokens(&u, quote!(#ir::UnaryOp));
+            let u = crate::emit::unary_tokens(&u, quote!(#ir::UnaryOp));
             quote!(#f::Instr::Unary(#u, #x))
         }
         Instr::Sign(x) => quote!(#f::Instr::Sign(#x)),
@@ -138,7 +138,7 @@ fn program_tokens(p: &Program) -> TokenStream {
             quote!(#f::Instr::Select { cmp: #f::Cmp::#c, x: #x, threshold: #t, a: #a, b: #b })
         }
     });
-    let fills = p.fill_shapes.iter().map(crate::model_impl::shape_tokens);
+    let fills = p.fill_shapes.iter().map(crate::emit::shape_tokens);
     let (n_inputs, out) = (p.n_inputs, p.out);
     quote!(#f::Program { n_inputs: #n_inputs, instrs: vec![#(#instrs),*], out: #out, fill_shapes: vec![#(#fills),*] })
 }
@@ -163,7 +163,7 @@ pub fn elementwise_call(p: &Program, kernel: usize, args: &[TokenStream]) -> Tok
                 quote!(#cg::constant::<T>(#c))
             }
             Instr::Unary(u, x) => {
-                let (u, x) = (crate::model_impl::unary_tokens(&u, quote!(#cg::UnaryFn)), v(x));
+                let (u, x) = (crate::emit::unary_tokens(&u, quote!(#cg::UnaryFn)), v(x));
                 quote!(#cg::unary(#u, #x))
             }
             Instr::Sign(x) => {

@@ -1,21 +1,24 @@
 //! `#[model]` on an impl: compiles `forward` into checked IR and emits Rust for it.
 //!
 //! The attribute cannot see the struct, so it expands to a call of the macro the struct's
-//! expansion defined (`__tb_model_Net!`), which hands both to [`expand`].
+//! expansion defined (`__tb_model_Net!`), which hands both to [`expand`]. That first gathers the
+//! signatures of nested models and helper functions (see [`crate::interface`]), then lowers
+//! `forward` once per training mode, generates the backward, and emits the code.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Token, Type};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ItemStruct, ReturnType, Type};
 use tensorbrain_ir::autodiff::{self, Backward};
-use std::collections::{BTreeMap, BTreeSet};
+use tensorbrain_ir::{Dim, Op};
 
-use tensorbrain_ir::{NodeId, Op};
-
-use crate::fusion_plan;
+use crate::dims::{self, Scope, SymKind};
+use crate::emit::Emitter;
+use crate::interface::{self, Gathered, Interface, ParamKind, TensorSig};
 use crate::layers::Layer;
-use crate::lower::{Field, Holder, Lowering, Source};
+use crate::lower::{self, Field, Helpers, Lowering};
+use crate::model_struct::{gathered_tokens, scope_of, sized_generics};
 use crate::tb::TbSpec;
 
 pub fn forward_to_struct_macro(item: ItemImpl) -> syn::Result<TokenStream> {
@@ -25,47 +28,44 @@ pub fn forward_to_struct_macro(item: ItemImpl) -> syn::Result<TokenStream> {
     let Type::Path(p) = &*item.self_ty else {
         return Err(syn::Error::new_spanned(&item.self_ty, "#[model] impl must be for a #[model] struct"));
     };
-    let Some(name) = p.path.get_ident() else {
+    if p.path.segments.len() != 1 {
         return Err(syn::Error::new_spanned(&item.self_ty, "#[model] impl must name the struct directly (`impl Net`), in the struct's module"));
-    };
+    }
+    let name = &p.path.segments[0].ident;
     let bridge = format_ident!("__tb_model_{}", name);
     Ok(quote!(#bridge! { #item }))
 }
 
-/// `struct Name { field: Type, ... } impl Name { ... }`, as the bridge macro passes them.
+/// `(@sig {..} @for [..])* @struct { struct .. } impl ..`, as the bridge macro and the
+/// signature continuations pass them.
 struct Input {
-    name: Ident,
-    fields: Vec<(Ident, Type)>,
+    gathered: Gathered,
+    strukt: ItemStruct,
     item: ItemImpl,
 }
 
 impl Parse for Input {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        input.parse::<Token![struct]>()?;
-        let name: Ident = input.parse()?;
-        let body;
-        syn::braced!(body in input);
-        let mut fields = Vec::new();
-        while !body.is_empty() {
-            let f: Ident = body.parse()?;
-            body.parse::<Token![:]>()?;
-            let ty: Type = body.parse()?;
-            body.parse::<Token![,]>()?;
-            fields.push((f, ty));
-        }
+        let gathered = interface::parse_gathered(input)?;
+        input.parse::<syn::Token![@]>()?;
+        input.parse::<syn::Token![struct]>()?;
+        let content;
+        syn::braced!(content in input);
+        let strukt: ItemStruct = content.parse()?;
         let item: ItemImpl = input.parse()?;
-        Ok(Input { name, fields, item })
+        Ok(Input { gathered, strukt, item })
     }
 }
 
 /// The parsed signature of `forward`.
-struct Signature {
-    inputs: Vec<(Ident, TbSpec)>,
-    output: TbSpec,
-    symbols: Vec<Ident>,
+pub struct Signature {
+    pub inputs: Vec<(Ident, TbSpec)>,
+    pub output: TbSpec,
+    /// Its symbolic sizes (`B`, `T`): generic `Dim` parameters of `forward`.
+    pub symbols: Vec<Ident>,
 }
 
-fn signature(f: &ImplItemFn) -> syn::Result<Signature> {
+fn signature(f: &ImplItemFn, scope: &Scope) -> syn::Result<Signature> {
     let mut inputs = Vec::new();
     let mut has_self = false;
     for arg in &f.sig.inputs {
@@ -94,10 +94,20 @@ fn signature(f: &ImplItemFn) -> syn::Result<Signature> {
     let output = tb_type(ret)?;
     let mut symbols: Vec<Ident> = Vec::new();
     for spec in inputs.iter().map(|(_, s)| s).chain([&output]) {
-        for s in spec.symbols() {
+        for s in spec.symbols(scope) {
             if !symbols.contains(&s) {
                 symbols.push(s);
             }
+        }
+    }
+    // A symbolic size is read from the inputs, so each must stand alone as some input's dim.
+    for s in &symbols {
+        let bound = inputs.iter().any(|(_, spec)| spec.dims.iter().any(|d| d.dim == Some(Dim::Sym(s.to_string()))));
+        if !bound {
+            return Err(syn::Error::new(
+                s.span(),
+                format!("`{s}` must be a whole dim of some input (`x: tb![{s}, ...]`) so that its size is known; to name a model's size, declare it on the struct (`struct Net<{s}: Dim>`)"),
+            ));
         }
     }
     Ok(Signature { inputs, output, symbols })
@@ -113,9 +123,41 @@ pub(crate) fn tb_type(ty: &Type) -> syn::Result<TbSpec> {
     Err(syn::Error::new_spanned(ty, "#[model] forward inputs and output are written with `tb![...]`, e.g. `tb![B, 784]`"))
 }
 
+/// Whether an impl method is a helper to inline (it takes or returns `tb![..]` tensors).
+fn is_helper(f: &ImplItemFn) -> bool {
+    let tb = |t: &Type| matches!(t, Type::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "tb"));
+    f.sig.ident != "forward" && (f.sig.inputs.iter().any(|a| matches!(a, FnArg::Typed(t) if tb(&t.ty))) || matches!(&f.sig.output, ReturnType::Type(_, t) if tb(t)))
+}
+
 pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
-    let Input { name, fields, mut item } = syn::parse2(tokens)?;
-    let fields: Vec<Field> = fields.iter().map(|(f, ty)| Ok(Field { name: f.clone(), layer: Layer::from_type(ty)? })).collect::<syn::Result<_>>()?;
+    let Input { gathered, strukt, mut item } = syn::parse2(tokens)?;
+    let name = strukt.ident.clone();
+    let scope = scope_of(&strukt.generics)?;
+    // The impl names the struct's parameters as the struct does.
+    let impl_params: Vec<String> = item.generics.params.iter().filter_map(|p| match p {
+        syn::GenericParam::Type(t) => Some(t.ident.to_string()),
+        syn::GenericParam::Const(c) => Some(c.ident.to_string()),
+        syn::GenericParam::Lifetime(_) => None,
+    }).collect();
+    let struct_params: Vec<String> = scope.type_params.iter().chain(&scope.const_params).cloned().collect();
+    let mut sorted_impl = impl_params.clone();
+    sorted_impl.sort();
+    let mut sorted_struct = struct_params.clone();
+    sorted_struct.sort();
+    if sorted_impl != sorted_struct {
+        let params = strukt.generics.params.iter().map(|p| p.to_token_stream().to_string().replace(" :", ":")).collect::<Vec<_>>().join(", ");
+        return Err(syn::Error::new_spanned(
+            &item.generics,
+            format!("write the impl with the struct's generic parameters: `impl<{params}> {name}<{}>`", struct_params.join(", ")),
+        ));
+    }
+
+    let syn::Fields::Named(named) = &strukt.fields else { return Err(syn::Error::new_spanned(&strukt, "internal: named fields")) };
+    let fields: Vec<Field> = named
+        .named
+        .iter()
+        .map(|f| Ok(Field { name: f.ident.clone().expect("named"), layer: Layer::from_type(&f.ty)? }))
+        .collect::<syn::Result<_>>()?;
 
     let forward_pos = item.items.iter().position(|i| matches!(i, ImplItem::Fn(f) if f.sig.ident == "forward"));
     let Some(forward_pos) = forward_pos else {
@@ -125,26 +167,126 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         ));
     };
     let ImplItem::Fn(forward) = item.items.remove(forward_pos) else { unreachable!() };
-    let sig = signature(&forward)?;
+    let sig = signature(&forward, &scope)?;
+
+    // Helper methods are inlined where forward calls them; other items stay as written.
+    let mut helpers = Helpers { gathered: gathered.clone(), ..Helpers::default() };
+    item.items.retain(|i| match i {
+        ImplItem::Fn(f) if is_helper(f) => {
+            helpers.methods.insert(f.sig.ident.to_string(), f.clone());
+            false
+        }
+        _ => true,
+    });
+
+    // Signatures still missing: nested models, and functions forward or a helper calls.
+    let mut needed: Vec<syn::Path> = Vec::new();
+    for f in &fields {
+        f.layer.nested_paths(&mut needed);
+    }
+    let mut bodies: Vec<&[syn::Stmt]> = vec![&forward.block.stmts];
+    bodies.extend(helpers.methods.values().map(|m| m.block.stmts.as_slice()));
+    let mut loops = Vec::new();
+    for b in &bodies {
+        loops.extend(lower::loop_variables(b));
+    }
+    for b in &bodies {
+        let mut called = Vec::new();
+        lower::called_functions(b, &mut called);
+        for p in called {
+            let local = p.get_ident().is_some_and(|i| loops.contains(&i.to_string()));
+            if !local && !crate::layers::contains_path(&needed, &p) {
+                needed.push(p);
+            }
+        }
+    }
+    // Helper functions may call further helpers: their signatures arrive with their bodies.
+    for (_, iface) in &gathered.sigs {
+        if let Some(item) = &iface.item {
+            if let Ok(f) = syn::parse2::<syn::ItemFn>(item.clone()) {
+                let mut called = Vec::new();
+                lower::called_functions(&f.block.stmts, &mut called);
+                for p in called {
+                    if !crate::layers::contains_path(&needed, &p) {
+                        needed.push(p);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(next) = needed.iter().find(|p| gathered.get(p).is_none()) {
+        let have = gathered_tokens(&gathered);
+        // `forward` and the helpers were taken out of `item`; put them back for the next step.
+        let mut full = item.clone();
+        full.items.push(ImplItem::Fn(forward.clone()));
+        full.items.extend(helpers.methods.values().cloned().map(ImplItem::Fn));
+        return Ok(interface::request(next, "__model_impl", &have, quote!(@struct { #strukt } #full)));
+    }
+
+    let iface = interface_of(&name, &strukt, &scope, &sig);
+    let exporter = iface.exporter(&name, matches!(strukt.vis, syn::Visibility::Public(_)));
 
     // Lower once per training mode; most models give the same graph twice. On a shape error,
     // still declare `forward` (it can never run: the crate does not compile) so the user sees
     // the one real error rather than a cascade of "no method named forward".
-    let lowered = lower(&fields, &sig, &forward, true).and_then(|t| Ok((t, lower(&fields, &sig, &forward, false)?)));
+    let lowered = lower(&fields, &scope, &helpers, &sig, &forward, true).and_then(|t| Ok((t, lower(&fields, &scope, &helpers, &sig, &forward, false)?)));
     let (train, eval) = match lowered {
         Ok(pair) => pair,
-        Err(e) => return Ok(with_declared_forward(e, &item, &forward, &sig)),
+        Err(e) => return Ok(with_declared_forward(e, &strukt, &item, &forward, &sig, &scope, exporter)),
     };
+
+    // Requirements: divisibilities of generic sizes (checked per instantiation, and passed on
+    // to models that nest this one) and equalities of named constants (checked by rustc).
+    let mut requires: Vec<(Dim, Dim)> = train.0.requires.clone();
+    for node in &train.0.graph.nodes {
+        let shapes = std::iter::once(&node.shape).chain(match &node.op {
+            Op::Reshape { shape } | Op::Expand { shape } | Op::Fill { shape, .. } | Op::Param { shape, .. } => Some(shape),
+            _ => None,
+        });
+        for s in shapes {
+            for d in &s.0 {
+                for (n, den) in d.poly().exact_divisions() {
+                    let (n, den) = (Dim::from_poly(n), Dim::from_poly(den));
+                    if scope.is_static(&n) && scope.is_static(&den) && !requires.contains(&(n.clone(), den.clone())) {
+                        requires.push((n, den));
+                    }
+                }
+            }
+        }
+    }
+    let iface = Interface { requires: requires.iter().filter(|(a, b)| !uses_named(a, &scope) && !uses_named(b, &scope)).cloned().collect(), ..iface };
+    let exporter = iface.exporter(&name, matches!(strukt.vis, syn::Visibility::Public(_)));
+    let requirement_checks = requires.iter().map(|(n, d)| {
+        let (nv, dv) = (dims::dim_value(n, &scope), dims::dim_value(d, &scope));
+        let msg = format!("{name}: the size {n} must be divisible by {d}");
+        quote!(assert!((#dv) != 0 && (#nv) % (#dv) == 0, #msg);)
+    });
+    let mut const_asserts = Vec::new();
+    for a in train.0.asserts.iter().chain(&eval.0.asserts) {
+        let diff = dims::dim_value_signed(&a.left.sub(&a.right), &scope);
+        let msg = format!("{}: {} must equal {}", a.message, a.left, a.right);
+        const_asserts.push(quote::quote_spanned!(a.span=> const _: () = assert!((#diff) == 0, #msg);));
+    }
+
     let modes: Vec<(Lowering, [Backward; 2])> = if train.0.graph == eval.0.graph { vec![train] } else { vec![train, eval] };
+
+    let (impl_generics, ty_generics, where_clause) = {
+        let g = sized_generics(&strukt.generics);
+        (g.clone(), g, strukt.generics.where_clause.clone())
+    };
+    let (impl_generics, _, _) = impl_generics.split_for_impl();
+    let (_, ty_generics, _) = ty_generics.split_for_impl();
+    let self_ty = quote!(#name #ty_generics);
 
     let vis = &forward.vis;
     let attrs = &forward.attrs;
     let symbols = &sig.symbols;
     let in_names: Vec<&Ident> = sig.inputs.iter().map(|(n, _)| n).collect();
-    let in_types: Vec<TokenStream> = sig.inputs.iter().map(|(_, s)| s.to_type()).collect();
-    let out_type = sig.output.to_type();
+    let in_types: Vec<TokenStream> = sig.inputs.iter().map(|(_, s)| s.to_type(&scope)).collect();
+    let out_type = sig.output.to_type(&scope);
     let n_inputs = sig.inputs.len();
     let saved_enum = format_ident!("__TbSaved{}", name);
+    let env = env_tokens(&sig, &scope, &modes);
 
     // One variant per training mode and per whether the inputs need gradients (data inputs
     // skip their gradient, and the tensors only it would read are not saved).
@@ -161,7 +303,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
             let v = m * 2 + with_inputs as usize;
             let vident = format_ident!("V{}", v);
             let sname = format_ident!("__TbSaved{}{}", name, v);
-            let code = Emitter { lowering, bw, sname: &sname, n_inputs };
+            let code = Emitter { lowering, bw, sname: &sname, n_inputs, env: &env };
             let (fields_decl, infer, fwd_train, backward, graph, fusion) = code.emit();
             saved_structs.push(quote! {
                 #[doc(hidden)]
@@ -189,15 +331,16 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     }
     let pick = if modes.len() == 1 { quote!(0usize) } else { quote!(if self.__tb_training { 0usize } else { 1usize }) };
 
-    // Run-time checks for the dynamic path: each input's static dims and shared symbols.
+    // Run-time checks for the dynamic path: each input's sizes and shared symbols.
     let checks = sig.inputs.iter().enumerate().map(|(k, (n, spec))| {
-        let dims = spec.dims.iter().map(|d| match d {
-            crate::tb::DimSpec::Known(v, _) => quote!(::tensorbrain::nn::DimCheck::Known(#v)),
-            crate::tb::DimSpec::Sym(s) => {
-                let s = s.to_string();
-                quote!(::tensorbrain::nn::DimCheck::Sym(#s))
+        let dims = spec.dims.iter().map(|d| match &d.dim {
+            Some(Dim::Known(v)) => quote!(::tensorbrain::nn::DimCheck::Known(#v)),
+            Some(Dim::Sym(s)) if scope.kind(s) == SymKind::Forward => quote!(::tensorbrain::nn::DimCheck::Sym(#s)),
+            Some(d) if scope.is_static(d) => {
+                let v = dims::dim_value(d, &scope);
+                quote!(::tensorbrain::nn::DimCheck::Known(#v))
             }
-            crate::tb::DimSpec::Any(_) => quote!(::tensorbrain::nn::DimCheck::Any),
+            _ => quote!(::tensorbrain::nn::DimCheck::Any),
         });
         let n = n.to_string();
         let dtype = spec.dtype_name();
@@ -206,11 +349,10 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let model_name = name.to_string();
     let forward_doc = format!("The forward pass, shape-checked at compile time: {}.", describe_sig(&sig));
 
-    let self_ty = &item.self_ty;
     // One-input models are layers too: usable in `Sequential` and other `dyn Forward` code.
     let forward_trait = if n_inputs == 1 {
         quote! {
-            impl ::tensorbrain::nn::Forward for #self_ty {
+            impl #impl_generics ::tensorbrain::nn::Forward for #self_ty #where_clause {
                 fn forward(&self, x: &::tensorbrain::Tensor) -> ::tensorbrain::Result<::tensorbrain::Tensor> {
                     self.forward_dyn(::std::slice::from_ref(x))
                 }
@@ -220,12 +362,14 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         quote!()
     };
     let user_items = &item.items;
-    let generics = &item.generics;
     let impl_attrs = &item.attrs;
     Ok(quote! {
         #(#impl_attrs)*
-        impl #generics #self_ty {
+        impl #impl_generics #self_ty #where_clause {
             #(#user_items)*
+
+            #[doc(hidden)]
+            const __TB_REQUIRES: () = { #(#requirement_checks)* };
 
             #[doc = #forward_doc]
             #(#attrs)*
@@ -275,14 +419,16 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         #[allow(non_camel_case_types)]
         pub enum #saved_enum { #(#saved_variants),* }
 
-        impl ::tensorbrain::nn::StaticModel for #self_ty {
+        impl #impl_generics ::tensorbrain::nn::StaticModel for #self_ty #where_clause {
             type Saved = #saved_enum;
 
             fn forward_infer(&self, inputs: &[::tensorbrain::Tensor]) -> ::tensorbrain::Result<::tensorbrain::Tensor> {
+                let () = Self::__TB_REQUIRES;
                 match #pick { #(#infer_arms)* _ => unreachable!() }
             }
 
             fn forward_train(&self, inputs: &[::tensorbrain::Tensor], input_grads: bool) -> ::tensorbrain::Result<(::tensorbrain::Tensor, Self::Saved)> {
+                let () = Self::__TB_REQUIRES;
                 match (#pick, input_grads) { #(#train_arms)* _ => unreachable!() }
             }
 
@@ -290,26 +436,110 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 match saved { #(#backward_arms)* }
             }
         }
+
+        #(#const_asserts)*
+
+        #exporter
     })
 }
 
+fn uses_named(d: &Dim, scope: &Scope) -> bool {
+    d.symbols().iter().any(|s| scope.kind(s) == SymKind::NamedConst)
+}
+
+/// What nesting models see of this one.
+fn interface_of(name: &Ident, strukt: &ItemStruct, scope: &Scope, sig: &Signature) -> Interface {
+    let generics = strukt
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some((t.ident.to_string(), ParamKind::Type)),
+            syn::GenericParam::Const(c) => Some((c.ident.to_string(), ParamKind::Const)),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let tensor = |n: &str, spec: &TbSpec| TensorSig { name: n.to_string(), dims: spec.dims.iter().map(|d| d.dim.clone()).collect(), dtype: spec.dtype_name() };
+    let _ = scope;
+    Interface {
+        name: name.to_string(),
+        generics,
+        symbols: sig.symbols.iter().map(|s| s.to_string()).collect(),
+        inputs: sig.inputs.iter().map(|(n, s)| tensor(&n.to_string(), s)).collect(),
+        output: tensor("output", &sig.output),
+        requires: vec![],
+        item: None,
+    }
+}
+
+/// Statements binding `env`: each symbolic size from the first input dim that is exactly it,
+/// each generic size and named constant the graphs mention from its definition.
+fn env_tokens(sig: &Signature, scope: &Scope, modes: &[(Lowering, [Backward; 2])]) -> TokenStream {
+    let mut pairs: Vec<TokenStream> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for s in &sig.symbols {
+        let s = s.to_string();
+        'find: for (k, (_, spec)) in sig.inputs.iter().enumerate() {
+            for (j, d) in spec.dims.iter().enumerate() {
+                if d.dim == Some(Dim::Sym(s.clone())) {
+                    pairs.push(quote!((#s, inputs[#k].shape()[#j])));
+                    seen.push(s.clone());
+                    break 'find;
+                }
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (l, bws) in modes {
+        for g in [&l.graph, &bws[0].graph, &bws[1].graph] {
+            for node in &g.nodes {
+                let shapes = std::iter::once(&node.shape).chain(match &node.op {
+                    Op::Reshape { shape } | Op::Expand { shape } | Op::Fill { shape, .. } | Op::Param { shape, .. } | Op::Call { out: shape, .. } => Some(shape),
+                    _ => None,
+                });
+                for sh in shapes {
+                    for d in &sh.0 {
+                        for s in d.symbols() {
+                            if !names.contains(&s) {
+                                names.push(s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for s in names {
+        if seen.contains(&s) || scope.kind(&s) == SymKind::Forward {
+            continue;
+        }
+        let v = dims::dim_value(&Dim::Sym(s.clone()), scope);
+        pairs.push(quote!((#s, #v)));
+    }
+    quote!(let env = ::tensorbrain::exec::SymEnv::new(&[#(#pairs),*]);)
+}
+
 /// The compile error plus the impl with `forward` declared but unusable.
-fn with_declared_forward(e: syn::Error, item: &ItemImpl, forward: &ImplItemFn, sig: &Signature) -> TokenStream {
+fn with_declared_forward(e: syn::Error, strukt: &ItemStruct, item: &ItemImpl, forward: &ImplItemFn, sig: &Signature, scope: &Scope, exporter: TokenStream) -> TokenStream {
     let error = e.into_compile_error();
     let (vis, symbols) = (&forward.vis, &sig.symbols);
     let in_names: Vec<&Ident> = sig.inputs.iter().map(|(n, _)| n).collect();
-    let in_types: Vec<TokenStream> = sig.inputs.iter().map(|(_, s)| s.to_type()).collect();
-    let out_type = sig.output.to_type();
-    let (generics, self_ty, items) = (&item.generics, &item.self_ty, &item.items);
+    let in_types: Vec<TokenStream> = sig.inputs.iter().map(|(_, s)| s.to_type(scope)).collect();
+    let out_type = sig.output.to_type(scope);
+    let g = sized_generics(&strukt.generics);
+    let (impl_generics, ty_generics, where_clause) = g.split_for_impl();
+    let name = &strukt.ident;
+    let items = &item.items;
     quote! {
         #error
-        impl #generics #self_ty {
+        impl #impl_generics #name #ty_generics #where_clause {
             #(#items)*
             #[allow(unused_variables)]
             #vis fn forward<#(#symbols: ::tensorbrain::shape::Dim),*>(&self, #(#in_names: #in_types),*) -> #out_type {
                 unreachable!("forward did not compile")
             }
         }
+        #exporter
     }
 }
 
@@ -319,22 +549,26 @@ fn describe_sig(sig: &Signature) -> String {
 }
 
 /// The lowered forward and its backward passes: `[parameters only, inputs too]`.
-fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, training: bool) -> syn::Result<(Lowering<'a>, [Backward; 2])> {
-    let mut l = Lowering::new(fields, training);
+fn lower<'a>(fields: &'a [Field], scope: &'a Scope, helpers: &'a Helpers, sig: &Signature, forward: &ImplItemFn, training: bool) -> syn::Result<(Lowering<'a>, [Backward; 2])> {
+    let symbols = sig.symbols.iter().map(|s| s.to_string()).collect();
+    let mut l = Lowering::new(fields, scope, helpers, symbols, training)?;
     for (name, spec) in &sig.inputs {
-        l.input(name, spec.shape());
+        l.input(name, spec.shape(), &spec.dtype_name());
     }
     let out = l
         .block(&forward.block.stmts)?
         .ok_or_else(|| syn::Error::new(forward.block.span(), "forward must end with the tensor it returns (no `;` after it)"))?;
     let declared = sig.output.shape();
     let got = l.graph.shape(out).clone();
-    if !got.is_unknown() && got != declared {
-        let msg = format!("forward returns {got}, but its signature declares {declared}");
-        return Err(match forward.block.stmts.last() {
-            Some(last) => syn::Error::new_spanned(last, msg),
-            None => syn::Error::new(forward.block.span(), msg),
-        });
+    let at = || match forward.block.stmts.last() {
+        Some(last) => last.span(),
+        None => forward.block.span(),
+    };
+    if !got.is_unknown() && !same_output(&mut l, &got, &declared, at()) {
+        return Err(syn::Error::new(at(), format!("forward returns {got}, but its signature declares {declared}")));
+    }
+    if l.dtypes.get(&out).is_some_and(|d| *d != sig.output.dtype_name()) {
+        return Err(syn::Error::new(at(), format!("forward returns a {} tensor, but its signature declares {}", l.dtypes[&out], sig.output.dtype_name())));
     }
     l.graph.outputs = vec![out];
     let bw = |inputs| {
@@ -344,470 +578,6 @@ fn lower<'a>(fields: &'a [Field], sig: &Signature, forward: &ImplItemFn, trainin
     Ok((l, bws))
 }
 
-/// Emits Rust for one graph variant.
-struct Emitter<'a> {
-    lowering: &'a Lowering<'a>,
-    bw: &'a Backward,
-    sname: &'a Ident,
-    n_inputs: usize,
+fn same_output(l: &mut Lowering, got: &tensorbrain_ir::Shape, declared: &tensorbrain_ir::Shape, span: Span) -> bool {
+    l.same_shape(got, declared, span, "the output")
 }
-
-fn n(i: NodeId) -> Ident {
-    format_ident!("n{}", i)
-}
-
-impl Emitter<'_> {
-    fn holders(&self) -> &[Holder] {
-        &self.lowering.holders
-    }
-
-    /// Code building the graph's ops (forward and backward), indexed by node id.
-    fn ops_table(&self) -> TokenStream {
-        let ops = self.bw.graph.nodes.iter().map(|node| op_tokens(&node.op));
-        quote! {
-            static OPS: ::std::sync::OnceLock<::std::vec::Vec<::tensorbrain::ir::Op>> = ::std::sync::OnceLock::new();
-            let ops = OPS.get_or_init(|| vec![#(#ops),*]);
-        }
-    }
-
-    /// Statement computing forward node `i`; `train` selects nested models' training path.
-    fn forward_node(&self, i: NodeId, train: bool) -> TokenStream {
-        let node = &self.bw.graph.nodes[i];
-        let id = n(i);
-        match (&node.op, self.lowering.sources.get(&i)) {
-            (Op::Input { .. }, _) => {
-                let k = self.bw.graph.inputs().iter().position(|&x| x == i).expect("input");
-                quote!(let #id = inputs[#k].clone();)
-            }
-            (Op::Param { .. }, Some(Source::Param { holder, name, .. })) => {
-                let access = &self.holders()[*holder].access;
-                let field = format_ident!("{}", name);
-                quote!(let #id = ::tensorbrain::nn::AsParam::as_param(&#access.#field).clone();)
-            }
-            (Op::Call { .. }, Some(Source::Call { holder, ty })) => {
-                let access = &self.holders()[*holder].access;
-                let x = n(node.inputs[0]);
-                let c = format_ident!("c{}", i);
-                if train {
-                    let input_grads = self.bw.needs[node.inputs[0]];
-                    quote!(let (#id, #c) = <#ty as ::tensorbrain::nn::StaticModel>::forward_train(&#access, &[#x.clone()], #input_grads)?;)
-                } else {
-                    quote!(let #id = <#ty as ::tensorbrain::nn::StaticModel>::forward_infer(&#access, &[#x.clone()])?;)
-                }
-            }
-            _ => {
-                let args = node.inputs.iter().map(|&a| n(a));
-                quote!(let #id = ::tensorbrain::exec::apply(&ops[#i], &[#(&#args),*], &[])?;)
-            }
-        }
-    }
-
-    /// (saved struct fields, inference body, training-forward body, backward body, graph body,
-    /// fusion plans)
-    fn emit(&self) -> (TokenStream, TokenStream, TokenStream, TokenStream, TokenStream, Fusion) {
-        let g = &self.bw.graph;
-        let fwd_len = self.bw.forward_len;
-        let out = self.bw.forward_output;
-        let ops = self.ops_table();
-        let out_id = n(out);
-
-        let fuse = fusion_plan::fusion_enabled();
-        let infer_plan = fusion_plan::plan(g, 0, fwd_len, &BTreeSet::from([out]), fuse);
-        let infer_stmts = self.forward_steps(&infer_plan, false);
-        let infer_kernels = kernels_table(&infer_plan);
-        let infer = quote! {
-            #ops
-            #infer_kernels
-            #(#infer_stmts)*
-            Ok(#out_id)
-        };
-
-        let saved = self.bw.saved();
-        let shapes = self.bw.saved_shapes();
-        let calls: Vec<NodeId> = (0..fwd_len).filter(|i| matches!(g.nodes[*i].op, Op::Call { .. })).collect();
-        let holder_count = self.holders().len();
-        let mut decl = Vec::new();
-        let mut init = Vec::new();
-        for &i in &saved {
-            let id = n(i);
-            decl.push(quote!(#id: ::tensorbrain::Tensor,));
-            init.push(quote!(#id: #id.clone(),));
-        }
-        for &i in &shapes {
-            let s = format_ident!("s{}", i);
-            let id = n(i);
-            decl.push(quote!(#s: ::std::vec::Vec<usize>,));
-            init.push(quote!(#s: #id.shape().to_vec(),));
-        }
-        for &i in &calls {
-            let c = format_ident!("c{}", i);
-            let Some(Source::Call { ty, .. }) = self.lowering.sources.get(&i) else { unreachable!() };
-            decl.push(quote!(#c: <#ty as ::tensorbrain::nn::StaticModel>::Saved,));
-            init.push(quote!(#c,));
-        }
-        let counts = self.holders().iter().map(|h| {
-            let access = &h.access;
-            quote!(::tensorbrain::nn::count_params(&#access))
-        });
-        decl.push(quote!(counts: [usize; #holder_count],));
-        init.push(quote!(counts: [#(#counts),*],));
-        let sname = self.sname;
-        // Saved values, saved shapes and nested calls (whose saved state the backward needs)
-        // stay materialised.
-        let train_pins: BTreeSet<NodeId> = std::iter::once(out).chain(saved.iter().copied()).chain(shapes.iter().copied()).chain(calls.iter().copied()).collect();
-        let train_plan = fusion_plan::plan(g, 0, fwd_len, &train_pins, fuse);
-        let train_stmts = self.forward_steps(&train_plan, true);
-        let train_kernels = kernels_table(&train_plan);
-        let fwd_train = quote! {
-            #ops
-            #train_kernels
-            #(#train_stmts)*
-            let saved = #sname { #(#init)* };
-            (#out_id, saved)
-        };
-
-        // Backward: saved values come from `saved`; each node as in forward.
-        let mut stmts = Vec::new();
-        for &i in &saved {
-            let id = n(i);
-            stmts.push(quote!(let #id = &saved.#id;));
-        }
-        let go = n(self.bw.grad_output);
-        stmts.push(quote!(let #go = grad;));
-        stmts.push(quote! {
-            let mut offsets = [0usize; #holder_count + 1];
-            for (k, c) in saved.counts.iter().enumerate() { offsets[k + 1] = offsets[k] + c; }
-            let mut param_grads: ::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>> = vec![None; offsets[#holder_count]];
-        });
-        // The backward region starts after the output gradient; every nested backward runs (it
-        // fills parameter gradients even when its input gradient is unused).
-        debug_assert_eq!(self.bw.grad_output, fwd_len);
-        let backward_pins: BTreeSet<NodeId> = self
-            .bw
-            .grads
-            .iter()
-            .filter_map(|&(_, gr)| gr)
-            .chain((fwd_len + 1..g.nodes.len()).filter(|&i| matches!(g.nodes[i].op, Op::CallBackward { .. })))
-            .collect();
-        let backward_plan = fusion_plan::plan(g, fwd_len + 1, g.nodes.len(), &backward_pins, fuse);
-        // Backward intermediates are dropped after their last read, so that later kernels
-        // reuse their memory instead of taking fresh pages from the system (which, for
-        // megabyte-sized activation gradients, costs more than the kernels themselves).
-        let reads = |step: &fusion_plan::Step| -> Vec<NodeId> {
-            match step {
-                fusion_plan::Step::Node(i) => g.nodes[*i].inputs.clone(),
-                fusion_plan::Step::Fused { inputs, .. } | fusion_plan::Step::Epilogue { inputs, .. } => inputs.clone(),
-            }
-        };
-        let mut last_read: BTreeMap<NodeId, usize> = BTreeMap::new();
-        for (k, step) in backward_plan.steps.iter().enumerate() {
-            for a in reads(step) {
-                last_read.insert(a, k);
-            }
-        }
-        let kept: BTreeSet<NodeId> = self.bw.grads.iter().filter_map(|&(_, gr)| gr).collect();
-        let mut drops_after: BTreeMap<usize, Vec<NodeId>> = BTreeMap::new();
-        for (&v, &k) in &last_read {
-            if v > fwd_len && !kept.contains(&v) {
-                drops_after.entry(k).or_default().push(v);
-            }
-        }
-        for (k, step) in backward_plan.steps.iter().enumerate() {
-            let drops = drops_after.get(&k).map(|vs| vs.iter().map(|&v| n(v)).collect::<Vec<_>>()).unwrap_or_default();
-            let drops = quote!(#(drop(#drops);)*);
-            let i = match step {
-                fusion_plan::Step::Node(i) => *i,
-                other => {
-                    stmts.push(fused_step(other));
-                    stmts.push(drops);
-                    continue;
-                }
-            };
-            let node = &g.nodes[i];
-            let id = n(i);
-            match &node.op {
-                Op::CallBackward { forward, .. } => {
-                    let Some(Source::Call { holder, ty }) = self.lowering.sources.get(forward) else { unreachable!() };
-                    let c = format_ident!("c{}", forward);
-                    let gin = n(node.inputs[0]);
-                    // The call's input gradient is read only when gradients flow on through
-                    // its input; a call on data is differentiated for its parameters alone.
-                    let input_grad = if self.bw.needs[g.nodes[*forward].inputs[0]] {
-                        quote!(let #id = gi.into_iter().next().flatten().ok_or_else(|| ::tensorbrain::Error::Autograd("nested model gave no input gradient".into()))?;)
-                    } else {
-                        quote!(let _ = gi;)
-                    };
-                    stmts.push(quote! {
-                        let (gi, gp) = <#ty as ::tensorbrain::nn::StaticModel>::backward(&saved.#c, &#gin)?;
-                        for (k, gk) in gp.into_iter().enumerate() { param_grads[offsets[#holder] + k] = gk; }
-                        #input_grad
-                    });
-                }
-                _ => {
-                    let args = node.inputs.iter().map(|&a| n(a));
-                    let shape_args = node.shape_of.iter().map(|&s| {
-                        let f = format_ident!("s{}", s);
-                        quote!(&saved.#f[..])
-                    });
-                    stmts.push(quote!(let #id = ::tensorbrain::exec::apply(&ops[#i], &[#(&#args),*], &[#(#shape_args),*])?;));
-                }
-            }
-            stmts.push(drops);
-        }
-        let mut input_grads = Vec::new();
-        for (leaf, grad) in &self.bw.grads {
-            let grad_tokens = match grad {
-                Some(gid) => {
-                    let id = n(*gid);
-                    quote!(Some(#id.clone()))
-                }
-                None => quote!(None),
-            };
-            match (&g.nodes[*leaf].op, self.lowering.sources.get(leaf)) {
-                (Op::Input { .. }, _) => input_grads.push(grad_tokens),
-                (Op::Param { .. }, Some(Source::Param { holder, param, .. })) => {
-                    stmts.push(quote!(param_grads[offsets[#holder] + #param] = #grad_tokens;));
-                }
-                _ => {}
-            }
-        }
-        debug_assert_eq!(input_grads.len(), self.n_inputs);
-        let backward_kernels = kernels_table(&backward_plan);
-        let backward = quote! {
-            #ops
-            #backward_kernels
-            #(#stmts)*
-            Ok((vec![#(#input_grads),*], param_grads))
-        };
-
-        let graph = graph_tokens(self.bw);
-        let fusion = Fusion { infer: infer_plan, train: train_plan, backward: backward_plan };
-        (quote!(#(#decl)*), infer, fwd_train, backward, graph, fusion)
-    }
-
-    /// Statements of a forward region's plan.
-    fn forward_steps(&self, plan: &fusion_plan::RegionPlan, train: bool) -> Vec<TokenStream> {
-        plan.steps
-            .iter()
-            .map(|step| match step {
-                fusion_plan::Step::Node(i) => self.forward_node(*i, train),
-                other => fused_step(other),
-            })
-            .collect()
-    }
-}
-
-/// The compile-time fusion plans of one graph variant.
-struct Fusion {
-    infer: fusion_plan::RegionPlan,
-    train: fusion_plan::RegionPlan,
-    backward: fusion_plan::RegionPlan,
-}
-
-impl Fusion {
-    /// `KernelCounts { .. }` for `kernel_counts()`.
-    fn counts_tokens(&self) -> TokenStream {
-        let (f, fu) = (self.infer.kernel_count, self.infer.unfused_count);
-        let (t, tu) = (self.train.kernel_count, self.train.unfused_count);
-        let (b, bu) = (self.backward.kernel_count, self.backward.unfused_count);
-        quote!(::tensorbrain::compile::KernelCounts {
-            forward: #f, train_forward: #t, backward: #b, forward_unfused: #fu, train_forward_unfused: #tu, backward_unfused: #bu,
-        })
-    }
-
-    fn report(&self, model: &str) -> String {
-        let part = |what: &str, p: &fusion_plan::RegionPlan| format!("{what}: {} kernels (unfused {})\n{}", p.kernel_count, p.unfused_count, p.report);
-        format!(
-            "{model}, fused at compile time\n{}{}{}",
-            part("forward (inference)", &self.infer),
-            part("forward (training step)", &self.train),
-            part("backward (parameter gradients)", &self.backward)
-        )
-    }
-}
-
-/// The static table of a region's generated kernels (their programs and epilogue heads).
-fn kernels_table(plan: &fusion_plan::RegionPlan) -> TokenStream {
-    if plan.kernels.is_empty() {
-        return quote!();
-    }
-    let k = &plan.kernels;
-    quote! {
-        static KERNELS: ::std::sync::OnceLock<::std::vec::Vec<::tensorbrain::compile::codegen::GeneratedKernel>> = ::std::sync::OnceLock::new();
-        let kernels = KERNELS.get_or_init(|| vec![#(#k),*]);
-    }
-}
-
-/// The statement computing a fused step.
-fn fused_step(step: &fusion_plan::Step) -> TokenStream {
-    match step {
-        fusion_plan::Step::Fused { out, inputs, kernel, program } => {
-            let id = n(*out);
-            let args: Vec<TokenStream> = inputs.iter().map(|&a| {
-                let a = n(a);
-                quote!(#a)
-            }).collect();
-            let call = fusion_plan::elementwise_call(program, *kernel, &args);
-            quote!(let #id = #call;)
-        }
-        fusion_plan::Step::Epilogue { out, inputs, kernel } => {
-            let id = n(*out);
-            let args = inputs.iter().map(|&a| n(a));
-            quote!(let #id = ::tensorbrain::compile::codegen::run_epilogue(&kernels[#kernel], &[#(::tensorbrain::compile::codegen::tensor(&#args)),*])?;)
-        }
-        fusion_plan::Step::Node(_) => unreachable!("plain nodes are emitted by the caller"),
-    }
-}
-
-/// Tokens naming unary op `u` as a variant of the enum at `path` (`UnaryOp`, or the kernels'
-/// `UnaryFn`, whose variants have the same names).
-pub(crate) fn unary_tokens(u: &tensorbrain_ir::UnaryOp, path: TokenStream) -> TokenStream {
-    let name = format_ident!("{}", format!("{u:?}").split('(').next().unwrap().to_string());
-    match u.arg() {
-        Some(a) => quote!(#path::#name(#a)),
-        None => quote!(#path::#name),
-    }
-}
-
-/// Tokens constructing an IR op value.
-pub(crate) fn op_tokens(op: &Op) -> TokenStream {
-    use tensorbrain_ir::{BinaryOp, PoolKind, ReduceOp, ScalarOp, UnaryOp};
-    let ir = quote!(::tensorbrain::ir);
-    let unary = |u: &UnaryOp| unary_tokens(u, quote!(#ir::UnaryOp));
-    let ident = |d: &dyn std::fmt::Debug| format_ident!("{}", format!("{d:?}"));
-    let conv = |g: &tensorbrain_ir::op::ConvGeometry| {
-        let (s, p, d, gr) = (g.stride, g.padding, g.dilation, g.groups);
-        let (s0, s1, p0, p1, d0, d1) = (s[0], s[1], p[0], p[1], d[0], d[1]);
-        quote!(#ir::op::ConvGeometry { stride: [#s0, #s1], padding: [#p0, #p1], dilation: [#d0, #d1], groups: #gr })
-    };
-    let pool = |g: &tensorbrain_ir::op::PoolGeometry| {
-        let (k0, k1, s0, s1, p0, p1) = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
-        quote!(#ir::op::PoolGeometry { kernel: [#k0, #k1], stride: [#s0, #s1], padding: [#p0, #p1] })
-    };
-    let _: Option<(BinaryOp, PoolKind, ReduceOp, ScalarOp)> = None;
-    match op {
-        Op::Input { name, shape } => {
-            let shape = shape_tokens(shape);
-            quote!(#ir::Op::Input { name: #name.to_string(), shape: #shape })
-        }
-        Op::Param { path, shape } => {
-            let shape = shape_tokens(shape);
-            quote!(#ir::Op::Param { path: #path.to_string(), shape: #shape })
-        }
-        Op::Fill { value, shape } => {
-            let shape = shape_tokens(shape);
-            quote!(#ir::Op::Fill { value: #value, shape: #shape })
-        }
-        Op::Unary(u) => {
-            let u = unary(u);
-            quote!(#ir::Op::Unary(#u))
-        }
-        Op::UnaryBackward(u) => {
-            let u = unary(u);
-            quote!(#ir::Op::UnaryBackward(#u))
-        }
-        Op::Binary(b) => {
-            let b = ident(b);
-            quote!(#ir::Op::Binary(#ir::BinaryOp::#b))
-        }
-        Op::Scalar { op, value } => {
-            let o = ident(op);
-            quote!(#ir::Op::Scalar { op: #ir::ScalarOp::#o, value: #value })
-        }
-        Op::Matmul => quote!(#ir::Op::Matmul),
-        Op::Transpose { dim0, dim1 } => quote!(#ir::Op::Transpose { dim0: #dim0, dim1: #dim1 }),
-        Op::Permute { dims } => quote!(#ir::Op::Permute { dims: vec![#(#dims),*] }),
-        Op::Reshape { shape } => {
-            let shape = shape_tokens(shape);
-            quote!(#ir::Op::Reshape { shape: #shape })
-        }
-        Op::Expand { shape } => {
-            let shape = shape_tokens(shape);
-            quote!(#ir::Op::Expand { shape: #shape })
-        }
-        Op::SumTo => quote!(#ir::Op::SumTo),
-        Op::ReshapeAs => quote!(#ir::Op::ReshapeAs),
-        Op::ExpandAs => quote!(#ir::Op::ExpandAs),
-        Op::Flatten { start } => quote!(#ir::Op::Flatten { start: #start }),
-        Op::Reduce { op, dims, keepdim } => {
-            let o = ident(op);
-            quote!(#ir::Op::Reduce { op: #ir::ReduceOp::#o, dims: vec![#(#dims),*], keepdim: #keepdim })
-        }
-        Op::ReduceBackward { mean, dims, keepdim } => quote!(#ir::Op::ReduceBackward { mean: #mean, dims: vec![#(#dims),*], keepdim: #keepdim }),
-        Op::ReduceMaxBackward { dims, keepdim } => quote!(#ir::Op::ReduceMaxBackward { dims: vec![#(#dims),*], keepdim: #keepdim }),
-        Op::Softmax { dim } => quote!(#ir::Op::Softmax { dim: #dim }),
-        Op::LogSoftmax { dim } => quote!(#ir::Op::LogSoftmax { dim: #dim }),
-        Op::SoftmaxBackward { dim } => quote!(#ir::Op::SoftmaxBackward { dim: #dim }),
-        Op::LogSoftmaxBackward { dim } => quote!(#ir::Op::LogSoftmaxBackward { dim: #dim }),
-        Op::Conv2d(g) => {
-            let g = conv(g);
-            quote!(#ir::Op::Conv2d(#g))
-        }
-        Op::Conv2dBackwardInput(g) => {
-            let g = conv(g);
-            quote!(#ir::Op::Conv2dBackwardInput(#g))
-        }
-        Op::Conv2dBackwardWeight(g) => {
-            let g = conv(g);
-            quote!(#ir::Op::Conv2dBackwardWeight(#g))
-        }
-        Op::Pool2d { kind, geometry, count_include_pad } => {
-            let (k, g) = (ident(kind), pool(geometry));
-            quote!(#ir::Op::Pool2d { kind: #ir::PoolKind::#k, geometry: #g, count_include_pad: #count_include_pad })
-        }
-        Op::Pool2dBackward { kind, geometry, count_include_pad } => {
-            let (k, g) = (ident(kind), pool(geometry));
-            quote!(#ir::Op::Pool2dBackward { kind: #ir::PoolKind::#k, geometry: #g, count_include_pad: #count_include_pad })
-        }
-        Op::DropoutMask { p } => quote!(#ir::Op::DropoutMask { p: #p }),
-        Op::Embedding => quote!(#ir::Op::Embedding),
-        Op::EmbeddingBackward => quote!(#ir::Op::EmbeddingBackward),
-        Op::Concat { dim } => quote!(#ir::Op::Concat { dim: #dim }),
-        Op::Narrow { dim, start, len } => quote!(#ir::Op::Narrow { dim: #dim, start: #start, len: #len }),
-        Op::NarrowBackward { dim, start } => quote!(#ir::Op::NarrowBackward { dim: #dim, start: #start }),
-        Op::Call { path, out } => {
-            let out = shape_tokens(out);
-            quote!(#ir::Op::Call { path: #path.to_string(), out: #out })
-        }
-        Op::CallBackward { path, forward } => quote!(#ir::Op::CallBackward { path: #path.to_string(), forward: #forward }),
-    }
-}
-
-fn graph_tokens(bw: &Backward) -> TokenStream {
-    let nodes = bw.graph.nodes.iter().map(|node| {
-        let op = op_tokens(&node.op);
-        let inputs = &node.inputs;
-        let shape_of = &node.shape_of;
-        let shape = shape_tokens(&node.shape);
-        let label = &node.label;
-        quote!(::tensorbrain::ir::Node { op: #op, inputs: vec![#(#inputs),*], shape_of: vec![#(#shape_of),*], shape: #shape, label: #label.to_string() })
-    });
-    let outputs = &bw.graph.outputs;
-    let forward_len = bw.forward_len;
-    let grad_output = bw.grad_output;
-    let forward_output = bw.forward_output;
-    let needs = &bw.needs;
-    let grads = bw.grads.iter().map(|(a, b)| match b {
-        Some(b) => quote!((#a, Some(#b))),
-        None => quote!((#a, None)),
-    });
-    quote! {
-        ::tensorbrain::ir::autodiff::Backward {
-            graph: ::tensorbrain::ir::Graph { nodes: vec![#(#nodes),*], outputs: vec![#(#outputs),*] },
-            forward_len: #forward_len,
-            forward_output: #forward_output,
-            grad_output: #grad_output,
-            grads: vec![#(#grads),*],
-            needs: vec![#(#needs),*],
-        }
-    }
-}
-
-pub(crate) fn shape_tokens(s: &tensorbrain_ir::Shape) -> TokenStream {
-    let dims = s.0.iter().map(|d| match d {
-        tensorbrain_ir::Dim::Known(v) => quote!(::tensorbrain::ir::Dim::Known(#v)),
-        tensorbrain_ir::Dim::Sym(name) => quote!(::tensorbrain::ir::Dim::Sym(#name.to_string())),
-    });
-    quote!(::tensorbrain::ir::Shape(vec![#(#dims),*]))
-}
-

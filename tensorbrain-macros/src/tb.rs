@@ -1,20 +1,20 @@
-//! `tb![B, 784]` and `tb![B, 3, 32, 32; f16]`: typed tensor types from plain numbers.
+//! `tb![B, 784]`, `tb![B, T, {4 * D}; f16]`: typed tensor types from plain numbers.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
-use syn::{Ident, LitInt, Token};
+use syn::spanned::Spanned;
+use syn::{Ident, Token};
 use tensorbrain_ir::{Dim, Shape};
 
-/// One dim as written.
+use crate::dims::{self, Scope, SymKind};
+
+/// One dim as written: a size (number, name or expression), or `_` (known only at run time).
 #[derive(Clone, Debug)]
-pub enum DimSpec {
-    /// `784`
-    Known(usize, Span),
-    /// `B`: a symbolic size, a generic parameter of `forward`.
-    Sym(Ident),
-    /// `_`: a size known only at run time.
-    Any(Span),
+pub struct DimSpec {
+    /// `None` for `_`.
+    pub dim: Option<Dim>,
+    pub span: Span,
 }
 
 /// The contents of `tb![...]`.
@@ -24,23 +24,25 @@ pub struct TbSpec {
     pub dtype: Ident,
 }
 
-const DTYPES: &[&str] = &["f32", "f64", "f16", "bf16", "i64", "i32", "u8"];
+pub const DTYPES: &[&str] = &["f32", "f64", "f16", "bf16", "i64", "i32", "u8"];
 
 impl Parse for TbSpec {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let span = input.span();
         let mut dims = Vec::new();
         while !input.is_empty() && !input.peek(Token![;]) {
-            if input.peek(LitInt) {
-                let lit: LitInt = input.parse()?;
-                dims.push(DimSpec::Known(lit.base10_parse()?, lit.span()));
-            } else if input.peek(Token![_]) {
+            if input.peek(Token![_]) {
                 let u: Token![_] = input.parse()?;
-                dims.push(DimSpec::Any(u.span));
-            } else if input.peek(Ident) {
-                dims.push(DimSpec::Sym(input.parse()?));
+                dims.push(DimSpec { dim: None, span: u.span });
             } else {
-                return Err(input.error("expected a dimension: a number (`784`), a size name (`B`) or `_`"));
+                let e: syn::Expr = input.parse().map_err(|_| input.error("expected a dimension: a number (`784`), a size name (`B`), arithmetic (`{4 * D}`) or `_`"))?;
+                let dim = dims::parse_dim(&e)?;
+                if let Dim::Sym(s) = &dim {
+                    if s == "_" {
+                        return Err(syn::Error::new_spanned(&e, "bad dimension"));
+                    }
+                }
+                dims.push(DimSpec { dim: Some(dim), span: e.span() });
             }
             if input.peek(Token![,]) {
                 input.parse::<Token![,]>()?;
@@ -66,28 +68,18 @@ impl Parse for TbSpec {
 }
 
 impl TbSpec {
-    /// The IR shape (`_` dims become fresh symbols).
+    /// The IR shape (`_` dims become fresh symbols `_0`, `_1`, ... by position).
     pub fn shape(&self) -> Shape {
-        Shape(
-            self.dims
-                .iter()
-                .enumerate()
-                .map(|(i, d)| match d {
-                    DimSpec::Known(n, _) => Dim::Known(*n),
-                    DimSpec::Sym(s) => Dim::Sym(s.to_string()),
-                    DimSpec::Any(_) => Dim::Sym(format!("_{i}")),
-                })
-                .collect(),
-        )
+        Shape(self.dims.iter().enumerate().map(|(i, d)| d.dim.clone().unwrap_or_else(|| Dim::Sym(format!("_{i}")))).collect())
     }
 
-    /// Symbol names used, in order of first appearance.
-    pub fn symbols(&self) -> Vec<Ident> {
+    /// Symbolic sizes of `forward` used, in order of first appearance.
+    pub fn symbols(&self, scope: &Scope) -> Vec<Ident> {
         let mut out: Vec<Ident> = Vec::new();
         for d in &self.dims {
-            if let DimSpec::Sym(s) = d {
-                if !out.iter().any(|o| o == s) {
-                    out.push(s.clone());
+            for s in d.dim.as_ref().map(Dim::symbols).unwrap_or_default() {
+                if scope.kind(&s) == SymKind::Forward && !out.iter().any(|o| o == &s) {
+                    out.push(Ident::new(&s, d.span));
                 }
             }
         }
@@ -95,11 +87,10 @@ impl TbSpec {
     }
 
     /// The Rust type: `::tensorbrain::shape::Tensor<(B, Const<784>), f32>`.
-    pub fn to_type(&self) -> TokenStream {
-        let dims = self.dims.iter().map(|d| match d {
-            DimSpec::Known(n, span) => quote_spanned!(*span=> ::tensorbrain::shape::Const<#n>),
-            DimSpec::Sym(s) => quote!(#s),
-            DimSpec::Any(span) => quote_spanned!(*span=> ::tensorbrain::shape::Dyn),
+    pub fn to_type(&self, scope: &Scope) -> TokenStream {
+        let dims = self.dims.iter().map(|d| match &d.dim {
+            Some(dim) => dims::dim_type(dim, scope, d.span),
+            None => quote_spanned!(d.span=> ::tensorbrain::shape::Dyn),
         });
         let elem = element_type(&self.dtype);
         quote!(::tensorbrain::shape::Tensor<(#(#dims,)*), #elem>)
@@ -118,7 +109,8 @@ pub fn element_type(dtype: &Ident) -> TokenStream {
     }
 }
 
+/// Outside a model there is no scope: names follow the conventions of [`dims::Scope::kind`].
 pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let spec: TbSpec = syn::parse2(input)?;
-    Ok(spec.to_type())
+    Ok(spec.to_type(&Scope::default()))
 }

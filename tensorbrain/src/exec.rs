@@ -17,6 +17,47 @@ fn shape_arg<'a>(op: &Op, shapes: &[&'a [usize]]) -> Result<&'a [usize]> {
     shapes.first().copied().ok_or_else(|| Error::Msg(format!("internal: {} needs the shape of another node", op.name())))
 }
 
+/// The values of the size names a graph mentions (`B` read from an input, a model's `D`, a
+/// named constant), for ops whose shapes are symbolic (a reshape to `[B, T, 4, 16]`).
+#[derive(Clone, Debug, Default)]
+pub struct SymEnv(Vec<(&'static str, usize)>);
+
+impl SymEnv {
+    pub fn new(pairs: &[(&'static str, usize)]) -> SymEnv {
+        SymEnv(pairs.to_vec())
+    }
+
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.0.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+
+    /// A symbolic shape's sizes; at most one that cannot be evaluated becomes -1 (inferred by
+    /// reshape/expand).
+    fn resolve(&self, op: &Op, shape: &tensorbrain_ir::Shape) -> Result<Vec<isize>> {
+        let env = |s: &str| self.get(s).and_then(|v| i64::try_from(v).ok());
+        let dims: Vec<isize> = shape.0.iter().map(|d| d.eval(&env).map_or(-1, |v| v as isize)).collect();
+        if dims.iter().filter(|&&d| d == -1).count() > 1 {
+            return Err(Error::Msg(format!("{}: the sizes of {shape} are not all known here ({self:?})", op.name())));
+        }
+        Ok(dims)
+    }
+}
+
+/// [`apply`] for code with symbolic sizes: reshapes, expands and fills take their sizes from
+/// `env`.
+pub fn apply_env(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]], env: &SymEnv) -> Result<Tensor> {
+    match op {
+        Op::Reshape { shape } if !shape.is_static() => inputs[0].try_reshape(&env.resolve(op, shape)?),
+        Op::Expand { shape } if !shape.is_static() => inputs[0].try_expand(&env.resolve(op, shape)?),
+        Op::Fill { value, shape } if !shape.is_static() => {
+            let s = env.resolve(op, shape)?;
+            let s: Vec<usize> = s.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| Error::Msg(format!("fill: unknown size in {shape}")))?;
+            Ok(Tensor::full(&s, *value, DType::F32))
+        }
+        _ => apply(op, inputs, shapes),
+    }
+}
+
 /// Applies `op` to `inputs`. `shapes` carries the shapes of the node's `shape_of` references.
 pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor> {
     let x = || inputs[0];
@@ -133,6 +174,11 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
         }
         Op::Concat { dim } => Tensor::try_cat(inputs, *dim as isize)?,
         Op::Narrow { dim, start, len } => x().try_narrow(*dim as isize, *start, *len)?,
+        Op::ConcatBackward { dim } => {
+            let len = shape_arg(op, shapes)?[*dim];
+            let start: usize = shapes[1..].iter().map(|s| s[*dim]).sum();
+            x().try_narrow(*dim as isize, start, len)?
+        }
         Op::NarrowBackward { dim, start } => {
             let shape = shape_arg(op, shapes)?;
             // Zero-pad back along `dim`, in F.pad's last-dim-first order.

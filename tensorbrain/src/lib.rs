@@ -10,12 +10,15 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod compile;
 pub mod data;
+pub mod decoding;
 pub mod exec;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+pub mod text;
 pub mod train;
 
 pub use ops::{manual_seed, Generator};
@@ -23,11 +26,13 @@ pub use ops::promote::Scalar;
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};
 pub use half::{bf16, f16};
 pub use tensorbrain_kernels::threads::{num_threads, set_num_threads};
+/// Type-level numbers: `Ffn::<typenum::U64>` instantiates a model generic over a size.
+pub use typenum;
 /// The graph IR, shared with the `#[model]` macro.
 pub use tensorbrain_ir as ir;
 pub use tensorbrain_macros::{model, tb};
 #[doc(hidden)]
-pub use tensorbrain_macros::__model_impl;
+pub use tensorbrain_macros::{__model_fn, __model_impl, __model_struct};
 
 /// The names most programs need.
 pub mod prelude {

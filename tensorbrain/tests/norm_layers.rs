@@ -15,14 +15,15 @@ use tensorbrain::nn::{
     Module, ModuleExt, RMSNorm, ReLU, Sequential, Softmax, StaticModel, ELU,
 };
 use tensorbrain::{DType, Result, Tensor};
+use tensorbrain::shape::Const;
 
 /// A deep copy (fixture tensors share storage with the loaded map).
 fn copy(t: &Tensor) -> Tensor {
     Tensor::from_vec(t.to_vec::<f32>(), t.shape())
 }
 
-fn batch_norm_with<const C: usize, const S: usize>(x: &[Tensor], rm: &Tensor, rv: &Tensor, training: bool) -> BatchNorm<C, S> {
-    let mut bn = BatchNorm::<C, S>::init(0);
+fn batch_norm_with<const C: usize, const S: usize>(x: &[Tensor], rm: &Tensor, rv: &Tensor, training: bool) -> BatchNorm<Const<C>, S> {
+    let mut bn = BatchNorm::<Const<C>, S>::init(0);
     bn.weight = x[1].clone();
     bn.bias = x[2].clone();
     bn.running_mean = rm.clone();
@@ -139,7 +140,7 @@ fn randn64(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// A batch norm with f64 parameters `x[1]`, `x[2]` and running statistics.
-fn bn64<const C: usize, const S: usize>(x: &[Tensor], training: bool) -> BatchNorm<C, S> {
+fn bn64<const C: usize, const S: usize>(x: &[Tensor], training: bool) -> BatchNorm<Const<C>, S> {
     let rm = randn64(&[C], 40).mul_scalar(0.1);
     let rv = randn64(&[C], 41).abs().add_scalar(0.5);
     batch_norm_with::<C, S>(x, &rm, &rv, training)
@@ -149,10 +150,10 @@ fn bn64<const C: usize, const S: usize>(x: &[Tensor], training: bool) -> BatchNo
 fn norm_layers_gradcheck_f64() {
     for training in [true, false] {
         for through_static in [false, true] {
-            let run = |bn: BatchNorm<3, 2>, x: &Tensor| if through_static { run_static(&bn, &[x.clone()]) } else { bn.forward(x) };
+            let run = |bn: BatchNorm<Const<3>, 2>, x: &Tensor| if through_static { run_static(&bn, &[x.clone()]) } else { bn.forward(x) };
             let inputs = [randn64(&[2, 3, 2, 3], 42).mul_scalar(2.0), randn64(&[3], 43), randn64(&[3], 44)];
             gradcheck(|x| run(bn64::<3, 2>(x, training), &x[0]), &inputs, opts()).unwrap_or_else(|e| panic!("bn2d train {training}: {e}"));
-            let run1 = |bn: BatchNorm<3, 1>, x: &Tensor| if through_static { run_static(&bn, &[x.clone()]) } else { bn.forward(x) };
+            let run1 = |bn: BatchNorm<Const<3>, 1>, x: &Tensor| if through_static { run_static(&bn, &[x.clone()]) } else { bn.forward(x) };
             let inputs = [randn64(&[4, 3], 45), randn64(&[3], 46), randn64(&[3], 47)];
             gradcheck(|x| run1(bn64::<3, 1>(x, training), &x[0]), &inputs, opts()).unwrap_or_else(|e| panic!("bn1d train {training}: {e}"));
         }

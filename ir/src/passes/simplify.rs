@@ -9,7 +9,6 @@
 use super::{rewrite, Rewriter};
 use crate::graph::{Graph, NodeId};
 use crate::op::{BinaryOp, Op, UnaryOp};
-use crate::shape::Dim;
 
 /// The simplified graph (run [`super::dce`] after it).
 pub fn simplify(g: &Graph) -> Graph {
@@ -86,7 +85,7 @@ fn simplify_node(rw: &mut Rewriter, i: NodeId) -> Option<NodeId> {
                 }
                 // flatten(reshape(y)) is a reshape of y to the flattened shape (the run time
                 // resolves one symbolic dim).
-                _ if n.shape.0.iter().filter(|d| matches!(d, Dim::Sym(_))).count() <= 1 && !n.shape.is_unknown() => {
+                _ if n.shape.0.iter().filter(|d| d.known().is_none()).count() <= 1 && !n.shape.is_unknown() => {
                     Some(rw.add_shaped(Op::Reshape { shape: n.shape.clone() }, &[y], &[], n.shape.clone(), &n.label))
                 }
                 _ => None,

@@ -3,10 +3,7 @@
 //!
 //! [`Sequential`]: super::Sequential
 
-use super::{
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Embedding, Flatten, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, Module,
-    RMSNorm, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU,
-};
+use super::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Dropout, Flatten, LeakyReLU, LogSoftmax, MaxPool2d, Module, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU};
 use crate::tensor::{Result, Tensor};
 
 /// A module that maps one runtime tensor to another. Every layer implements it; `#[model]`
@@ -30,8 +27,8 @@ macro_rules! forward_by_inherent {
 }
 
 forward_by_inherent! {
-    [const IN: usize, const OUT: usize, const BIAS: bool] Linear<IN, OUT, BIAS>;
-    [const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, const P: usize] Conv2d<C_IN, C_OUT, K, S, P>;
+    [I: crate::shape::Size, O: crate::shape::Size, const BIAS: bool] super::LinearOf<I, O, BIAS>;
+    [CI: crate::shape::Size, CO: crate::shape::Size, const K: usize, const S: usize, const P: usize] super::Conv2dOf<CI, CO, K, S, P>;
     [const K: usize, const S: usize] MaxPool2d<K, S>;
     [const K: usize, const S: usize] AvgPool2d<K, S>;
     [] Flatten;
@@ -41,10 +38,10 @@ forward_by_inherent! {
     [] Sigmoid;
     [] Tanh;
     [] SiLU;
-    [const V: usize, const D: usize] Embedding<V, D>;
-    [const D: usize] LayerNorm<D>;
-    [const C: usize, const SPATIAL: usize] BatchNorm<C, SPATIAL>;
-    [const D: usize] RMSNorm<D>;
+    [V: crate::shape::Size, D: crate::shape::Size] super::EmbeddingOf<V, D>;
+    [D: crate::shape::Size] super::LayerNormOf<D>;
+    [C: crate::shape::Size, const SPATIAL: usize] BatchNorm<C, SPATIAL>;
+    [D: crate::shape::Size] super::RMSNormOf<D>;
     [const OH: usize, const OW: usize] AdaptiveAvgPool2d<OH, OW>;
     [] ELU;
     [] LeakyReLU;

@@ -3,9 +3,16 @@
 //! Each is a `Module` (parameters named as in PyTorch, PyTorch's default initialisation) with
 //! an eager `forward` on runtime tensors; `#[model]` knows their shape rules and compiles calls
 //! to them into the IR.
+//!
+//! A layer's feature sizes are types (`LinearOf<I, O>` with `I, O: Size`), so that a generic
+//! model can size it by its parameters (`LinearOf<D, Prod<Const<4>, D>>`); the names users
+//! write with numbers are aliases (`Linear<784, 256>` is `LinearOf<Const<784>, Const<256>>`).
+
+use std::marker::PhantomData;
 
 use super::{join, Module};
 use crate::ops::Generator;
+use crate::shape::{Const, Size};
 use crate::tensor::{DType, Result, Tensor};
 
 /// `U(-bound, bound)` as a leaf that requires grad.
@@ -18,18 +25,22 @@ fn param(t: Tensor) -> Tensor {
 }
 
 /// `y = x Wᵀ + b` with `W: [OUT, IN]`. `Linear<IN, OUT, false>` has no bias.
-pub struct Linear<const IN: usize, const OUT: usize, const BIAS: bool = true> {
+pub type Linear<const IN: usize, const OUT: usize, const BIAS: bool = true> = LinearOf<Const<IN>, Const<OUT>, BIAS>;
+
+/// [`Linear`] with its sizes as types.
+pub struct LinearOf<I: Size, O: Size, const BIAS: bool = true> {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    _sizes: PhantomData<(I, O)>,
 }
 
-impl<const IN: usize, const OUT: usize, const BIAS: bool> Module for Linear<IN, OUT, BIAS> {
+impl<I: Size, O: Size, const BIAS: bool> Module for LinearOf<I, O, BIAS> {
     fn init_with(gen: &mut Generator) -> Self {
         // PyTorch: kaiming_uniform(a=sqrt(5)) for W and U(±1/sqrt(fan_in)) for b.
-        let bound = 1.0 / (IN as f64).sqrt();
-        let weight = uniform(&[OUT, IN], bound, gen);
-        let bias = BIAS.then(|| uniform(&[OUT], bound, gen));
-        Linear { weight, bias }
+        let bound = 1.0 / (I::N as f64).sqrt();
+        let weight = uniform(&[O::N, I::N], bound, gen);
+        let bias = BIAS.then(|| uniform(&[O::N], bound, gen));
+        LinearOf { weight, bias, _sizes: PhantomData }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -52,7 +63,7 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Module for Linear<IN, 
     }
 }
 
-impl<const IN: usize, const OUT: usize, const BIAS: bool> Linear<IN, OUT, BIAS> {
+impl<I: Size, O: Size, const BIAS: bool> LinearOf<I, O, BIAS> {
     /// Applies the layer to `[.., IN]`, giving `[.., OUT]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.try_linear(&self.weight, self.bias.as_ref())
@@ -60,15 +71,20 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Linear<IN, OUT, BIAS> 
 }
 
 /// 2-D convolution over `[N, C_IN, H, W]` with a `K x K` kernel, stride `S`, padding `P`.
-pub struct Conv2d<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize = 1, const P: usize = 0> {
+pub type Conv2d<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize = 1, const P: usize = 0> =
+    Conv2dOf<Const<C_IN>, Const<C_OUT>, K, S, P>;
+
+/// [`Conv2d`] with its channel counts as types.
+pub struct Conv2dOf<CI: Size, CO: Size, const K: usize, const S: usize = 1, const P: usize = 0> {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    _sizes: PhantomData<(CI, CO)>,
 }
 
-impl<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, const P: usize> Module for Conv2d<C_IN, C_OUT, K, S, P> {
+impl<CI: Size, CO: Size, const K: usize, const S: usize, const P: usize> Module for Conv2dOf<CI, CO, K, S, P> {
     fn init_with(gen: &mut Generator) -> Self {
-        let bound = 1.0 / ((C_IN * K * K) as f64).sqrt();
-        Conv2d { weight: uniform(&[C_OUT, C_IN, K, K], bound, gen), bias: Some(uniform(&[C_OUT], bound, gen)) }
+        let bound = 1.0 / ((CI::N * K * K) as f64).sqrt();
+        Conv2dOf { weight: uniform(&[CO::N, CI::N, K, K], bound, gen), bias: Some(uniform(&[CO::N], bound, gen)), _sizes: PhantomData }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -91,7 +107,7 @@ impl<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, cons
     }
 }
 
-impl<const C_IN: usize, const C_OUT: usize, const K: usize, const S: usize, const P: usize> Conv2d<C_IN, C_OUT, K, S, P> {
+impl<CI: Size, CO: Size, const K: usize, const S: usize, const P: usize> Conv2dOf<CI, CO, K, S, P> {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.try_conv2d(&self.weight, self.bias.as_ref(), [S, S], [P, P], [1, 1], 1)
     }
@@ -166,13 +182,17 @@ stateless!(Tanh, |self, x| x.try_tanh());
 stateless!(SiLU, |self, x| x.try_silu());
 
 /// A lookup table of `V` vectors of size `D`, indexed by i64 tensors.
-pub struct Embedding<const V: usize, const D: usize> {
+pub type Embedding<const V: usize, const D: usize> = EmbeddingOf<Const<V>, Const<D>>;
+
+/// [`Embedding`] with its sizes as types.
+pub struct EmbeddingOf<V: Size, D: Size> {
     pub weight: Tensor,
+    _sizes: PhantomData<(V, D)>,
 }
 
-impl<const V: usize, const D: usize> Module for Embedding<V, D> {
+impl<V: Size, D: Size> Module for EmbeddingOf<V, D> {
     fn init_with(gen: &mut Generator) -> Self {
-        Embedding { weight: param(Tensor::randn_with(&[V, D], DType::F32, gen)) }
+        EmbeddingOf { weight: param(Tensor::randn_with(&[V::N, D::N], DType::F32, gen)), _sizes: PhantomData }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -182,7 +202,7 @@ impl<const V: usize, const D: usize> Module for Embedding<V, D> {
     }
 }
 
-impl<const V: usize, const D: usize> Embedding<V, D> {
+impl<V: Size, D: Size> EmbeddingOf<V, D> {
     pub fn forward(&self, indices: &Tensor) -> Result<Tensor> {
         let op = tensorbrain_ir::Op::Embedding;
         crate::exec::apply(&op, &[&self.weight, indices], &[])
@@ -190,14 +210,18 @@ impl<const V: usize, const D: usize> Embedding<V, D> {
 }
 
 /// Normalises over the last dim (size `D`) with a learned scale and shift; eps = 1e-5.
-pub struct LayerNorm<const D: usize> {
+pub type LayerNorm<const D: usize> = LayerNormOf<Const<D>>;
+
+/// [`LayerNorm`] with its size as a type.
+pub struct LayerNormOf<D: Size> {
     pub weight: Tensor,
     pub bias: Tensor,
+    _size: PhantomData<D>,
 }
 
-impl<const D: usize> Module for LayerNorm<D> {
+impl<D: Size> Module for LayerNormOf<D> {
     fn init_with(_: &mut Generator) -> Self {
-        LayerNorm { weight: param(Tensor::ones(&[D], DType::F32)), bias: param(Tensor::zeros(&[D], DType::F32)) }
+        LayerNormOf { weight: param(Tensor::ones(&[D::N], DType::F32)), bias: param(Tensor::zeros(&[D::N], DType::F32)), _size: PhantomData }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -209,7 +233,7 @@ impl<const D: usize> Module for LayerNorm<D> {
     }
 }
 
-impl<const D: usize> LayerNorm<D> {
+impl<D: Size> LayerNormOf<D> {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.try_mean(&[-1], true)?;
         let xc = x.try_sub(&mean)?;

@@ -1,6 +1,7 @@
 //! Layers, losses and the `Module` trait.
 
 mod activation;
+pub mod attention;
 mod forward;
 pub mod functional;
 mod layers;
@@ -8,19 +9,21 @@ pub mod loss;
 mod module;
 mod norm;
 mod pool;
+pub mod runtime;
 mod sequential;
 mod static_model;
+pub mod transformer;
 
 pub use activation::{LeakyReLU, LogSoftmax, Softmax, ELU};
 pub use forward::Forward;
-pub use layers::{AvgPool2d, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SiLU, Sigmoid, Tanh, GELU};
+pub use layers::{AvgPool2d, Conv2d, Conv2dOf, Dropout, Embedding, EmbeddingOf, Flatten, LayerNorm, LayerNormOf, Linear, LinearOf, MaxPool2d, ReLU, SiLU, Sigmoid, Tanh, GELU};
 pub use loss::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss, try_binary_cross_entropy,
     try_binary_cross_entropy_with_logits, try_cross_entropy, try_l1_loss, try_mse_loss, try_nll_loss, BceLoss, BceWithLogitsLoss,
     CrossEntropyLoss, L1Loss, MseLoss, NllLoss, Reduction,
 };
 pub use module::{join, Module, ModuleExt, Summary, SummaryRow};
-pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormSaved};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormOf, RMSNormSaved};
 pub use pool::{AdaptiveAvgPool2d, AdaptiveAvgPoolSaved};
 pub use sequential::Sequential;
-pub use static_model::{check_inputs, count_params, run_static, AsParam, DimCheck, StaticModel};
+pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, NestedSaved, StaticModel};

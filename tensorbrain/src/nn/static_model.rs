@@ -46,9 +46,43 @@ pub fn run_static<M: StaticModel>(model: &M, inputs: &[Tensor]) -> Result<Tensor
     }))
 }
 
+/// What a nested model's training forward saved, with the backward that reads it. Generated
+/// code of the outer model holds this instead of the nested model's `Saved` type, so the
+/// outer's saved state needs no generic parameters (the nested type may depend on them).
+pub struct NestedSaved {
+    state: Box<dyn std::any::Any + Send + Sync>,
+    #[allow(clippy::type_complexity)]
+    backward: fn(&(dyn std::any::Any + Send + Sync), &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)>,
+}
+
+impl NestedSaved {
+    /// The nested model's generated backward: (input gradients, parameter gradients).
+    #[allow(clippy::type_complexity)]
+    pub fn backward(&self, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        (self.backward)(&*self.state, grad)
+    }
+}
+
+/// A nested model's inference forward, called from generated code; errors say which call.
+pub fn call_infer<M: StaticModel>(model: &M, inputs: &[Tensor], at: &str) -> Result<Tensor> {
+    model.forward_infer(inputs).map_err(|e| Error::Msg(format!("{at}: {e}")))
+}
+
+/// A nested model's training forward, called from generated code.
+pub fn call_train<M: StaticModel>(model: &M, inputs: &[Tensor], input_grads: bool, at: &str) -> Result<(Tensor, NestedSaved)> {
+    let (out, saved) = model.forward_train(inputs, input_grads).map_err(|e| Error::Msg(format!("{at}: {e}")))?;
+    let backward = |state: &(dyn std::any::Any + Send + Sync), grad: &Tensor| {
+        let saved = state.downcast_ref::<M::Saved>().expect("a nested model's saved state has its own type");
+        M::backward(saved, grad)
+    };
+    Ok((out, NestedSaved { state: Box::new(saved), backward }))
+}
+
 fn model_node_name<M: Module>(_: &M) -> &'static str {
+    // `my_crate::Wide<tensorbrain::shape::Const<4>>` -> `Wide`
     let full = std::any::type_name::<M>();
-    full.rsplit("::").next().unwrap_or(full)
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 /// Number of parameters (tensors, not elements) a module holds.
@@ -129,5 +163,48 @@ pub(crate) fn one_input<'a>(layer: &str, inputs: &'a [Tensor]) -> Result<&'a Ten
     match inputs {
         [x] => Ok(x),
         _ => Err(Error::Msg(format!("{layer} takes one input tensor, got {}", inputs.len()))),
+    }
+}
+
+/// An array of models applied in sequence, each to the previous one's output: what a
+/// `#[model]` loop `for block in &self.blocks { h = block(h); }` over an array of generic
+/// length (`[Block<C>; L]`) runs. Parameter gradients come in `visit_params` order (element 0
+/// first), as the array's `Module` impl numbers them.
+impl<M: StaticModel, const N: usize> StaticModel for [M; N] {
+    type Saved = Vec<M::Saved>;
+
+    fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let mut h = one_input("a sequence of models", inputs)?.clone();
+        for m in self {
+            h = m.forward_infer(std::slice::from_ref(&h))?;
+        }
+        Ok(h)
+    }
+
+    fn forward_train(&self, inputs: &[Tensor], input_grads: bool) -> Result<(Tensor, Self::Saved)> {
+        let mut h = one_input("a sequence of models", inputs)?.clone();
+        let mut saved = Vec::with_capacity(N);
+        for (i, m) in self.iter().enumerate() {
+            // Later elements pass gradients back to earlier ones.
+            let (out, s) = m.forward_train(std::slice::from_ref(&h), input_grads || i > 0)?;
+            saved.push(s);
+            h = out;
+        }
+        Ok((h, saved))
+    }
+
+    fn backward(saved: &Self::Saved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        let mut g = Some(grad.clone());
+        let mut per_element = Vec::with_capacity(saved.len());
+        for s in saved.iter().rev() {
+            let Some(gi) = &g else {
+                return Err(Error::Autograd("a model in a sequence gave no input gradient".into()));
+            };
+            let (input_grads, param_grads) = M::backward(s, gi)?;
+            per_element.push(param_grads);
+            g = input_grads.into_iter().next().flatten();
+        }
+        let params = per_element.into_iter().rev().flatten().collect();
+        Ok((vec![g], params))
     }
 }

@@ -7,6 +7,7 @@
 //! differentiated again.
 
 pub(crate) mod activation;
+pub mod attention;
 pub(crate) mod binary;
 pub(crate) mod cast;
 pub(crate) mod conv;

@@ -32,6 +32,33 @@ impl Dim for Dyn {
     const SIZE: Option<usize> = None;
 }
 
+/// A dimension whose value the compiler knows for every instantiation: a number
+/// (`Const<64>`, or typenum's `U64`), or arithmetic on a model's size parameters
+/// (`Prod<Const<4>, D>` is `4 * D`). A `#[model]` generic over `D: Dim` gets `D: Size` added, so
+/// its layers can be sized by `D`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a size known at compile time",
+    label = "model size parameters are numbers (`Const<64>`, typenum's `U64`) or arithmetic on them",
+    note = "symbolic dims like the batch `B` are known only at run time and cannot size a layer"
+)]
+pub trait Size: Dim {
+    /// The size.
+    const N: usize;
+}
+
+impl<const N: usize> Size for Const<N> {
+    const N: usize = N;
+}
+
+/// typenum's numbers are sizes too: `Ffn::<U64>::init(0)`.
+impl<U: typenum::Unsigned + Copy + Default + Send + Sync + std::fmt::Debug + 'static> Dim for U {
+    const SIZE: Option<usize> = Some(U::USIZE);
+}
+
+impl<U: typenum::Unsigned + Copy + Default + Send + Sync + std::fmt::Debug + 'static> Size for U {
+    const N: usize = U::USIZE;
+}
+
 /// The dims of a typed tensor: a tuple of [`Dim`]s, rank 0 to 6.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a tensor shape",

@@ -5,8 +5,10 @@
 //! itself, with spans and messages in plain numbers, and emits these types for what it
 //! cannot see (calls into nested models).
 
+pub mod arith;
 mod dims;
 mod typed;
 
-pub use dims::{Const, Dim, Dyn, Shape};
+pub use arith::{Diff, FloorQuot, Prod, Quot, Sum};
+pub use dims::{Const, Dim, Dyn, Shape, Size};
 pub use typed::Tensor;

@@ -7,15 +7,18 @@
 //! `running_var`, `num_batches_tracked`) so checkpoints carry them. Eval mode normalises with
 //! the running statistics.
 
+use std::marker::PhantomData;
+
 use crate::autograd::no_grad;
 use crate::nn::static_model::one_input;
 use crate::nn::{join, Module, StaticModel};
 use crate::ops::Generator;
+use crate::shape::{Const, Size};
 use crate::tensor::{DType, Error, Result, Tensor};
 
 /// Batch norm over `SPATIAL` trailing dims after `[N, C]`; use the aliases [`BatchNorm1d`] and
 /// [`BatchNorm2d`].
-pub struct BatchNorm<const C: usize, const SPATIAL: usize> {
+pub struct BatchNorm<C: Size, const SPATIAL: usize> {
     pub weight: Tensor,
     pub bias: Tensor,
     pub running_mean: Tensor,
@@ -26,12 +29,13 @@ pub struct BatchNorm<const C: usize, const SPATIAL: usize> {
     pub momentum: f64,
     pub eps: f64,
     training: bool,
+    _channels: PhantomData<C>,
 }
 
 /// Batch norm over `[N, C]` or `[N, C, L]`.
-pub type BatchNorm1d<const C: usize> = BatchNorm<C, 1>;
+pub type BatchNorm1d<const C: usize> = BatchNorm<Const<C>, 1>;
 /// Batch norm over `[N, C, H, W]`.
-pub type BatchNorm2d<const C: usize> = BatchNorm<C, 2>;
+pub type BatchNorm2d<const C: usize> = BatchNorm<Const<C>, 2>;
 
 /// What the generated backward of a `#[model]` needs from a batch norm call.
 pub struct BatchNormSaved {
@@ -47,17 +51,18 @@ pub struct BatchNormSaved {
     batch_stats: bool,
 }
 
-impl<const C: usize, const SPATIAL: usize> Module for BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> Module for BatchNorm<C, SPATIAL> {
     fn init_with(_: &mut Generator) -> Self {
         BatchNorm {
-            weight: Tensor::ones(&[C], DType::F32).set_requires_grad(true),
-            bias: Tensor::zeros(&[C], DType::F32).set_requires_grad(true),
-            running_mean: Tensor::zeros(&[C], DType::F32),
-            running_var: Tensor::ones(&[C], DType::F32),
+            weight: Tensor::ones(&[C::N], DType::F32).set_requires_grad(true),
+            bias: Tensor::zeros(&[C::N], DType::F32).set_requires_grad(true),
+            running_mean: Tensor::zeros(&[C::N], DType::F32),
+            running_var: Tensor::ones(&[C::N], DType::F32),
             num_batches_tracked: Tensor::zeros(&[], DType::I64),
             momentum: 0.1,
             eps: 1e-5,
             training: true,
+            _channels: PhantomData,
         }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
@@ -82,11 +87,11 @@ impl<const C: usize, const SPATIAL: usize> Module for BatchNorm<C, SPATIAL> {
         self.training = training;
     }
     fn kind(&self) -> String {
-        format!("BatchNorm{SPATIAL}d<{C}>")
+        format!("BatchNorm{SPATIAL}d<{}>", C::N)
     }
 }
 
-impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     /// Whether the layer is in training mode (batch statistics, running-statistics updates).
     pub fn is_training(&self) -> bool {
         self.training
@@ -103,8 +108,8 @@ impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     /// The dims statistics are taken over, after checking the input's shape.
     fn reduce_dims(&self, x: &Tensor) -> Result<Vec<isize>> {
         let rank_ok = if SPATIAL == 1 { x.rank() == 2 || x.rank() == 3 } else { x.rank() == SPATIAL + 2 };
-        if !rank_ok || x.shape()[1] != C {
-            return Err(Error::Msg(format!("{}: expected input {} with C = {C}, got {:?}", self.kind(), self.expected(), x.shape())));
+        if !rank_ok || x.shape()[1] != C::N {
+            return Err(Error::Msg(format!("{}: expected input {} with C = {}, got {:?}", self.kind(), self.expected(), C::N, x.shape())));
         }
         if !x.dtype().is_float() {
             return Err(Error::Msg(format!("{}: input must be a float tensor, got {}", self.kind(), x.dtype())));
@@ -115,7 +120,7 @@ impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     /// `[C]` reshaped to broadcast along dim 1 of a rank-`rank` tensor.
     fn channel_view(t: &Tensor, rank: usize) -> Result<Tensor> {
         let mut view = vec![1isize; rank];
-        view[1] = C as isize;
+        view[1] = C::N as isize;
         t.try_reshape(&view)
     }
 
@@ -124,7 +129,7 @@ impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     fn forward_saving(&self, x: &Tensor) -> Result<(Tensor, BatchNormSaved)> {
         let dims = self.reduce_dims(x)?;
         let rank = x.rank();
-        let count: usize = x.numel() / C;
+        let count: usize = x.numel() / C::N;
         let (xhat, rstd) = if self.training {
             if count <= 1 {
                 return Err(Error::Msg(format!(
@@ -155,8 +160,8 @@ impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
         no_grad(|| {
             let m = self.momentum;
             let dtype = self.running_mean.dtype();
-            let mean = mean.try_reshape(&[C as isize])?.try_to_dtype(dtype)?;
-            let unbiased = var.try_reshape(&[C as isize])?.try_mul_scalar(count as f64 / (count - 1) as f64)?.try_to_dtype(dtype)?;
+            let mean = mean.try_reshape(&[C::N as isize])?.try_to_dtype(dtype)?;
+            let unbiased = var.try_reshape(&[C::N as isize])?.try_mul_scalar(count as f64 / (count - 1) as f64)?.try_to_dtype(dtype)?;
             self.running_mean.try_copy_from(&self.running_mean.try_mul_scalar(1.0 - m)?.try_add(&mean.try_mul_scalar(m)?)?)?;
             self.running_var.try_copy_from(&self.running_var.try_mul_scalar(1.0 - m)?.try_add(&unbiased.try_mul_scalar(m)?)?)?;
             let steps = self.num_batches_tracked.item::<i64>() + 1;
@@ -171,7 +176,7 @@ impl<const C: usize, const SPATIAL: usize> BatchNorm<C, SPATIAL> {
     }
 }
 
-impl<const C: usize, const SPATIAL: usize> StaticModel for BatchNorm<C, SPATIAL> {
+impl<C: Size, const SPATIAL: usize> StaticModel for BatchNorm<C, SPATIAL> {
     type Saved = BatchNormSaved;
 
     fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor> {

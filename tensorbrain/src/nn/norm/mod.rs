@@ -4,4 +4,4 @@ mod batch;
 mod rms;
 
 pub use batch::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved};
-pub use rms::{RMSNorm, RMSNormSaved};
+pub use rms::{RMSNorm, RMSNormOf, RMSNormSaved};

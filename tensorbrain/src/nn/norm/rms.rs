@@ -1,18 +1,25 @@
 //! Root-mean-square normalisation over the last dim (`torch.nn.RMSNorm`): no centring, a
 //! learned scale, `y = x / sqrt(mean(x²) + eps) · weight`.
 
+use std::marker::PhantomData;
+
 use crate::autograd::no_grad;
 use crate::nn::static_model::one_input;
 use crate::nn::{join, Module, StaticModel};
 use crate::ops::Generator;
+use crate::shape::{Const, Size};
 use crate::tensor::{DType, Error, Result, Tensor};
 
 /// RMS norm over a last dim of size `D`, with a learned scale (initialised to 1).
-pub struct RMSNorm<const D: usize> {
+pub type RMSNorm<const D: usize> = RMSNormOf<Const<D>>;
+
+/// [`RMSNorm`] with its size as a type.
+pub struct RMSNormOf<D: Size> {
     pub weight: Tensor,
     /// `None` (the default) uses the machine epsilon of the input's dtype, as PyTorch does
     /// for `eps=None` (`f32::EPSILON` for f32 inputs).
     pub eps: Option<f64>,
+    _size: PhantomData<D>,
 }
 
 /// What the generated backward of a `#[model]` needs from an RMS norm call.
@@ -34,9 +41,9 @@ fn machine_eps(dtype: DType) -> f64 {
     }
 }
 
-impl<const D: usize> Module for RMSNorm<D> {
+impl<D: Size> Module for RMSNormOf<D> {
     fn init_with(_: &mut Generator) -> Self {
-        RMSNorm { weight: Tensor::ones(&[D], DType::F32).set_requires_grad(true), eps: None }
+        RMSNormOf { weight: Tensor::ones(&[D::N], DType::F32).set_requires_grad(true), eps: None, _size: PhantomData }
     }
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -46,13 +53,14 @@ impl<const D: usize> Module for RMSNorm<D> {
     }
 }
 
-impl<const D: usize> RMSNorm<D> {
+impl<D: Size> RMSNormOf<D> {
     fn forward_saving(&self, x: &Tensor) -> Result<(Tensor, RMSNormSaved)> {
-        if x.rank() == 0 || x.shape()[x.rank() - 1] != D {
-            return Err(Error::Msg(format!("RMSNorm<{D}>: expected input [.., {D}] (last dim {D}), got {:?}", x.shape())));
+        let d = D::N;
+        if x.rank() == 0 || x.shape()[x.rank() - 1] != d {
+            return Err(Error::Msg(format!("RMSNorm<{d}>: expected input [.., {d}] (last dim {d}), got {:?}", x.shape())));
         }
         if !x.dtype().is_float() {
-            return Err(Error::Msg(format!("RMSNorm<{D}>: input must be a float tensor, got {}", x.dtype())));
+            return Err(Error::Msg(format!("RMSNorm<{d}>: input must be a float tensor, got {}", x.dtype())));
         }
         let eps = self.eps.unwrap_or_else(|| machine_eps(x.dtype()));
         let rstd = x.try_mul(x)?.try_mean(&[-1], true)?.try_add_scalar(eps)?.try_rsqrt()?;
@@ -67,7 +75,7 @@ impl<const D: usize> RMSNorm<D> {
     }
 }
 
-impl<const D: usize> StaticModel for RMSNorm<D> {
+impl<D: Size> StaticModel for RMSNormOf<D> {
     type Saved = RMSNormSaved;
 
     fn forward_infer(&self, inputs: &[Tensor]) -> Result<Tensor> {

@@ -1,0 +1,7 @@
+//! Pretrained models loaded from Hugging Face-format files.
+
+mod bert;
+mod sentence;
+
+pub use bert::{BertConfig, BertModel};
+pub use sentence::SentenceEmbedder;
