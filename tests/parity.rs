@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use half::{bf16, f16};
 use safetensors::{Dtype as StDtype, SafeTensors};
 use serde_json::Value;
-use tensorbrain::{DType, Error, Result, Tensor};
+use tensorbrain::{DType, Result, Tensor};
 
 // ---------------------------------------------------------------------------------------------
 // The dispatcher: fixture op name + args -> TensorBrain call.
@@ -117,9 +117,13 @@ fn dispatch(op: &str, a: &Args, x: &[Tensor]) -> Result<Tensor> {
         "ones" => Ok(Tensor::ones(&a.usizes("shape"), a.dtype("dtype"))),
         "full" => Ok(Tensor::full(&a.usizes("shape"), a.f64("value"), a.dtype("dtype"))),
 
-        other => Err(Error::Msg(format!("parity harness: unknown op {other:?} (add it to dispatch)"))),
+        // the ops of issue 11 (tests/parity/generate_ops.py), dispatched in their own file
+        other => ops_dispatch::dispatch(other, a, x),
     }
 }
+
+#[path = "parity/ops_dispatch.rs"]
+mod ops_dispatch;
 
 // ---------------------------------------------------------------------------------------------
 // Case arguments
@@ -252,7 +256,11 @@ fn load(st: &SafeTensors, key: &str) -> std::result::Result<Stored, String> {
         StDtype::F16 => Tensor::from_vec(le(data).map(|b| f16::from_bits(u16::from_le_bytes(b))).collect::<Vec<_>>(), &shape),
         StDtype::BF16 => Tensor::from_vec(le(data).map(|b| bf16::from_bits(u16::from_le_bytes(b))).collect::<Vec<_>>(), &shape),
         StDtype::I64 => Tensor::from_vec(le(data).map(i64::from_le_bytes).collect::<Vec<_>>(), &shape),
-        StDtype::U8 | StDtype::BOOL => Tensor::from_vec(data.to_vec(), &shape),
+        StDtype::I32 => Tensor::from_vec(le(data).map(i32::from_le_bytes).collect::<Vec<_>>(), &shape),
+        StDtype::I16 => Tensor::from_vec(le(data).map(i16::from_le_bytes).collect::<Vec<_>>(), &shape),
+        StDtype::I8 => Tensor::from_vec(data.iter().map(|&b| b as i8).collect::<Vec<_>>(), &shape),
+        StDtype::U8 => Tensor::from_vec(data.to_vec(), &shape),
+        StDtype::BOOL => Tensor::from_vec(data.iter().map(|&b| b != 0).collect::<Vec<_>>(), &shape),
         other => return Err(format!("fixture: tensor {key} has unsupported dtype {other:?}")),
     };
     Ok(Stored { dtype: tensor.dtype(), values: tensor.to_vec::<f64>(), shape, tensor })
@@ -310,6 +318,13 @@ fn compare(what: &str, got: &Tensor, want: &Stored, rtol: f64, atol: f64) -> std
     }
     if got.dtype() != want.dtype {
         return Err(format!("{what}: dtype {}, expected {}", got.dtype(), want.dtype));
+    }
+    if want.dtype == DType::I64 {
+        // Exactly, beyond f64's 53 bits.
+        let (g, w) = (got.to_vec::<i64>(), want.tensor.to_vec::<i64>());
+        if let Some(i) = (0..g.len()).find(|&i| g[i] != w[i]) {
+            return Err(format!("{what}: first difference at {:?}: got {}, expected {}", unravel(i, &want.shape), g[i], w[i]));
+        }
     }
     let g = got.to_vec::<f64>();
     let mut worst = Worst::default();
@@ -493,6 +508,68 @@ fn nn() {
 #[test]
 fn creation() {
     run_family("creation");
+}
+
+// Families of tests/parity/generate_ops.py (issue 11).
+
+#[test]
+fn edge() {
+    run_family("edge");
+}
+
+#[test]
+fn dtypes() {
+    run_family("dtypes");
+}
+
+#[test]
+fn math() {
+    run_family("math");
+}
+
+#[test]
+fn activations() {
+    run_family("activations");
+}
+
+#[test]
+fn scans() {
+    run_family("scans");
+}
+
+#[test]
+fn products() {
+    run_family("products");
+}
+
+#[test]
+fn shape() {
+    run_family("shape");
+}
+
+#[test]
+fn indexing() {
+    run_family("indexing");
+}
+
+#[test]
+fn conv() {
+    run_family("conv");
+}
+
+#[test]
+fn pool() {
+    run_family("pool");
+}
+
+#[test]
+fn functional() {
+    run_family("functional");
+}
+
+#[test]
+fn losses() {
+    run_family("losses");
 }
 
 /// The comparison itself: a harness that cannot fail proves nothing.

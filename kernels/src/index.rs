@@ -35,7 +35,15 @@ macro_rules! acc_int {
     )*};
 }
 acc_float!(f32, f64, f16, bf16);
-acc_int!(i64, i32, u8);
+acc_int!(i64, i32, i16, i8, u8);
+
+/// Bool addition is `or`, as in PyTorch.
+impl Accumulate for bool {
+    #[inline(always)]
+    fn acc(self, other: Self) -> Self {
+        self | other
+    }
+}
 
 /// Copies the strided view `(src_offset, shape, src_strides)` of `src` into the strided view
 /// `(dst_offset, shape, dst_strides)` of `dst`. The destination view must not overlap itself.

@@ -10,9 +10,14 @@ pub mod fused;
 pub mod fused_scalar;
 pub mod gemm;
 pub mod index;
+pub mod int;
 pub mod attention;
 pub mod conv;
 pub mod pool;
+pub mod pool_window;
+pub mod remap;
+pub mod scan;
+pub mod scatter;
 pub mod threads;
 pub mod strided;
 

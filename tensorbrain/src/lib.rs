@@ -22,6 +22,7 @@ pub mod text;
 pub mod train;
 
 pub use ops::{manual_seed, Generator};
+pub use ops::promote::Scalar;
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};
 pub use half::{bf16, f16};
 pub use tensorbrain_kernels::threads::{num_threads, set_num_threads};

@@ -10,6 +10,7 @@ use tensorbrain::optim::lr_scheduler::{
     PlateauMode, PlateauOptions, ReduceLROnPlateau, SchedulerState, StepLR, ThresholdMode,
 };
 use tensorbrain::optim::{
+    AdadeltaOptions, AdagradOptions, AdamaxOptions, NAdamOptions, RAdamOptions,
     clip_grad_norm, clip_grad_value, Adam, AdamOptions, AdamW, AdamWOptions, ElementwiseOptimizer, Lion, LionOptions,
     Optimizer, OptimizerState, ParamGroup, RmsProp, RmsPropOptions, Sgd, SgdOptions, UpdateRule,
 };
@@ -138,6 +139,45 @@ fn make_optimizer(kind: &str, params: &[Tensor], groups: &[Value]) -> Box<dyn Op
             weight_decay: num(o, "weight_decay", 0.0),
             momentum: num(o, "momentum", 0.0),
             centered: flag(o, "centered"),
+            maximize: flag(o, "maximize"),
+        })),
+        "adagrad" => Box::new(build(params, groups, |o| AdagradOptions {
+            lr: num(o, "lr", 1e-2),
+            lr_decay: num(o, "lr_decay", 0.0),
+            weight_decay: num(o, "weight_decay", 0.0),
+            initial_accumulator_value: num(o, "initial_accumulator_value", 0.0),
+            eps: num(o, "eps", 1e-10),
+            maximize: flag(o, "maximize"),
+        })),
+        "adamax" => Box::new(build(params, groups, |o| AdamaxOptions {
+            lr: num(o, "lr", 2e-3),
+            betas: (num(o, "beta1", 0.9), num(o, "beta2", 0.999)),
+            eps: num(o, "eps", 1e-8),
+            weight_decay: num(o, "weight_decay", 0.0),
+            maximize: flag(o, "maximize"),
+        })),
+        "adadelta" => Box::new(build(params, groups, |o| AdadeltaOptions {
+            lr: num(o, "lr", 1.0),
+            rho: num(o, "rho", 0.9),
+            eps: num(o, "eps", 1e-6),
+            weight_decay: num(o, "weight_decay", 0.0),
+            maximize: flag(o, "maximize"),
+        })),
+        "radam" => Box::new(build(params, groups, |o| RAdamOptions {
+            lr: num(o, "lr", 1e-3),
+            betas: (num(o, "beta1", 0.9), num(o, "beta2", 0.999)),
+            eps: num(o, "eps", 1e-8),
+            weight_decay: num(o, "weight_decay", 0.0),
+            decoupled_weight_decay: flag(o, "decoupled_weight_decay"),
+            maximize: flag(o, "maximize"),
+        })),
+        "nadam" => Box::new(build(params, groups, |o| NAdamOptions {
+            lr: num(o, "lr", 2e-3),
+            betas: (num(o, "beta1", 0.9), num(o, "beta2", 0.999)),
+            eps: num(o, "eps", 1e-8),
+            weight_decay: num(o, "weight_decay", 0.0),
+            momentum_decay: num(o, "momentum_decay", 4e-3),
+            decoupled_weight_decay: flag(o, "decoupled_weight_decay"),
             maximize: flag(o, "maximize"),
         })),
         k => panic!("unknown optimizer {k}"),

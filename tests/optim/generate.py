@@ -103,11 +103,31 @@ def torch_kwargs(kind, o):
         return dict(lr=o["lr"], alpha=o.get("alpha", 0.99), eps=o.get("eps", 1e-8),
                     weight_decay=o.get("weight_decay", 0.0), momentum=o.get("momentum", 0.0),
                     centered=o.get("centered", False), maximize=o.get("maximize", False), foreach=False)
+    if kind == "adagrad":
+        return dict(lr=o["lr"], lr_decay=o.get("lr_decay", 0.0), weight_decay=o.get("weight_decay", 0.0),
+                    initial_accumulator_value=o.get("initial_accumulator_value", 0.0), eps=o.get("eps", 1e-10),
+                    maximize=o.get("maximize", False), foreach=False)
+    if kind == "adamax":
+        return dict(lr=o["lr"], betas=(o.get("beta1", 0.9), o.get("beta2", 0.999)), eps=o.get("eps", 1e-8),
+                    weight_decay=o.get("weight_decay", 0.0), maximize=o.get("maximize", False), foreach=False)
+    if kind == "adadelta":
+        return dict(lr=o["lr"], rho=o.get("rho", 0.9), eps=o.get("eps", 1e-6), weight_decay=o.get("weight_decay", 0.0),
+                    maximize=o.get("maximize", False), foreach=False)
+    if kind == "radam":
+        return dict(lr=o["lr"], betas=(o.get("beta1", 0.9), o.get("beta2", 0.999)), eps=o.get("eps", 1e-8),
+                    weight_decay=o.get("weight_decay", 0.0), decoupled_weight_decay=o.get("decoupled_weight_decay", False),
+                    maximize=o.get("maximize", False), foreach=False)
+    if kind == "nadam":
+        return dict(lr=o["lr"], betas=(o.get("beta1", 0.9), o.get("beta2", 0.999)), eps=o.get("eps", 1e-8),
+                    weight_decay=o.get("weight_decay", 0.0), momentum_decay=o.get("momentum_decay", 4e-3),
+                    decoupled_weight_decay=o.get("decoupled_weight_decay", False), maximize=o.get("maximize", False), foreach=False)
     raise ValueError(kind)
 
 
 OPT_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-               "lion": Lion, "rmsprop": torch.optim.RMSprop}
+               "lion": Lion, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+               "adamax": torch.optim.Adamax, "adadelta": torch.optim.Adadelta, "radam": torch.optim.RAdam,
+               "nadam": torch.optim.NAdam}
 
 
 def make_optimizer(kind, params, groups):
@@ -247,6 +267,24 @@ def optimizer_cases():
     add("adamw_amsgrad_f64", "adamw", one(lr=5e-2, amsgrad=True), problem="quadratic")
     add("lion_f64", "lion", one(lr=2e-2, weight_decay=0.1), problem="quadratic")
     add("rmsprop_centered_f64", "rmsprop", one(lr=1e-2, momentum=0.5, centered=True), problem="quadratic")
+    # Adagrad, Adamax, Adadelta, RAdam, NAdam (issue 11)
+    add("adagrad_default", "adagrad", one(lr=1e-1))
+    add("adagrad_decay_init_wd_maximize", "adagrad", one(lr=5e-2, lr_decay=0.1, initial_accumulator_value=0.5, weight_decay=0.05, maximize=True))
+    add("adamax_default", "adamax", one(lr=2e-2))
+    add("adamax_wd", "adamax", one(lr=1e-2, beta1=0.8, beta2=0.95, weight_decay=0.1, maximize=True))
+    add("adadelta_default", "adadelta", one(lr=1.0))
+    add("adadelta_wd", "adadelta", one(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1))
+    add("radam_default", "radam", one(lr=1e-2))
+    add("radam_decoupled", "radam", one(lr=1e-2, beta2=0.9, weight_decay=0.1, decoupled_weight_decay=True))
+    add("radam_l2_maximize", "radam", one(lr=1e-2, beta2=0.8, weight_decay=0.05, maximize=True))
+    add("nadam_default", "nadam", one(lr=1e-2))
+    add("nadam_wd_decoupled", "nadam", one(lr=1e-2, momentum_decay=0.01, weight_decay=0.1, decoupled_weight_decay=True))
+    add("nadam_l2_maximize", "nadam", one(lr=1e-2, beta1=0.8, weight_decay=0.05, maximize=True))
+    add("adagrad_f64", "adagrad", one(lr=0.2, lr_decay=0.01), problem="quadratic")
+    add("adamax_f64", "adamax", one(lr=5e-2), problem="quadratic")
+    add("adadelta_f64", "adadelta", one(lr=1.0, weight_decay=1e-3), problem="quadratic")
+    add("radam_f64", "radam", one(lr=5e-2), problem="quadratic")
+    add("nadam_f64", "nadam", one(lr=5e-2, weight_decay=1e-2), problem="quadratic")
     # With a scheduler stepped after every optimizer step.
     add("sgd_onecycle", "sgd", [g([0], lr=0.1, momentum=0.9), g([1], lr=0.1, momentum=0.9)],
         scheduler={"kind": "onecycle", "max_lr": [0.2, 0.05], "total_steps": GRAD_STEPS})

@@ -123,12 +123,9 @@ class Family:
         torch.manual_seed(seed)
 
     def _put(self, key, t):
-        t = t.detach()
-        if t.dtype == torch.bool:
-            t = t.to(torch.uint8)
-        self.tensors[key] = t.contiguous().clone()
+        self.tensors[key] = t.detach().contiguous().clone()
 
-    def add(self, name, op, args, inputs, fn, views=None, grad=None, tol=None):
+    def add(self, name, op, args, inputs, fn, views=None, grad=None, tol=None, mixed=False):
         """Record one case.
 
         inputs: list of stored (pre-view) tensors.
@@ -136,13 +133,14 @@ class Family:
         views:  {input index: [view, ...]}.
         grad:   list of bools; default: every floating input, if the output is floating.
         tol:    (rtol, atol); default per dtype.
+        mixed:  inputs of several float dtypes (type promotion cases): skip the f32/f64 check.
         """
         assert name not in self.names, f"duplicate case {self.name}/{name}"
         self.names.add(name)
         views = views or {}
         is_f64 = name.endswith("_f64")
         for i, t in enumerate(inputs):
-            if t.is_floating_point():
+            if t.is_floating_point() and not mixed:
                 want = F64 if is_f64 else F32
                 assert t.dtype == want, f"{name}: in{i} is {t.dtype}, expected {want}"
 

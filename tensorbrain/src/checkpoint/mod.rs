@@ -33,6 +33,9 @@ fn st_dtype(d: DType) -> StDtype {
         DType::I64 => StDtype::I64,
         DType::I32 => StDtype::I32,
         DType::U8 => StDtype::U8,
+        DType::I16 => StDtype::I16,
+        DType::I8 => StDtype::I8,
+        DType::Bool => StDtype::BOOL,
     }
 }
 
@@ -103,7 +106,10 @@ pub fn tensor_from_view(name: &str, view: &TensorView<'_>) -> Result<Tensor> {
         StDtype::BF16 => Tensor::try_from_vec(cast::<bf16>(data), &shape),
         StDtype::I64 => Tensor::try_from_vec(cast::<i64>(data), &shape),
         StDtype::I32 => Tensor::try_from_vec(cast::<i32>(data), &shape),
-        StDtype::U8 | StDtype::BOOL => Tensor::try_from_vec(data.to_vec(), &shape),
+        StDtype::U8 => Tensor::try_from_vec(data.to_vec(), &shape),
+        StDtype::I16 => Tensor::try_from_vec(cast::<i16>(data), &shape),
+        StDtype::I8 => Tensor::try_from_vec(cast::<i8>(data), &shape),
+        StDtype::BOOL => Tensor::try_from_vec(data.iter().map(|&b| b != 0).collect::<Vec<bool>>(), &shape),
         other => Err(Error::Msg(format!("tensor {name} has dtype {other:?}, which TensorBrain does not support"))),
     }
 }

@@ -7,6 +7,12 @@
 //! composed of differentiable tensor ops, so gradients flow to the input (and to float targets
 //! and weights) through the tape.
 
+mod margin;
+mod regression;
+
+pub use margin::{CosineEmbeddingLoss, KlDivLoss, KlReduction, MarginRankingLoss, SoftMarginLoss, TripletMarginLoss};
+pub use regression::{HuberLoss, PoissonNllLoss, SmoothL1Loss};
+
 use crate::ops::ok;
 use crate::tensor::{DType, Error, Result, Tensor};
 
@@ -179,6 +185,14 @@ impl CrossEntropyLoss {
     /// Soft targets: `-Σ_c w_c · t_c · log p_c` per sample; the mean divides by the sample count.
     fn probability_targets(&self, log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
+        // PyTorch accepts any negative ignore_index here (it has nothing to ignore) and rejects
+        // the others.
+        if self.ignore_index >= 0 {
+            return Err(Error::Msg(format!(
+                "{OP}: ignore_index is not supported for floating point (probability) targets (got ignore_index {}; leave it at the default -100, or pass class indices as i64)",
+                self.ignore_index
+            )));
+        }
         check_same_dtype(OP, "a probability target", log_probs, target)?;
         if target.shape() != log_probs.shape() {
             return Err(Error::Msg(format!(
@@ -280,10 +294,14 @@ impl ClassIndexLoss<'_> {
         };
         let picked = log_probs.try_gather(1, &safe.try_unsqueeze(1)?)?.try_squeeze(Some(1))?;
         let nll = picked.try_mul(&sample_weight)?.try_neg()?;
-        // PyTorch's weighted mean divides by the total weight of the kept targets.
+        // PyTorch's weighted mean divides by the total weight of the kept targets. When that is
+        // 0 (every target ignored, or no samples) the loss is 0/0 = NaN but, as in PyTorch, the
+        // gradient is 0 rather than the NaN that differentiating the division would give.
         let denominator = sample_weight.try_sum_all()?;
+        let nothing_kept = self.reduction == Reduction::Mean && denominator.try_item::<f64>()? == 0.0;
         let reduce_weighted = |loss: Tensor| -> Result<Tensor> {
             match self.reduction {
+                Reduction::Mean if nothing_kept => loss.try_sum_all()?.try_mul_scalar(0.0)?.try_add_scalar(f64::NAN),
                 Reduction::Mean => loss.try_sum_all()?.try_div(&denominator),
                 Reduction::Sum => loss.try_sum_all(),
                 Reduction::None => Ok(loss),

@@ -3,6 +3,7 @@
 mod activation;
 pub mod attention;
 mod forward;
+pub mod functional;
 mod layers;
 pub mod loss;
 mod module;

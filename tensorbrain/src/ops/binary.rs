@@ -1,8 +1,14 @@
-//! Elementwise binary ops with NumPy broadcasting, comparisons, `where`, scalar forms and the
-//! `+ - * /` operators.
+//! Elementwise binary ops with NumPy broadcasting and PyTorch's type promotion, comparisons
+//! (bool results), `where`, scalar forms and the `+ - * /` operators.
+//!
+//! Operands of different dtypes are first converted to their result type
+//! ([`super::promote`]); float results run the float kernels here and record gradients,
+//! integer and bool results run [`super::integer`].
 
 use tensorbrain_kernels::strided::{zip3_map, zip_map, zip_map_vec};
 
+use super::integer::{self, IntBinary};
+use super::promote::{promote_pair, promote_scalar, Scalar};
 use super::{any_dispatch, float_dispatch, float_map, ok, panicking};
 use crate::autograd::{is_grad_enabled, record};
 use crate::tensor::layout::broadcast_shapes;
@@ -48,19 +54,51 @@ macro_rules! float_zip {
     }};
 }
 
-/// Broadcasting comparison of any dtype, giving a u8 mask.
+pub(crate) use float_zip;
+
+/// Broadcasting comparison after promotion, giving a bool tensor.
 fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(std::cmp::Ordering) -> bool) -> Result<Tensor> {
-    check_same(op, a, b)?;
+    let (a, b) = promote_pair(op, a, b)?;
     let shape = broadcast_shapes(op, a.shape(), b.shape())?;
     let (la, lb) = (a.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape));
     let (sa, sb) = (a.storage(), b.storage());
-    let mut out = try_zeroed::<u8>(op, &shape)?;
+    let mut out = try_zeroed::<bool>(op, &shape)?;
     any_dispatch!(a.dtype(), T => {
         zip_map(sa.cpu().as_slice::<T>(), la.offset, &la.strides, sb.cpu().as_slice::<T>(), lb.offset, &lb.strides, &shape, &mut out,
             // NaN compares unequal to everything, as in IEEE and PyTorch.
-            |x: T, y: T| x.partial_cmp(&y).map_or(op == "ne", f) as u8)
+            |x: T, y: T| x.partial_cmp(&y).map_or(op == "ne", f))
     });
-    Ok(Tensor::from_storage(u8::wrap(out), &shape))
+    Ok(Tensor::from_storage(bool::wrap(out), &shape))
+}
+
+/// A mask argument (bool, or the 0/1 u8 masks of older code) as a bool tensor.
+pub(crate) fn bool_mask(op: &'static str, mask: &Tensor) -> Result<Tensor> {
+    match mask.dtype() {
+        DType::Bool => Ok(mask.clone()),
+        DType::U8 => mask.try_to_dtype(DType::Bool),
+        other => Err(Error::DType { op, got: other, expected: "a bool mask (as comparisons return), or a 0/1 u8 mask" }),
+    }
+}
+
+/// PyTorch refuses `-` with a bool operand (a mask is inverted with `logical_not`).
+fn no_bool_subtraction(op: &'static str, has_bool: bool) -> Result<()> {
+    if has_bool {
+        return Err(Error::Msg(format!(
+            "{op}: subtraction with a bool tensor is not supported (as in PyTorch); to invert a mask use logical_not, or convert to a numeric dtype first"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a binary op on operands promoted to their result type: `float` for float results,
+/// the integer kernel `int_op` otherwise.
+fn arith(op: &'static str, a: &Tensor, b: &Tensor, int_op: IntBinary, float: fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let (a, b) = promote_pair(op, a, b)?;
+    if a.dtype().is_float() {
+        float(&a, &b)
+    } else {
+        integer::zip(op, int_op, &a, &b)
+    }
 }
 
 impl Tensor {
@@ -79,7 +117,46 @@ impl Tensor {
         self.try_sum(&dims, true)?.try_reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())
     }
 
+    /// Elementwise `self + rhs` with broadcasting and type promotion.
     pub fn try_add(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith("add", self, rhs, IntBinary::Add, Tensor::float_add)
+    }
+
+    /// `self - rhs`; like PyTorch, subtraction with a bool operand is an error.
+    pub fn try_sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        no_bool_subtraction("sub", self.dtype() == DType::Bool || rhs.dtype() == DType::Bool)?;
+        arith("sub", self, rhs, IntBinary::Sub, Tensor::float_sub)
+    }
+
+    pub fn try_mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith("mul", self, rhs, IntBinary::Mul, Tensor::float_mul)
+    }
+
+    /// True division: integer and bool operands divide as f32 (PyTorch's default dtype).
+    pub fn try_div(&self, rhs: &Tensor) -> Result<Tensor> {
+        let (a, b) = promote_pair("div", self, rhs)?;
+        let (a, b) = (a.to_float_input()?, b.to_float_input()?);
+        a.float_div(&b)
+    }
+
+    /// `self ** exponent` elementwise, with broadcasting. Integers to negative integer powers
+    /// are an error, as in PyTorch.
+    pub fn try_pow(&self, exponent: &Tensor) -> Result<Tensor> {
+        arith("pow", self, exponent, IntBinary::Pow, Tensor::float_pow)
+    }
+
+    /// Elementwise maximum; NaN propagates, and on ties the gradient is split evenly, as in
+    /// PyTorch.
+    pub fn try_maximum(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith("maximum", self, rhs, IntBinary::Maximum, Tensor::float_maximum)
+    }
+
+    /// Elementwise minimum; see [`Tensor::try_maximum`].
+    pub fn try_minimum(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith("minimum", self, rhs, IntBinary::Minimum, Tensor::float_minimum)
+    }
+
+    fn float_add(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "add", |x, y| x + y)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(record("add", out, &[self, rhs], move |g, need| {
@@ -90,7 +167,7 @@ impl Tensor {
         }))
     }
 
-    pub fn try_sub(&self, rhs: &Tensor) -> Result<Tensor> {
+    fn float_sub(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "sub", |x, y| x - y)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(record("sub", out, &[self, rhs], move |g, need| {
@@ -101,7 +178,7 @@ impl Tensor {
         }))
     }
 
-    pub fn try_mul(&self, rhs: &Tensor) -> Result<Tensor> {
+    fn float_mul(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "mul", |x, y| x * y)?;
         let (a, b) = (self.clone(), rhs.clone());
         Ok(record("mul", out, &[self, rhs], move |g, need| {
@@ -112,7 +189,7 @@ impl Tensor {
         }))
     }
 
-    pub fn try_div(&self, rhs: &Tensor) -> Result<Tensor> {
+    fn float_div(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "div", |x, y| x / y)?;
         let (a, b) = (self.clone(), rhs.clone());
         Ok(record("div", out, &[self, rhs], move |g, need| {
@@ -125,8 +202,7 @@ impl Tensor {
         }))
     }
 
-    /// `self ** exponent` elementwise, with broadcasting.
-    pub fn try_pow(&self, exponent: &Tensor) -> Result<Tensor> {
+    fn float_pow(&self, exponent: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, exponent, "pow", |x, y| x.powf(y))?;
         let (a, b, saved) = (self.clone(), exponent.clone(), out.detach());
         Ok(record("pow", out, &[self, exponent], move |g, need| {
@@ -144,7 +220,7 @@ impl Tensor {
                 // a^b * ln(a); PyTorch defines it as 0 where a == 0 and b >= 0.
                 let y = if is_grad_enabled() { a.try_pow(&b)? } else { saved.clone() };
                 let d = y.try_mul(&a.try_log()?)?;
-                let a0 = a.try_eq(&a.try_zeros_like()?)?.try_mul_u8(&b.try_ge(&b.try_zeros_like()?)?)?;
+                let a0 = a.try_eq(&a.try_zeros_like()?)?.try_logical_and(&b.try_ge(&b.try_zeros_like()?)?)?;
                 let d = Tensor::try_where_cond(&a0, &d.try_zeros_like()?, &d)?;
                 Some(g.try_mul(&d)?.sum_to_shape(b.shape())?)
             } else {
@@ -154,14 +230,12 @@ impl Tensor {
         }))
     }
 
-    /// Elementwise maximum; on ties the gradient is split evenly, as in PyTorch.
-    pub fn try_maximum(&self, rhs: &Tensor) -> Result<Tensor> {
+    fn float_maximum(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "maximum", |x, y| if x.is_nan() || y.is_nan() { T::nan() } else if x >= y { x } else { y })?;
         self.record_select("maximum", rhs, out, |a, b| a.try_gt(b))
     }
 
-    /// Elementwise minimum; on ties the gradient is split evenly, as in PyTorch.
-    pub fn try_minimum(&self, rhs: &Tensor) -> Result<Tensor> {
+    fn float_minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = float_zip!(self, rhs, "minimum", |x, y| if x.is_nan() || y.is_nan() { T::nan() } else if x <= y { x } else { y })?;
         self.record_select("minimum", rhs, out, |a, b| a.try_lt(b))
     }
@@ -185,16 +259,6 @@ impl Tensor {
         }))
     }
 
-    /// Logical and of two u8 masks.
-    fn try_mul_u8(&self, rhs: &Tensor) -> Result<Tensor> {
-        let shape = broadcast_shapes("logical_and", self.shape(), rhs.shape())?;
-        let (la, lb) = (self.layout().broadcast_to(&shape), rhs.layout().broadcast_to(&shape));
-        let (sa, sb) = (self.storage(), rhs.storage());
-        let mut out = try_zeroed::<u8>("logical_and", &shape)?;
-        zip_map(sa.cpu().as_slice::<u8>(), la.offset, &la.strides, sb.cpu().as_slice::<u8>(), lb.offset, &lb.strides, &shape, &mut out, |x, y| (x != 0 && y != 0) as u8);
-        Ok(Tensor::from_storage(u8::wrap(out), &shape))
-    }
-
     pub fn try_eq(&self, rhs: &Tensor) -> Result<Tensor> {
         compare("eq", self, rhs, |o| o.is_eq())
     }
@@ -215,7 +279,8 @@ impl Tensor {
     }
 
     /// `cond ? on_true : on_false` elementwise, broadcasting all three (`torch.where`).
-    /// `cond` is a u8 mask (as comparisons return).
+    /// `cond` is a bool mask (as comparisons return; 0/1 u8 masks are accepted too);
+    /// `on_true` and `on_false` are promoted to their result type.
     #[track_caller]
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
         ok(Tensor::try_where_cond(cond, on_true, on_false))
@@ -223,10 +288,8 @@ impl Tensor {
 
     pub fn try_where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         const OP: &str = "where_cond";
-        if cond.dtype() != DType::U8 {
-            return Err(Error::DType { op: OP, got: cond.dtype(), expected: "u8 (a mask from a comparison)" });
-        }
-        check_same(OP, on_true, on_false)?;
+        let cond = bool_mask(OP, cond)?;
+        let (on_true, on_false) = promote_pair(OP, on_true, on_false)?;
         let shape = broadcast_shapes(OP, cond.shape(), on_true.shape())?;
         let shape = broadcast_shapes(OP, &shape, on_false.shape())?;
         let (lc, la, lb) = (cond.layout().broadcast_to(&shape), on_true.layout().broadcast_to(&shape), on_false.layout().broadcast_to(&shape));
@@ -234,14 +297,14 @@ impl Tensor {
             let (sc, sa, sb) = (cond.storage(), on_true.storage(), on_false.storage());
             let mut out = try_zeroed::<T>(OP, &shape)?;
             zip3_map(
-                (sc.cpu().as_slice::<u8>(), lc.offset, &lc.strides),
+                (sc.cpu().as_slice::<bool>(), lc.offset, &lc.strides),
                 (sa.cpu().as_slice::<T>(), la.offset, &la.strides),
                 (sb.cpu().as_slice::<T>(), lb.offset, &lb.strides),
-                &shape, &mut out, |c, a, b| if c != 0 { a } else { b });
+                &shape, &mut out, |c, a, b| if c { a } else { b });
             Tensor::from_storage(T::wrap(out), &shape)
         });
         let (c, sa, sb) = (cond.clone(), on_true.shape().to_vec(), on_false.shape().to_vec());
-        Ok(record("where_cond", out, &[on_true, on_false], move |g, need| {
+        Ok(record("where_cond", out, &[&on_true, &on_false], move |g, need| {
             let zero = g.try_zeros_like()?;
             Ok(vec![
                 if need[0] { Some(Tensor::try_where_cond(&c, g, &zero)?.sum_to_shape(&sa)?) } else { None },
@@ -250,31 +313,91 @@ impl Tensor {
         }))
     }
 
-    pub fn try_add_scalar(&self, value: f64) -> Result<Tensor> {
-        let out = float_map!(self, "add_scalar", |x| x + T::from_f64(value))?;
+    /// `cond ? on_true : value` with a number for the false branch (`torch.where(c, x, v)`).
+    #[track_caller]
+    pub fn where_scalar(cond: &Tensor, on_true: &Tensor, value: impl Into<Scalar>) -> Tensor {
+        ok(Tensor::try_where_scalar(cond, on_true, value))
+    }
+
+    pub fn try_where_scalar(cond: &Tensor, on_true: &Tensor, value: impl Into<Scalar>) -> Result<Tensor> {
+        let (x, v) = promote_scalar(on_true, value.into())?;
+        Tensor::try_where_cond(cond, &x, &v)
+    }
+
+    /// `self + value`. A Rust integer keeps an integer tensor integral, a float gives a float
+    /// tensor (PyTorch's scalar promotion: `i64 tensor + 0.5` is f32, `f16 tensor + 2` f16).
+    pub fn try_add_scalar(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        let value = value.into();
+        if !self.dtype().is_float() {
+            return self.scalar_arith("add_scalar", value, IntBinary::Add, false, Tensor::try_add_scalar);
+        }
+        let v = value.to_f64();
+        let out = float_map!(self, "add_scalar", |x| x + T::from_f64(v))?;
         Ok(record("add_scalar", out, &[self], |g, _| Ok(vec![Some(g.clone())])))
     }
 
-    pub fn try_mul_scalar(&self, value: f64) -> Result<Tensor> {
-        let out = float_map!(self, "mul_scalar", |x| x * T::from_f64(value))?;
-        Ok(record("mul_scalar", out, &[self], move |g, _| Ok(vec![Some(g.try_mul_scalar(value)?)])))
+    pub fn try_mul_scalar(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        let value = value.into();
+        if !self.dtype().is_float() {
+            return self.scalar_arith("mul_scalar", value, IntBinary::Mul, false, Tensor::try_mul_scalar);
+        }
+        let v = value.to_f64();
+        let out = float_map!(self, "mul_scalar", |x| x * T::from_f64(v))?;
+        Ok(record("mul_scalar", out, &[self], move |g, _| Ok(vec![Some(g.try_mul_scalar(v)?)])))
     }
 
-    pub fn try_div_scalar(&self, value: f64) -> Result<Tensor> {
-        self.try_mul_scalar(1.0 / value)
+    /// `self / value` (true division: an integer tensor gives f32).
+    pub fn try_div_scalar(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        let value = value.into();
+        let (x, _) = promote_scalar(self, value)?;
+        x.to_float_input()?.try_mul_scalar(1.0 / value.to_f64())
     }
 
-    pub fn try_sub_scalar(&self, value: f64) -> Result<Tensor> {
-        self.try_add_scalar(-value)
+    pub fn try_sub_scalar(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        let value = value.into();
+        no_bool_subtraction("sub_scalar", self.dtype() == DType::Bool || matches!(value, Scalar::Bool(_)))?;
+        if !self.dtype().is_float() {
+            return self.scalar_arith("sub_scalar", value, IntBinary::Sub, false, Tensor::try_sub_scalar);
+        }
+        self.try_add_scalar(-value.to_f64())
     }
 
     /// `value - self`.
-    pub fn try_rsub_scalar(&self, value: f64) -> Result<Tensor> {
-        self.try_neg()?.try_add_scalar(value)
+    pub fn try_rsub_scalar(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        let value = value.into();
+        no_bool_subtraction("rsub_scalar", self.dtype() == DType::Bool || matches!(value, Scalar::Bool(_)))?;
+        if !self.dtype().is_float() {
+            return self.scalar_arith("rsub_scalar", value, IntBinary::Sub, true, Tensor::try_rsub_scalar);
+        }
+        self.try_neg()?.try_add_scalar(value.to_f64())
     }
 
-    /// `self ** exponent` for a scalar exponent.
-    pub fn try_pow_scalar(&self, exponent: f64) -> Result<Tensor> {
+    /// An op between a non-float tensor and a scalar: integer arithmetic when the result type
+    /// is an integer (or bool), else `float_op` on the converted tensor. `swap` puts the scalar
+    /// on the left.
+    fn scalar_arith(&self, op: &'static str, value: Scalar, int_op: IntBinary, swap: bool, float_op: fn(&Tensor, Scalar) -> Result<Tensor>) -> Result<Tensor> {
+        let (x, v) = promote_scalar(self, value)?;
+        if x.dtype().is_float() {
+            return float_op(&x, value);
+        }
+        if swap {
+            integer::zip(op, int_op, &v, &x)
+        } else {
+            integer::zip(op, int_op, &x, &v)
+        }
+    }
+
+    /// `self ** exponent` for a scalar exponent (an integer tensor to an integer power stays
+    /// integral; a negative integer power of one is an error, as in PyTorch).
+    pub fn try_pow_scalar(&self, exponent: impl Into<Scalar>) -> Result<Tensor> {
+        let value = exponent.into();
+        if !self.dtype().is_float() {
+            if matches!(value, Scalar::Int(e) if e < 0) {
+                return Err(Error::invalid("pow_scalar", self.shape(), format!("integers to negative integer powers are not allowed ({} tensor to the power {value:?}); convert to a float dtype first", self.dtype())));
+            }
+            return self.scalar_arith("pow_scalar", value, IntBinary::Pow, false, Tensor::try_pow_scalar);
+        }
+        let exponent = value.to_f64();
         let out = if exponent == 2.0 {
             float_map!(self, "pow_scalar", |x| x * x)?
         } else {
@@ -309,19 +432,25 @@ panicking! {
     fn pow / try_pow(&self, exponent: &Tensor) -> Tensor;
     fn maximum / try_maximum(&self, rhs: &Tensor) -> Tensor;
     fn minimum / try_minimum(&self, rhs: &Tensor) -> Tensor;
-    /// `self == rhs` as a u8 mask.
+    /// `self == rhs` as a bool tensor (operands promoted to a common dtype).
     fn eq / try_eq(&self, rhs: &Tensor) -> Tensor;
     fn ne / try_ne(&self, rhs: &Tensor) -> Tensor;
     fn lt / try_lt(&self, rhs: &Tensor) -> Tensor;
     fn le / try_le(&self, rhs: &Tensor) -> Tensor;
     fn gt / try_gt(&self, rhs: &Tensor) -> Tensor;
     fn ge / try_ge(&self, rhs: &Tensor) -> Tensor;
-    fn add_scalar / try_add_scalar(&self, value: f64) -> Tensor;
-    fn sub_scalar / try_sub_scalar(&self, value: f64) -> Tensor;
-    fn rsub_scalar / try_rsub_scalar(&self, value: f64) -> Tensor;
-    fn mul_scalar / try_mul_scalar(&self, value: f64) -> Tensor;
-    fn div_scalar / try_div_scalar(&self, value: f64) -> Tensor;
-    fn pow_scalar / try_pow_scalar(&self, exponent: f64) -> Tensor;
+    /// `self + value` (an integer keeps an integer tensor integral, a float makes it float).
+    fn add_scalar / try_add_scalar(&self, value: impl Into<Scalar>) -> Tensor;
+    /// `self - value`.
+    fn sub_scalar / try_sub_scalar(&self, value: impl Into<Scalar>) -> Tensor;
+    /// `value - self`.
+    fn rsub_scalar / try_rsub_scalar(&self, value: impl Into<Scalar>) -> Tensor;
+    /// `self * value`.
+    fn mul_scalar / try_mul_scalar(&self, value: impl Into<Scalar>) -> Tensor;
+    /// `self / value` (true division).
+    fn div_scalar / try_div_scalar(&self, value: impl Into<Scalar>) -> Tensor;
+    /// `self ** exponent`.
+    fn pow_scalar / try_pow_scalar(&self, exponent: impl Into<Scalar>) -> Tensor;
 }
 
 // Operators: `&a + &b`, `a * 2.0`, `-&a`, ... on owned and borrowed tensors.

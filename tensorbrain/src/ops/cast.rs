@@ -8,7 +8,8 @@ use crate::tensor::{DType, Element, Result, StorageElement, Tensor};
 
 impl Tensor {
     /// Converts to `dtype` (a copy; returns `self` when the dtype already matches). Float to
-    /// integer truncates toward zero, like PyTorch. Gradients flow between float dtypes.
+    /// integer truncates toward zero and integers convert exactly (i64 above 2^53 included),
+    /// like PyTorch; anything to bool is `x != 0`. Gradients flow between float dtypes.
     pub fn try_to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
@@ -32,11 +33,17 @@ impl Tensor {
     }
 }
 
-/// Element conversion through f64, which holds every value of every dtype exactly, so each
-/// conversion rounds once (f32 -> f16 matches PyTorch bit for bit).
+/// Element conversion with one rounding, as PyTorch's `static_cast`: floats go through f64
+/// (which holds every float of every dtype exactly, so f32 -> f16 matches PyTorch bit for bit),
+/// integers through i64 (exact above 2^53, wrapping into narrower integers), and anything
+/// becomes bool as `x != 0`.
 #[inline(always)]
-fn convert<S: Element, D: Element>(x: S) -> D {
-    D::from_f64(x.to_f64())
+pub(crate) fn convert<S: Element, D: Element>(x: S) -> D {
+    if D::DTYPE == DType::Bool || S::DTYPE.is_float() {
+        D::from_f64(x.to_f64())
+    } else {
+        D::from_i64(x.to_i64())
+    }
 }
 
 panicking! {

@@ -14,7 +14,7 @@ use crate::tensor::layout::{broadcast_shapes, contiguous_strides, normalize_dim}
 use crate::tensor::{DType, Element, Error, Result, StorageElement, Tensor};
 
 /// Checks an index tensor's dtype and device against the indexed tensor.
-fn check_index(op: &'static str, input: &Tensor, index: &Tensor) -> Result<()> {
+pub(crate) fn check_index(op: &'static str, input: &Tensor, index: &Tensor) -> Result<()> {
     if index.dtype() != DType::I64 {
         return Err(Error::DType { op, got: index.dtype(), expected: "i64 for the index tensor" });
     }
@@ -25,7 +25,7 @@ fn check_index(op: &'static str, input: &Tensor, index: &Tensor) -> Result<()> {
 }
 
 /// Runs `f` on the index's elements (contiguous) after checking each lies in `0..size`.
-fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize, size: usize, f: impl FnOnce(&[i64]) -> R) -> Result<R> {
+pub(crate) fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize, size: usize, f: impl FnOnce(&[i64]) -> R) -> Result<R> {
     index.with_contiguous::<i64, _>(|idx| {
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
             return Err(Error::IndexOutOfBounds { op, index: bad, dim, size });
@@ -35,7 +35,7 @@ fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize, size: usi
 }
 
 /// `(outer, inner)`: the element counts before and after `dim`.
-fn outer_inner(shape: &[usize], dim: usize) -> (usize, usize) {
+pub(crate) fn outer_inner(shape: &[usize], dim: usize) -> (usize, usize) {
     (shape[..dim].iter().product(), shape[dim + 1..].iter().product())
 }
 
@@ -217,13 +217,12 @@ impl Tensor {
         }))
     }
 
-    /// `value` where `mask` (u8, broadcastable) is non-zero, `self` elsewhere (`masked_fill`).
+    /// `value` where `mask` (bool, or 0/1 u8; broadcastable) is true, `self` elsewhere
+    /// (`masked_fill`).
     /// Like PyTorch's out-of-place form, `self` and `mask` broadcast together.
     pub fn try_masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         const OP: &str = "masked_fill";
-        if mask.dtype() != DType::U8 {
-            return Err(Error::DType { op: OP, got: mask.dtype(), expected: "u8 for the mask (as comparisons return)" });
-        }
+        let mask = &super::binary::bool_mask(OP, mask)?;
         if mask.device() != self.device() {
             return Err(Error::DeviceMismatch { op: OP, lhs: self.device(), rhs: mask.device() });
         }
@@ -233,8 +232,8 @@ impl Tensor {
             let v = <T as Element>::from_f64(value);
             let (sx, sm) = (self.storage(), mask.storage());
             let mut out = vec![T::default(); shape.iter().product()];
-            zip_map(sx.cpu().as_slice::<T>(), lx.offset, &lx.strides, sm.cpu().as_slice::<u8>(), lm.offset, &lm.strides, &shape, &mut out,
-                |x: T, m: u8| if m != 0 { v } else { x });
+            zip_map(sx.cpu().as_slice::<T>(), lx.offset, &lx.strides, sm.cpu().as_slice::<bool>(), lm.offset, &lm.strides, &shape, &mut out,
+                |x: T, m: bool| if m { v } else { x });
             Tensor::from_storage(T::wrap(out), &shape)
         });
         let (mask, self_shape) = (mask.clone(), self.shape().to_vec());
@@ -251,6 +250,6 @@ panicking! {
     fn gather / try_gather(&self, dim: isize, index: &Tensor) -> Tensor;
     /// Adds `src` at an i64 `index` along `dim`, out of place (`torch.scatter_add`).
     fn scatter_add / try_scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Tensor;
-    /// Writes `value` where the u8 `mask` is non-zero (`Tensor.masked_fill`).
+    /// Writes `value` where the bool `mask` is true (`Tensor.masked_fill`).
     fn masked_fill / try_masked_fill(&self, mask: &Tensor, value: f64) -> Tensor;
 }

@@ -6,19 +6,38 @@
 //! `tensorbrain-kernels`; backward rules are written with tensor ops so they can be
 //! differentiated again.
 
+pub(crate) mod activation;
 pub mod attention;
 pub(crate) mod binary;
 pub(crate) mod cast;
+pub(crate) mod conv;
 pub(crate) mod creation;
+pub(crate) mod einsum;
 pub(crate) mod index;
 pub(crate) mod inplace;
+pub(crate) mod integer;
+pub(crate) mod logical;
+pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod movement;
 pub(crate) mod nn;
+pub(crate) mod norm;
+pub(crate) mod pool;
+pub(crate) mod products;
+pub mod promote;
 pub(crate) mod reduce;
+pub(crate) mod remap;
+pub(crate) mod scan;
+pub(crate) mod scatter;
+pub(crate) mod shape;
+pub(crate) mod sort;
 pub(crate) mod unary;
 
+pub use conv::{Conv1dOptions, Conv2dOptions, ConvOptions, Padding};
 pub use creation::{manual_seed, with_default_generator, Generator};
+pub use pool::{AvgPoolOptions, Interpolation, MaxPoolOptions};
+pub use remap::PadMode;
+pub use scatter::Reduce as ScatterReduce;
 
 use crate::tensor::Result;
 
@@ -92,6 +111,48 @@ macro_rules! any_dispatch {
                 type $T = u8;
                 $body
             }
+            $crate::tensor::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::tensor::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::tensor::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$T` bound to the Rust type of an integer dtype (i64, i32, i16, i8, u8);
+/// `$other` handles the rest.
+macro_rules! int_dispatch {
+    ($dtype:expr, $T:ident => $body:expr, $other:ident => $fallback:expr) => {
+        match $dtype {
+            $crate::tensor::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::tensor::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::tensor::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::tensor::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::tensor::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $other => $fallback,
         }
     };
 }
@@ -101,6 +162,9 @@ macro_rules! any_dispatch {
 macro_rules! float_map {
     ($x:expr, $op:expr, |$v:ident| $body:expr) => {{
         let x: &$crate::Tensor = $x;
+        // Integer and bool inputs compute in f32, PyTorch's default dtype.
+        let promoted;
+        let x: &$crate::Tensor = if x.dtype().is_float() { x } else { promoted = x.to_float_input()?; &promoted };
         $crate::ops::float_dispatch!($op, x.dtype(), T => {
             #[allow(unused_imports)]
             use tensorbrain_kernels::Float as _;
@@ -115,7 +179,7 @@ macro_rules! float_map {
     }};
 }
 
-pub(crate) use {any_dispatch, float_dispatch, float_map};
+pub(crate) use {any_dispatch, float_dispatch, float_map, int_dispatch};
 
 /// Defines the panicking form of `try_` methods: `panicking! { fn exp(&self) -> Tensor; }`.
 macro_rules! panicking {

@@ -260,13 +260,13 @@ pub(crate) fn avg_pool2d_input_gradient(x: &Tensor, g: &Tensor, kernel: [usize; 
 // ---------------------------------------------------------------------------------------------
 // conv2d
 
-fn shape4(s: &[usize]) -> [usize; 4] {
+pub(crate) fn shape4(s: &[usize]) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
 
 /// Runs `f` on the 4-D `[N, C, H, W]` form of a 3-D `[C, H, W]` or 4-D input, restoring the
 /// input's rank on the result.
-fn with_batch_dim(op: &'static str, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+pub(crate) fn with_batch_dim(op: &'static str, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     match x.rank() {
         4 => f(x),
         3 => f(&x.try_unsqueeze(0)?)?.try_squeeze(Some(0)),
@@ -458,7 +458,7 @@ impl Tensor {
 
 /// Routes each gradient of a max-pool output to its input cell (recorded: linear in `g`, its
 /// adjoint gathers at the same indices).
-fn max_pool_scatter(g: &Tensor, idx: &Arc<Vec<u32>>, x_shape: [usize; 4]) -> Result<Tensor> {
+pub(crate) fn max_pool_scatter(g: &Tensor, idx: &Arc<Vec<u32>>, x_shape: [usize; 4]) -> Result<Tensor> {
     let out_hw = [g.shape()[2], g.shape()[3]];
     let out = float_dispatch!("max_pool2d_backward", g.dtype(), T => {
         let v = g.with_contiguous::<T, _>(|gd| max_pool2d_backward(gd, idx, x_shape, out_hw));

@@ -258,6 +258,9 @@ bounded! {
     i64: i64::MIN, i64::MAX;
     i32: i32::MIN, i32::MAX;
     u8: u8::MIN, u8::MAX;
+    i16: i16::MIN, i16::MAX;
+    i8: i8::MIN, i8::MAX;
+    bool: false, true;
 }
 
 /// NaN test that also compiles for integers (always false there).
@@ -427,9 +430,19 @@ impl Tensor {
         g.try_reshape(&keep)?.try_expand(&target)
     }
 
-    /// Sum over `dims` (all dims if empty).
+    /// Sums or products of integers and bools, in i64 (wrapping) as PyTorch does.
+    fn int_fold(&self, plan: &ReducePlan, identity: i64, step: fn(i64, i64) -> i64) -> Result<Tensor> {
+        let x = self.try_to_dtype(crate::tensor::DType::I64)?;
+        let v = x.with_ori::<i64, _>(plan, |src, ori| fold(src, ori, |_| identity, step, step));
+        Ok(Tensor::from_vec(v, &plan.out_shape))
+    }
+
+    /// Sum over `dims` (all dims if empty). Integers and bools sum to i64, as in PyTorch.
     pub fn try_sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let plan = ReducePlan::new("sum", self.shape(), dims, keepdim)?;
+        if !self.dtype().is_float() {
+            return self.int_fold(&plan, 0, i64::wrapping_add);
+        }
         let out = float_dispatch!("sum", self.dtype(), T => {
             // Accumulate in f64: sums of many f32 values stay within PyTorch's (pairwise)
             // result.
@@ -463,6 +476,9 @@ impl Tensor {
     /// exact when the input holds zeros (no division by the input there).
     pub fn try_prod(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let plan = ReducePlan::new("prod", self.shape(), dims, keepdim)?;
+        if !self.dtype().is_float() {
+            return self.int_fold(&plan, 1, i64::wrapping_mul);
+        }
         let out = float_dispatch!("prod", self.dtype(), T => {
             let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 1.0f64, |a, x: T| a * x.to_f64(), |a, b| a * b));
             Tensor::from_vec(v.into_iter().map(<T as Element>::from_f64).collect::<Vec<T>>(), &plan.out_shape)
@@ -580,18 +596,22 @@ impl Tensor {
             Tensor::from_vec(v, &plan.out_shape)
         });
         let (x, saved) = (self.clone(), out.detach());
+        // PyTorch's gradient differs between `dim=None` (here: `dims` empty) and an explicit
+        // list of dims once `N - correction <= 0`; see [`var_backward`].
+        let all_dims = dims.is_empty();
         Ok(record(op, out, &[self], move |g, _| {
             let (keep, red) = (plan.keep_shape_signed(), plan.signed_dims());
             let gk = g.try_reshape(&keep)?;
-            let centered = x.try_sub(&x.try_mean(&red, true)?)?;
-            // d var / dx = 2 (x - mean) / (N - correction); d std = d var / (2 std).
             let gk = if sqrt {
+                // d std = d var / (2 std), and 0 where std == 0 (PyTorch's masked_fill), so a
+                // constant input has gradient 0 rather than 0/0.
                 let s = if is_grad_enabled() { x.try_std(&red, true, correction)? } else { saved.try_reshape(&keep)? };
-                gk.try_div(&s)?.try_mul_scalar(0.5)?
+                let zero_std = s.try_eq(&s.scalar_like(0.0)?)?;
+                gk.try_div(&s.try_mul_scalar(2.0)?)?.try_masked_fill(&zero_std, 0.0)?
             } else {
                 gk
             };
-            Ok(vec![Some(gk.try_mul(&centered)?.try_mul_scalar(2.0 / dof)?)])
+            Ok(vec![Some(var_backward(&x, &gk, &red, dof, all_dims)?)])
         }))
     }
 
@@ -709,6 +729,20 @@ panicking! {
     fn max_dim / try_max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor);
     /// `(values, indices)` of the minimum along `dim`, like `torch.min(x, dim)`.
     fn min_dim / try_min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor);
+}
+
+/// The input gradient of a variance over `red` (the reduced dims, as signed dims) from `gk`,
+/// the output gradient shaped with those dims kept: `2 / (N - correction) * g * (x - mean)`.
+/// As in PyTorch's `var_backward`, a reduction over every dim by default (`all_dims`) with
+/// `N - correction <= 0` gives `g * (x == mean ? NaN : inf)` instead.
+fn var_backward(x: &Tensor, gk: &Tensor, red: &[isize], dof: f64, all_dims: bool) -> Result<Tensor> {
+    let centered = x.try_sub(&x.try_mean(red, true)?)?;
+    if all_dims && dof <= 0.0 {
+        let at_mean = centered.try_eq(&centered.scalar_like(0.0)?)?;
+        let factor = Tensor::try_where_cond(&at_mean, &centered.scalar_like(f64::NAN)?, &centered.scalar_like(f64::INFINITY)?)?;
+        return gk.try_mul(&factor);
+    }
+    gk.try_mul(&centered)?.try_mul_scalar(2.0 / dof)
 }
 
 /// The input gradient of `max`/`min` over `dims` (amax's rule): `g * (x == y) / count(x == y)`,

@@ -11,6 +11,7 @@ use half::{bf16, f16};
 use tensorbrain_kernels::strided::map_vec;
 use tensorbrain_kernels::Float;
 
+use super::integer::{self, IntUnary};
 use super::{float_dispatch, float_map, panicking};
 use crate::autograd::{is_grad_enabled, record};
 use tensorbrain_ir::UnaryOp;
@@ -20,6 +21,8 @@ use crate::tensor::{Error, Result, StorageElement, Tensor};
 /// A float that elementwise math is carried out in (f32 or f64).
 pub(crate) trait MathFloat: Float {
     fn erf_fn(self) -> Self;
+    /// Rounds half to even (C's `nearbyint`, what `torch.round` does).
+    fn round_even(self) -> Self;
 }
 
 impl MathFloat for f32 {
@@ -27,12 +30,20 @@ impl MathFloat for f32 {
     fn erf_fn(self) -> f32 {
         libm::erff(self)
     }
+    #[inline(always)]
+    fn round_even(self) -> f32 {
+        self.round_ties_even()
+    }
 }
 
 impl MathFloat for f64 {
     #[inline(always)]
     fn erf_fn(self) -> f64 {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn round_even(self) -> f64 {
+        self.round_ties_even()
     }
 }
 
@@ -96,6 +107,9 @@ impl OpMath for bf16 {
 macro_rules! math_map {
     ($x:expr, $op:expr, |$v:ident| $body:expr) => {{
         let x: &Tensor = $x;
+        // Integer and bool inputs compute in f32, PyTorch's default dtype.
+        let promoted;
+        let x: &Tensor = if x.dtype().is_float() { x } else { promoted = x.to_float_input()?; &promoted };
         float_dispatch!($op, x.dtype(), T => {
             #[allow(unused_imports)]
             use num_traits::{Float as _, One as _, Zero as _};
@@ -112,6 +126,8 @@ macro_rules! math_map {
         })
     }};
 }
+
+pub(crate) use math_map;
 
 /// `1/sqrt(2)`, `sqrt(2/pi)`, `1/sqrt(2*pi)`, `2/sqrt(pi)`.
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
@@ -149,6 +165,9 @@ impl Tensor {
     }
 
     pub fn try_neg(&self) -> Result<Tensor> {
+        if !self.dtype().is_float() {
+            return integer::map("neg", IntUnary::Neg, self);
+        }
         let out = float_map!(self, "neg", |x| -x)?;
         Ok(self.record_unary(UnaryOp::Neg, out))
     }
@@ -189,6 +208,9 @@ impl Tensor {
     }
 
     pub fn try_abs(&self) -> Result<Tensor> {
+        if !self.dtype().is_float() {
+            return integer::map("abs", IntUnary::Abs, self);
+        }
         let out = math_map!(self, "abs", |x| x.abs())?;
         Ok(self.record_unary(UnaryOp::Abs, out))
     }
@@ -274,13 +296,14 @@ impl Tensor {
         })?;
         let x = self.clone();
         Ok(record(OP, out, &[self], move |g, _| {
-            // Gradient 1 on [min, max] (inclusive), 0 outside and at NaN.
+            // Gradient 1 strictly inside (min, max), 0 at the bounds, outside and at NaN: the
+            // rule of PyTorch 2.15, checked by tests/edge_cases.rs.
             let mut g = g.clone();
             if let Some(lo) = min {
-                g = g.masked_keep(&x.compare_scalar(lo, Tensor::try_ge)?)?;
+                g = g.masked_keep(&x.compare_scalar(lo, Tensor::try_gt)?)?;
             }
             if let Some(hi) = max {
-                g = g.masked_keep(&x.compare_scalar(hi, Tensor::try_le)?)?;
+                g = g.masked_keep(&x.compare_scalar(hi, Tensor::try_lt)?)?;
             }
             Ok(vec![Some(g)])
         }))
@@ -409,6 +432,7 @@ panicking! {
     /// `ln(1 + e^x)`, returning `x` where `x > 20` (`F.softplus` with beta 1, threshold 20).
     fn softplus / try_softplus(&self) -> Tensor;
     /// Clamps into `[min, max]`; either bound may be `None` but not both (`torch.clamp`).
-    /// The gradient is 1 inside the closed interval, 0 outside.
+    /// The gradient is 1 strictly inside the interval and 0 at the bounds and outside, as in
+    /// PyTorch 2.15.
     fn clamp / try_clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor;
 }

@@ -24,18 +24,28 @@
 // `is_multiple_of` keeps the crate's minimum Rust version.
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::manual_is_multiple_of)]
 
+mod adadelta;
+mod adagrad;
 mod adam;
+mod adamax;
 mod clip;
 mod lion;
+mod nadam;
+mod radam;
 pub mod lr_scheduler;
 mod optimizer;
 mod rmsprop;
 mod sgd;
 mod state;
 
+pub use adadelta::{Adadelta, AdadeltaOptions};
+pub use adagrad::{Adagrad, AdagradOptions};
 pub use adam::{Adam, AdamOptions, AdamW, AdamWOptions};
+pub use adamax::{Adamax, AdamaxOptions};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use lion::{Lion, LionOptions};
+pub use nadam::{NAdam, NAdamOptions};
+pub use radam::{RAdam, RAdamOptions};
 pub use optimizer::{ElementwiseOptimizer, ParamGroup, StepContext, UpdateRule};
 pub use rmsprop::{RmsProp, RmsPropOptions};
 pub use sgd::{Sgd, SgdOptions};

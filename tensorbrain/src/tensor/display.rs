@@ -12,8 +12,12 @@ impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let values = self.to_vec::<f64>();
         let is_float = self.dtype().is_float();
+        let is_bool = self.dtype() == DType::Bool;
         write!(f, "tensor(")?;
-        write_nested(f, &values, self.shape(), 0, 0, is_float)?;
+        write_nested(f, &values, self.shape(), 0, 0, &|f, v| match () {
+            _ if is_bool => f.write_str(if v != 0.0 { "true" } else { "false" }),
+            _ => write_value(f, v, is_float),
+        })?;
         write!(f, ", shape={:?}", self.shape())?;
         if self.dtype() != DType::F32 {
             write!(f, ", dtype={}", self.dtype())?;
@@ -25,9 +29,12 @@ impl fmt::Display for Tensor {
     }
 }
 
-fn write_nested(f: &mut fmt::Formatter<'_>, values: &[f64], shape: &[usize], depth: usize, start: usize, is_float: bool) -> fmt::Result {
+/// How one element prints.
+type WriteValue<'a> = &'a dyn Fn(&mut fmt::Formatter<'_>, f64) -> fmt::Result;
+
+fn write_nested(f: &mut fmt::Formatter<'_>, values: &[f64], shape: &[usize], depth: usize, start: usize, value: WriteValue) -> fmt::Result {
     if depth == shape.len() {
-        return write_value(f, values[start], is_float);
+        return value(f, values[start]);
     }
     let n = shape[depth];
     let block: usize = shape[depth + 1..].iter().product();
@@ -45,7 +52,7 @@ fn write_nested(f: &mut fmt::Formatter<'_>, values: &[f64], shape: &[usize], dep
         if n > ELIDE_ABOVE && i > EDGE && i < n - EDGE {
             continue;
         }
-        write_nested(f, values, shape, depth + 1, start + i * block, is_float)?;
+        write_nested(f, values, shape, depth + 1, start + i * block, value)?;
         if i + 1 < n {
             if depth + 1 < shape.len() {
                 write!(f, ",\n{:indent$}", "", indent = depth + 8)?;

@@ -93,10 +93,12 @@ impl Layout {
     pub fn slice(&self, dim: usize, start: usize, end: usize, step: usize) -> Layout {
         let mut l = self.clone();
         let len = if end > start { (end - start).div_ceil(step) } else { 0 };
-        if len > 0 {
+        l.shape[dim] = len;
+        // An empty result keeps its offset: `start` may lie past the end of an empty storage
+        // (`zeros([5, 0]).narrow(0, 4, 1)`), and an empty view reads nothing anyway.
+        if l.numel() > 0 {
             l.offset += start * self.strides[dim];
         }
-        l.shape[dim] = len;
         l.strides[dim] *= step;
         l
     }
@@ -118,7 +120,8 @@ impl Layout {
             return Some(Layout { shape: shape.into(), strides: contiguous_strides(shape), offset: self.offset });
         }
         if self.numel() == 0 {
-            return None;
+            // Like PyTorch, any shape with no elements is a view of an empty tensor.
+            return Some(Layout { shape: shape.into(), strides: contiguous_strides(shape), offset: 0 });
         }
         // Walk old dims (skipping size 1) in chunks whose elements are equally spaced.
         let old: Vec<(usize, usize)> =

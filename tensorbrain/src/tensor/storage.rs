@@ -38,6 +38,9 @@ pub enum CpuStorage {
     I64(Vec<i64>),
     I32(Vec<i32>),
     U8(Vec<u8>),
+    I16(Vec<i16>),
+    I8(Vec<i8>),
+    Bool(Vec<bool>),
 }
 
 /// Device memory. Only the CPU variant exists until the CUDA backend lands; code outside the
@@ -78,6 +81,9 @@ impl CpuStorage {
             CpuStorage::I64(_) => DType::I64,
             CpuStorage::I32(_) => DType::I32,
             CpuStorage::U8(_) => DType::U8,
+            CpuStorage::I16(_) => DType::I16,
+            CpuStorage::I8(_) => DType::I8,
+            CpuStorage::Bool(_) => DType::Bool,
         }
     }
 
@@ -90,6 +96,9 @@ impl CpuStorage {
             CpuStorage::I64(v) => v.len(),
             CpuStorage::I32(v) => v.len(),
             CpuStorage::U8(v) => v.len(),
+            CpuStorage::I16(v) => v.len(),
+            CpuStorage::I8(v) => v.len(),
+            CpuStorage::Bool(v) => v.len(),
         }
     }
 
@@ -124,6 +133,10 @@ impl CpuStorage {
             CpuStorage::I64(v) => bytemuck::cast_slice(v),
             CpuStorage::I32(v) => bytemuck::cast_slice(v),
             CpuStorage::U8(v) => v,
+            CpuStorage::I16(v) => bytemuck::cast_slice(v),
+            CpuStorage::I8(v) => bytemuck::cast_slice(v),
+            // One byte per bool, 0 or 1 (what safetensors' BOOL and NumPy expect).
+            CpuStorage::Bool(v) => bytemuck::cast_slice(v),
         }
     }
 }
@@ -167,3 +180,6 @@ storage_element!(bf16, BF16);
 storage_element!(i64, I64);
 storage_element!(i32, I32);
 storage_element!(u8, U8);
+storage_element!(i16, I16);
+storage_element!(i8, I8);
+storage_element!(bool, Bool);
