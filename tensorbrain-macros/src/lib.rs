@@ -13,6 +13,7 @@ mod layers;
 mod lower;
 mod model_impl;
 mod model_struct;
+mod signature;
 mod tb;
 
 use proc_macro::TokenStream;

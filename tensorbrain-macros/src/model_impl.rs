@@ -219,6 +219,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     } else {
         quote!()
     };
+    let signature_impl = crate::signature::emit(self_ty, &model_name, &sig.inputs, &sig.output);
     let user_items = &item.items;
     let generics = &item.generics;
     let impl_attrs = &item.attrs;
@@ -268,6 +269,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         }
 
         #forward_trait
+        #signature_impl
 
         #(#saved_structs)*
 

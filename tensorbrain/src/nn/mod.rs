@@ -8,6 +8,7 @@ mod module;
 mod norm;
 mod pool;
 mod sequential;
+mod signature;
 mod static_model;
 
 pub use activation::{LeakyReLU, LogSoftmax, Softmax, ELU};
@@ -22,4 +23,5 @@ pub use module::{join, Module, ModuleExt, Summary, SummaryRow};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormSaved};
 pub use pool::{AdaptiveAvgPool2d, AdaptiveAvgPoolSaved};
 pub use sequential::Sequential;
+pub use signature::{ModelSignature, Signature, TensorSpec};
 pub use static_model::{check_inputs, count_params, run_static, AsParam, DimCheck, StaticModel};
