@@ -25,10 +25,11 @@ fn json_ok(description: &str, schema: &str) -> Value {
     })
 }
 
-fn model_params(versioned: bool) -> Value {
-    let mut params = vec![json!({ "name": "model", "in": "path", "required": true, "schema": { "type": "string" } })];
+/// The path parameters: this server serves one model, in one version.
+fn model_params(model: &str, versioned: bool) -> Value {
+    let mut params = vec![json!({ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": [model] } })];
     if versioned {
-        params.push(json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" } }));
+        params.push(json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string", "enum": [MODEL_VERSION] } }));
     }
     Value::Array(params)
 }
@@ -145,14 +146,14 @@ pub fn document(model: &str, decoder: &Decoder) -> Value {
                 "summary": "Readiness: a warm-up forward succeeded and the server is not shutting down",
                 "responses": { "200": { "description": "ready" }, "503": error_response("not ready") }
             }},
-            "/v2/models/{model}": metadata_op(model_params(false)),
-            "/v2/models/{model}/versions/{version}": metadata_op(model_params(true)),
-            "/v2/models/{model}/ready": ready_op("Model readiness", model_params(false)),
-            "/v2/models/{model}/versions/{version}/ready": ready_op("Model readiness", model_params(true)),
-            "/v2/models/{model}/config": config_op(model_params(false)),
-            "/v2/models/{model}/versions/{version}/config": config_op(model_params(true)),
-            "/v2/models/{model}/infer": infer_op(model_params(false)),
-            "/v2/models/{model}/versions/{version}/infer": infer_op(model_params(true)),
+            "/v2/models/{model}": metadata_op(model_params(model, false)),
+            "/v2/models/{model}/versions/{version}": metadata_op(model_params(model, true)),
+            "/v2/models/{model}/ready": ready_op("Model readiness", model_params(model, false)),
+            "/v2/models/{model}/versions/{version}/ready": ready_op("Model readiness", model_params(model, true)),
+            "/v2/models/{model}/config": config_op(model_params(model, false)),
+            "/v2/models/{model}/versions/{version}/config": config_op(model_params(model, true)),
+            "/v2/models/{model}/infer": infer_op(model_params(model, false)),
+            "/v2/models/{model}/versions/{version}/infer": infer_op(model_params(model, true)),
             "/openapi.json": { "get": {
                 "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3", "content": { "application/json": { "schema": { "type": "object" } } } } }
