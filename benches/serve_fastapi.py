@@ -16,7 +16,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 
 class Mlp(torch.nn.Module):
@@ -90,10 +90,15 @@ def build_app(weights: str) -> FastAPI:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True)
+    p.add_argument("--save-init-weights", action="store_true", help="write PyTorch-initialised weights (seed 0) to --weights and exit")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--torch-threads", type=int, default=1)
     args = p.parse_args()
+    if args.save_init_weights:
+        torch.manual_seed(0)
+        save_file({k: v.contiguous() for k, v in Mlp().state_dict().items()}, args.weights)
+        return
     torch.set_num_threads(args.torch_threads)
     uvicorn.run(build_app(args.weights), host=args.host, port=args.port, log_level="warning", access_log=False)
 

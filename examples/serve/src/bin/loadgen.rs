@@ -10,8 +10,8 @@
 //!     loadgen plot --csv ours.csv --csv fastapi.csv --out sweep.png
 //!
 //! Each request is one MNIST-sized image (`[1, 1, 28, 28]` FP32), as JSON or binary tensors.
-//! The scheduler wakes on tokio's millisecond timer, so at rates above 1000/s requests go out
-//! in small bursts each millisecond; their latency still counts from their own scheduled time.
+//! The schedule is kept by a plain thread sleeping until each send time; a tokio runtime
+//! (`--threads`, default 1) sends the requests over a pool of keep-alive connections.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -24,7 +24,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(about = "Open-loop load generator for Open Inference Protocol (KServe v2) servers")]
@@ -187,22 +186,24 @@ impl Runner {
         }
     }
 
-    /// Offers `phases` (rate, seconds) back to back; returns every request's sample.
-    async fn run(self: &Arc<Runner>, phases: &[(f64, f64)]) -> Vec<Sample> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+    /// Offers `phases` (rate, seconds) back to back; returns every request's sample. This
+    /// thread keeps the schedule (the OS timer is precise to tens of microseconds, tokio's to a
+    /// millisecond); the runtime behind `rt` sends the requests.
+    fn run(self: &Arc<Runner>, rt: &tokio::runtime::Handle, phases: &[(f64, f64)]) -> Vec<Sample> {
+        let (tx, rx) = std::sync::mpsc::channel();
         let start = Instant::now();
         let mut phase_start = Duration::ZERO;
         for &(rate, seconds) in phases {
             let count = (rate * seconds).round() as u64;
-            let interval = 1.0 / rate;
             for i in 0..count {
-                let at = phase_start + Duration::from_secs_f64(i as f64 * interval);
+                let at = phase_start + Duration::from_secs_f64(i as f64 / rate);
                 let scheduled = start + at;
-                if scheduled > Instant::now() {
-                    tokio::time::sleep_until(scheduled.into()).await;
+                let now = Instant::now();
+                if scheduled > now {
+                    std::thread::sleep(scheduled - now);
                 }
                 let (runner, tx) = (self.clone(), tx.clone());
-                tokio::spawn(async move {
+                rt.spawn(async move {
                     let outcome = runner.one().await;
                     let _ = tx.send(Sample { at, latency: scheduled.elapsed(), outcome });
                 });
@@ -210,10 +211,8 @@ impl Runner {
             phase_start += Duration::from_secs_f64(seconds);
         }
         drop(tx);
-        let mut samples = Vec::new();
-        while let Some(s) = rx.recv().await {
-            samples.push(s);
-        }
+        // Every request holds a sender: this ends when the last one is answered or times out.
+        let mut samples: Vec<Sample> = rx.iter().collect();
         samples.sort_by_key(|s| s.at);
         samples
     }
@@ -278,19 +277,17 @@ fn sweep(target: Target, rates: &[f64], duration: f64, csv: Option<PathBuf>) -> 
     let rt = runtime(target.threads);
     let runner = Runner::new(target.clone());
     let mut rows = Vec::new();
-    rt.block_on(async {
-        if target.warmup > 0.0 {
-            runner.run(&[(rates[0], target.warmup)]).await;
-        }
-        for &rate in rates {
-            let samples = runner.run(&[(rate, duration)]).await;
-            let row = summarise(rate, duration, &samples);
-            eprintln!("{}: offered {rate}/s -> {:.0}/s ok, p99 {} ms ({})", target.label, row.achieved, ms(row.p[2]), row.outcomes);
-            rows.push(row);
-            // Let queues empty before the next rate.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    if target.warmup > 0.0 {
+        runner.run(rt.handle(), &[(rates[0], target.warmup)]);
+    }
+    for &rate in rates {
+        let samples = runner.run(rt.handle(), &[(rate, duration)]);
+        let row = summarise(rate, duration, &samples);
+        eprintln!("{}: offered {rate}/s -> {:.0}/s ok, p99 {} ms ({})", target.label, row.achieved, ms(row.p[2]), row.outcomes);
+        rows.push(row);
+        // Let queues empty before the next rate.
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let format = match target.format {
         Format::Json => "JSON",
         Format::Binary => "binary",
@@ -331,12 +328,10 @@ fn phases(target: Target, phases: &[(f64, f64)], window_ms: u64, server_pid: Opt
             out
         })
     });
-    let samples = rt.block_on(async {
-        if target.warmup > 0.0 {
-            runner.run(&[(phases[0].0, target.warmup)]).await;
-        }
-        runner.run(phases).await
-    });
+    if target.warmup > 0.0 {
+        runner.run(rt.handle(), &[(phases[0].0, target.warmup)]);
+    }
+    let samples = runner.run(rt.handle(), phases);
     let rss = sampler.map(|s| s.join().unwrap_or_default()).unwrap_or_default();
     println!("\n{}: phases {:?} (rate/s, seconds), {window_ms} ms windows, latency from scheduled send time\n", target.label, phases);
     println!("| window s | offered/s | 200 | 429 | other | p50 ms (200) | p99 ms (200) | p99 ms (429) | server RSS MiB |");
