@@ -11,7 +11,8 @@
 //!
 //! Each request is one MNIST-sized image (`[1, 1, 28, 28]` FP32), as JSON or binary tensors.
 //! The schedule is kept by a plain thread sleeping until each send time; a tokio runtime
-//! (`--threads`, default 1) sends the requests over a pool of keep-alive connections.
+//! (`--threads`, default 1) sends the requests over `--connections` keep-alive connections
+//! (64), as wrk2 does: a request that finds every connection busy waits, and that counts.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 #[derive(Parser)]
 #[command(about = "Open-loop load generator for Open Inference Protocol (KServe v2) servers")]
@@ -93,6 +95,9 @@ struct Target {
     /// Threads of the client's runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Keep-alive connections; requests beyond this many in flight wait (and the wait counts).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -154,43 +159,88 @@ fn request_body(input: &str, format: Format) -> Body {
 }
 
 struct Runner {
-    client: Client<HttpConnector, Full<Bytes>>,
     target: Target,
     body: Body,
+    /// `host:port` and the request path, from `--url`.
+    authority: String,
+    path: String,
+}
+
+/// A request the scheduler has released: when it was due, from the start of the run.
+struct Due {
+    at: Duration,
+    scheduled: Instant,
 }
 
 impl Runner {
-    fn new(target: Target) -> Arc<Runner> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector);
+    fn new(target: Target) -> Result<Arc<Runner>, String> {
+        let uri: hyper::Uri = target.url.parse().map_err(|e| format!("--url {}: {e}", target.url))?;
+        let authority = uri.authority().ok_or_else(|| format!("--url {} has no host", target.url))?.to_string();
+        let path = uri.path_and_query().map_or("/".to_string(), |p| p.to_string());
         let body = request_body(&target.input, target.format);
-        Arc::new(Runner { client, target, body })
+        Ok(Arc::new(Runner { target, body, authority, path }))
     }
 
-    async fn one(&self) -> Outcome {
-        let mut req = Request::post(&self.target.url).header("content-type", "application/json");
-        if let Some(n) = self.body.header_len {
-            req = req.header("inference-header-content-length", n);
-        }
-        let req = req.body(Full::new(self.body.bytes.clone())).expect("valid request");
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Outcome> {
+        let stream = TcpStream::connect(&self.authority).await.map_err(|_| Outcome::ConnectionError)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| Outcome::ConnectionError)?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// Sends one request on `conn` (opening it if needed); a connection that failed or timed
+    /// out is dropped so that the next request opens a fresh one.
+    async fn one(&self, conn: &mut Option<SendRequest<Full<Bytes>>>) -> Outcome {
         let call = async {
-            let resp = self.client.request(req).await.map_err(|_| Outcome::ConnectionError)?;
+            if !matches!(conn, Some(c) if !c.is_closed()) {
+                *conn = Some(self.connect().await?);
+            }
+            let sender = conn.as_mut().expect("connected");
+            sender.ready().await.map_err(|_| Outcome::ConnectionError)?;
+            let mut req = Request::post(&self.path).header("host", &self.authority).header("content-type", "application/json");
+            if let Some(n) = self.body.header_len {
+                req = req.header("inference-header-content-length", n);
+            }
+            let req = req.body(Full::new(self.body.bytes.clone())).expect("valid request");
+            let resp = sender.send_request(req).await.map_err(|_| Outcome::ConnectionError)?;
             let status = resp.status().as_u16();
             resp.into_body().collect().await.map_err(|_| Outcome::ConnectionError)?;
             Ok::<_, Outcome>(Outcome::Status(status))
         };
-        match tokio::time::timeout(Duration::from_millis(self.target.timeout_ms), call).await {
+        let outcome = match tokio::time::timeout(Duration::from_millis(self.target.timeout_ms), call).await {
             Err(_) => Outcome::Timeout,
             Ok(Err(o)) | Ok(Ok(o)) => o,
+        };
+        if outcome == Outcome::Timeout || outcome == Outcome::ConnectionError {
+            *conn = None;
         }
+        outcome
     }
 
-    /// Offers `phases` (rate, seconds) back to back; returns every request's sample. This
-    /// thread keeps the schedule (the OS timer is precise to tens of microseconds, tokio's to a
-    /// millisecond); the runtime behind `rt` sends the requests.
+    /// Offers `phases` (rate, seconds) back to back; returns every request's sample.
+    ///
+    /// This thread keeps the schedule (the OS timer is precise to tens of microseconds, tokio's
+    /// to a millisecond) and hands each due request to `--connections` keep-alive connections
+    /// on the runtime behind `rt`, as wrk2 does. A request that finds them all busy waits for
+    /// one, and that wait counts in its latency.
     fn run(self: &Arc<Runner>, rt: &tokio::runtime::Handle, phases: &[(f64, f64)]) -> Vec<Sample> {
+        let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<Due>();
+        let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
         let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..self.target.connections {
+            let (runner, due_rx, tx) = (self.clone(), due_rx.clone(), tx.clone());
+            rt.spawn(async move {
+                let mut conn = None;
+                loop {
+                    let next = due_rx.lock().await.recv().await;
+                    let Some(Due { at, scheduled }) = next else { break };
+                    let outcome = runner.one(&mut conn).await;
+                    let _ = tx.send(Sample { at, latency: scheduled.elapsed(), outcome });
+                }
+            });
+        }
+        drop(tx);
         let start = Instant::now();
         let mut phase_start = Duration::ZERO;
         for &(rate, seconds) in phases {
@@ -202,16 +252,12 @@ impl Runner {
                 if scheduled > now {
                     std::thread::sleep(scheduled - now);
                 }
-                let (runner, tx) = (self.clone(), tx.clone());
-                rt.spawn(async move {
-                    let outcome = runner.one().await;
-                    let _ = tx.send(Sample { at, latency: scheduled.elapsed(), outcome });
-                });
+                let _ = due_tx.send(Due { at, scheduled });
             }
             phase_start += Duration::from_secs_f64(seconds);
         }
-        drop(tx);
-        // Every request holds a sender: this ends when the last one is answered or times out.
+        drop(due_tx);
+        // The connection tasks end when the schedule is done and drained.
         let mut samples: Vec<Sample> = rx.iter().collect();
         samples.sort_by_key(|s| s.at);
         samples
@@ -275,7 +321,7 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 
 fn sweep(target: Target, rates: &[f64], duration: f64, csv: Option<PathBuf>) -> Result<(), String> {
     let rt = runtime(target.threads);
-    let runner = Runner::new(target.clone());
+    let runner = Runner::new(target.clone())?;
     let mut rows = Vec::new();
     if target.warmup > 0.0 {
         runner.run(rt.handle(), &[(rates[0], target.warmup)]);
@@ -311,9 +357,9 @@ fn sweep(target: Target, rates: &[f64], duration: f64, csv: Option<PathBuf>) -> 
     Ok(())
 }
 
-fn phases(target: Target, phases: &[(f64, f64)], window_ms: u64, server_pid: Option<u32>) {
+fn phases(target: Target, phases: &[(f64, f64)], window_ms: u64, server_pid: Option<u32>) -> Result<(), String> {
     let rt = runtime(target.threads);
-    let runner = Runner::new(target.clone());
+    let runner = Runner::new(target.clone())?;
     // Memory is sampled on a plain thread so that a busy client runtime does not skip samples.
     let total: f64 = phases.iter().map(|p| p.1).sum();
     let window = Duration::from_millis(window_ms);
@@ -360,6 +406,7 @@ fn phases(target: Target, phases: &[(f64, f64)], window_ms: u64, server_pid: Opt
         );
     }
     println!("\nall requests: {}", outcomes(&samples));
+    Ok(())
 }
 
 /// One sweep CSV: its label and (offered, [p50, p95, p99, p99.9]) rows.
@@ -435,7 +482,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Sweep { target, rates, duration, csv } => sweep(target, &rates, duration, csv),
         Command::Phases { target, phases: list, window_ms, server_pid } => {
-            list.iter().map(|p| parse_phase(p)).collect::<Result<Vec<_>, _>>().map(|p| phases(target, &p, window_ms, server_pid))
+            list.iter().map(|p| parse_phase(p)).collect::<Result<Vec<_>, _>>().and_then(|p| phases(target, &p, window_ms, server_pid))
         }
         Command::Plot { csvs, out } => plot(&csvs, &out),
     };
