@@ -19,8 +19,9 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8300/v2/health/ready >/dev/null && break; sleep 0.1; done
 status=0
-schemathesis run http://127.0.0.1:8300/openapi.json --checks all --exclude-checks positive_data_acceptance \
-    --max-examples "$MAX_EXAMPLES" --mode all --seed 1 --report ndjson --report-dir "$OUT" || status=$?
+# Run from $OUT: schemathesis keeps its cache in the working directory.
+(cd "$OUT" && schemathesis run http://127.0.0.1:8300/openapi.json --checks all --exclude-checks positive_data_acceptance \
+    --max-examples "$MAX_EXAMPLES" --mode all --seed 1 --report ndjson --report-dir .) || status=$?
 # The server must still be alive and ready after all of it.
 curl -sf http://127.0.0.1:8300/v2/health/ready >/dev/null && echo "server still ready after the fuzz run" || { echo "server is down after the fuzz run" >&2; status=1; }
 curl -s http://127.0.0.1:8302/metrics | grep '^tensorbrain_requests_total' || true
