@@ -40,7 +40,9 @@ pub struct Options {
     pub max_batch: u64,
 
     /// How long, in microseconds, the first request of a batch waits for others to join it.
-    #[arg(long, default_value_t = 500)]
+    /// 0 batches greedily: whatever queued while the last forward ran goes into the next one,
+    /// so batches grow with load and an idle server adds no wait.
+    #[arg(long, default_value_t = 0)]
     pub max_wait_us: u64,
 
     /// Requests that may wait for the model; more get 429 Too Many Requests with Retry-After.
