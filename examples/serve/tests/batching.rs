@@ -28,7 +28,7 @@ async fn mixed_batch_sizes_are_stacked_split_back_and_grouped_by_trailing_dims()
         Ok(Tensor::from_vec(x.iter().map(|v| v * 2.0).collect(), inputs[0].shape()))
     });
     // A long wait, so that everything sent together meets in one collection round.
-    let opts = Options::from_args(["test", "--random-weights", "0", "--max-wait-us", "1000000", "--max-batch", "64"]).unwrap();
+    let opts = Options::from_args(["test", "--random-weights", "0", "--max-wait-us", "300000", "--max-batch", "64", "--deadline-ms", "20000"]).unwrap();
     let server = Server::start(signature(), infer, "doubler".into(), &opts).unwrap();
     forwards.lock().unwrap().clear(); // forget the warm-up
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
