@@ -20,6 +20,7 @@ mod lower;
 mod model_fn;
 mod model_impl;
 mod model_struct;
+mod signature;
 mod tb;
 
 use proc_macro::TokenStream;

@@ -333,15 +333,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
 
     // Run-time checks for the dynamic path: each input's sizes and shared symbols.
     let checks = sig.inputs.iter().enumerate().map(|(k, (n, spec))| {
-        let dims = spec.dims.iter().map(|d| match &d.dim {
-            Some(Dim::Known(v)) => quote!(::tensorbrain::nn::DimCheck::Known(#v)),
-            Some(Dim::Sym(s)) if scope.kind(s) == SymKind::Forward => quote!(::tensorbrain::nn::DimCheck::Sym(#s)),
-            Some(d) if scope.is_static(d) => {
-                let v = dims::dim_value(d, &scope);
-                quote!(::tensorbrain::nn::DimCheck::Known(#v))
-            }
-            _ => quote!(::tensorbrain::nn::DimCheck::Any),
-        });
+        let dims = crate::signature::dim_checks(spec, &scope);
         let n = n.to_string();
         let dtype = spec.dtype_name();
         quote!((#n, #dtype, &[#(#dims),*][..], &inputs[#k]))
@@ -361,6 +353,13 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     } else {
         quote!()
     };
+    let signature_impl = crate::signature::emit(
+        quote!(impl #impl_generics ::tensorbrain::nn::ModelSignature for #self_ty #where_clause),
+        &model_name,
+        &sig.inputs,
+        &sig.output,
+        &scope,
+    );
     let user_items = &item.items;
     let impl_attrs = &item.attrs;
     Ok(quote! {
@@ -412,6 +411,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         }
 
         #forward_trait
+        #signature_impl
 
         #(#saved_structs)*
 

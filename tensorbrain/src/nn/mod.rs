@@ -11,6 +11,7 @@ mod norm;
 mod pool;
 pub mod runtime;
 mod sequential;
+mod signature;
 mod static_model;
 pub mod transformer;
 
@@ -26,4 +27,5 @@ pub use module::{join, Module, ModuleExt, Summary, SummaryRow};
 pub use norm::{BatchNorm, BatchNormOf, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormOf, RMSNormSaved};
 pub use pool::{AdaptiveAvgPool2d, AdaptiveAvgPoolSaved};
 pub use sequential::Sequential;
+pub use signature::{ModelSignature, Signature, TensorSpec};
 pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, InferenceOverride, NestedSaved, StaticModel};

@@ -131,7 +131,7 @@ pub fn count_params<M: Module + ?Sized>(m: &M) -> usize {
 }
 
 /// How a declared dim is checked on the dynamic path.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DimCheck {
     Known(usize),
     Sym(&'static str),
