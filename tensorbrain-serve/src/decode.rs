@@ -307,6 +307,10 @@ trait FromJsonNumber: Sized {
     fn from_f64(v: f64) -> Option<Self>;
     fn from_i64(v: i64) -> Option<Self>;
     fn from_u64(v: u64) -> Option<Self>;
+    /// JSON `true`/`false`: only a BOOL element takes them.
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
 }
 
 macro_rules! float_from_json {
@@ -349,7 +353,26 @@ macro_rules! int_from_json {
 }
 int_from_json!(i64, "INT64");
 int_from_json!(i32, "INT32");
+int_from_json!(i16, "INT16");
+int_from_json!(i8, "INT8");
 int_from_json!(u8, "UINT8");
+
+impl FromJsonNumber for bool {
+    const DATATYPE: &'static str = "BOOL";
+    // Numbers 0 and 1 are accepted too, as NumPy-minded clients send them.
+    fn from_f64(v: f64) -> Option<Self> {
+        (v == 0.0 || v == 1.0).then_some(v == 1.0)
+    }
+    fn from_i64(v: i64) -> Option<Self> {
+        (v == 0 || v == 1).then_some(v == 1)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        (v == 0 || v == 1).then_some(v == 1)
+    }
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(v)
+    }
+}
 
 /// Parses `data` (a flat or nested array of numbers) straight into `T`s, stopping as soon as
 /// there are more than `count` of them.
@@ -368,7 +391,10 @@ fn parse_json_data(dtype: DType, raw: &RawValue, count: usize) -> Result<TensorD
         DType::BF16 => TensorData::BF16(parse_vec(raw, count)?),
         DType::I64 => TensorData::I64(parse_vec(raw, count)?),
         DType::I32 => TensorData::I32(parse_vec(raw, count)?),
+        DType::I16 => TensorData::I16(parse_vec(raw, count)?),
+        DType::I8 => TensorData::I8(parse_vec(raw, count)?),
         DType::U8 => TensorData::U8(parse_vec(raw, count)?),
+        DType::Bool => TensorData::Bool(parse_vec(raw, count)?),
     })
 }
 
@@ -419,5 +445,9 @@ impl<'de, T: FromJsonNumber> Visitor<'de> for FlatInto<'_, T> {
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
         self.push(T::from_u64(v), v)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(T::from_bool(v), v)
     }
 }

@@ -48,7 +48,10 @@ impl Serialize for JsonData<'_> {
             TensorData::F64(v) => s.collect_seq(v),
             TensorData::I64(v) => s.collect_seq(v),
             TensorData::I32(v) => s.collect_seq(v),
+            TensorData::I16(v) => s.collect_seq(v),
+            TensorData::I8(v) => s.collect_seq(v),
             TensorData::U8(v) => s.collect_seq(v),
+            TensorData::Bool(v) => s.collect_seq(v),
         }
     }
 }

@@ -14,7 +14,10 @@ pub enum TensorData {
     BF16(Vec<bf16>),
     I64(Vec<i64>),
     I32(Vec<i32>),
+    I16(Vec<i16>),
+    I8(Vec<i8>),
     U8(Vec<u8>),
+    Bool(Vec<bool>),
 }
 
 /// Runs `$body` with `$v` bound to the vector inside `$data`, whatever its type.
@@ -27,7 +30,10 @@ macro_rules! with_vec {
             TensorData::BF16($v) => $body,
             TensorData::I64($v) => $body,
             TensorData::I32($v) => $body,
+            TensorData::I16($v) => $body,
+            TensorData::I8($v) => $body,
             TensorData::U8($v) => $body,
+            TensorData::Bool($v) => $body,
         }
     };
 }
@@ -42,7 +48,10 @@ macro_rules! map_vec {
             TensorData::BF16($v) => TensorData::BF16($body),
             TensorData::I64($v) => TensorData::I64($body),
             TensorData::I32($v) => TensorData::I32($body),
+            TensorData::I16($v) => TensorData::I16($body),
+            TensorData::I8($v) => TensorData::I8($body),
             TensorData::U8($v) => TensorData::U8($body),
+            TensorData::Bool($v) => TensorData::Bool($body),
         }
     };
 }
@@ -56,7 +65,10 @@ pub fn datatype_name(dtype: DType) -> &'static str {
         DType::BF16 => "BF16",
         DType::I64 => "INT64",
         DType::I32 => "INT32",
+        DType::I16 => "INT16",
+        DType::I8 => "INT8",
         DType::U8 => "UINT8",
+        DType::Bool => "BOOL",
     }
 }
 
@@ -74,7 +86,10 @@ impl TensorData {
             TensorData::BF16(_) => DType::BF16,
             TensorData::I64(_) => DType::I64,
             TensorData::I32(_) => DType::I32,
+            TensorData::I16(_) => DType::I16,
+            TensorData::I8(_) => DType::I8,
             TensorData::U8(_) => DType::U8,
+            TensorData::Bool(_) => DType::Bool,
         }
     }
 
@@ -105,7 +120,11 @@ impl TensorData {
             DType::BF16 => TensorData::BF16(read(bytes)),
             DType::I64 => TensorData::I64(read(bytes)),
             DType::I32 => TensorData::I32(read(bytes)),
+            DType::I16 => TensorData::I16(read(bytes)),
+            DType::I8 => TensorData::I8(read(bytes)),
             DType::U8 => TensorData::U8(bytes.to_vec()),
+            // Triton's binary BOOL is one byte per element, non-zero meaning true.
+            DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
         }
     }
 
@@ -119,7 +138,18 @@ impl TensorData {
                 out[start..].chunks_mut(size).for_each(<[u8]>::reverse);
             }
         }
-        with_vec!(self, v => write(v, out))
+        match self {
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+            TensorData::F32(v) => write(v, out),
+            TensorData::F64(v) => write(v, out),
+            TensorData::F16(v) => write(v, out),
+            TensorData::BF16(v) => write(v, out),
+            TensorData::I64(v) => write(v, out),
+            TensorData::I32(v) => write(v, out),
+            TensorData::I16(v) => write(v, out),
+            TensorData::I8(v) => write(v, out),
+            TensorData::U8(v) => write(v, out),
+        }
     }
 
     pub fn byte_len(&self) -> usize {
@@ -133,7 +163,7 @@ impl TensorData {
             TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
             TensorData::F16(v) => v.iter().position(|x| !x.is_finite()),
             TensorData::BF16(v) => v.iter().position(|x| !x.is_finite()),
-            TensorData::I64(_) | TensorData::I32(_) | TensorData::U8(_) => None,
+            TensorData::I64(_) | TensorData::I32(_) | TensorData::I16(_) | TensorData::I8(_) | TensorData::U8(_) | TensorData::Bool(_) => None,
         }
     }
 
@@ -161,7 +191,7 @@ impl TensorData {
                 }
             };
         }
-        same_variant!(F32, F64, F16, BF16, I64, I32, U8)
+        same_variant!(F32, F64, F16, BF16, I64, I32, I16, I8, U8, Bool)
     }
 
     /// Elements `start..end` as their own data.
@@ -182,7 +212,10 @@ impl TensorData {
             DType::BF16 => TensorData::BF16(t.to_vec()),
             DType::I64 => TensorData::I64(t.to_vec()),
             DType::I32 => TensorData::I32(t.to_vec()),
+            DType::I16 => TensorData::I16(t.to_vec()),
+            DType::I8 => TensorData::I8(t.to_vec()),
             DType::U8 => TensorData::U8(t.to_vec()),
+            DType::Bool => TensorData::Bool(t.to_vec()),
         }
     }
 }
