@@ -74,22 +74,52 @@ pub fn join(prefix: &str, name: &str) -> String {
 }
 
 fn short_type_name(full: &str) -> String {
-    // `tensorbrain::nn::linear::Linear<784, 256>` -> `Linear<784, 256>`
+    // `tensorbrain::nn::layers::LinearOf<tensorbrain::shape::Const<784>, tensorbrain::shape::Const<256>>`
+    // -> `Linear<784, 256>`: paths dropped, `Const<N>` written as `N`, and the size-generic
+    // `XOf` types named by the alias users write.
     let mut out = String::new();
     let mut segment = String::new();
+    // For each open `<`: whether its `>` is dropped (it closed a `Const<`).
+    let mut open: Vec<bool> = Vec::new();
     for c in full.chars() {
         match c {
             ':' => segment.clear(),
-            '<' | '>' | ',' | ' ' | '[' | ']' | ';' => {
-                out.push_str(&segment);
+            '<' if segment == "Const" => {
                 segment.clear();
-                out.push(c);
+                open.push(true);
+            }
+            '<' | '>' | ',' | ' ' | '[' | ']' | ';' => {
+                let name = if c == '<' { segment.strip_suffix("Of").filter(|s| !s.is_empty()).unwrap_or(&segment) } else { &segment };
+                out.push_str(name);
+                segment.clear();
+                match c {
+                    '<' => {
+                        open.push(false);
+                        out.push(c);
+                    }
+                    '>' => {
+                        if !open.pop().unwrap_or(false) {
+                            out.push(c);
+                        }
+                    }
+                    _ => out.push(c),
+                }
             }
             _ => segment.push(c),
         }
     }
     out.push_str(&segment);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn type_names_read_as_written() {
+        let full = "tensorbrain::nn::layers::LinearOf<tensorbrain::shape::Const<784>, tensorbrain::shape::Const<256>>";
+        assert_eq!(super::short_type_name(full), "Linear<784, 256>");
+        assert_eq!(super::short_type_name("a::Wide<a::Const<4>, [b::Block<c::U64>; 3]>"), "Wide<4, [Block<U64>; 3]>");
+    }
 }
 
 /// One line of a model summary.

@@ -3,7 +3,7 @@
 //! matmul-softmax-matmul reference it is tested against.
 //!
 //! Layouts are PyTorch's: `q: [B, H, L, E]`, `k: [B, H, S, E]`, `v: [B, H, S, Ev]` (or the same
-//! without the head dim), giving `[B, H, L, Ev]`. A boolean (u8) mask is true where a key takes
+//! without the head dim), giving `[B, H, L, Ev]`. A boolean (bool or u8) mask is true where a key takes
 //! part; a float mask is added to the scores; either broadcasts to `[B, H, L, S]`, so a key
 //! padding mask is `[B, 1, 1, S]` and is never expanded in memory. Batch and head dims of `k`
 //! and `v` may be 1 and broadcast (multi-query attention).
@@ -46,7 +46,7 @@ impl Causal {
 /// causal variant may be given together: both apply.
 #[derive(Clone, Debug, Default)]
 pub struct AttentionOptions {
-    /// Boolean (u8, true = attend) or additive float mask broadcastable to `[B, H, L, S]`.
+    /// Boolean (bool or u8, true = attend) or additive float mask broadcastable to `[B, H, L, S]`.
     pub attn_mask: Option<Tensor>,
     pub causal: Causal,
     /// Multiplies `q kᵀ`; `None` means `1 / sqrt(E)`.
@@ -198,13 +198,13 @@ fn additive_mask(m: &Tensor, q: &Tensor, lead: &[usize], [b, h, l, s]: [usize; 4
             m.shape()
         )));
     }
-    let additive = if m.dtype() == DType::U8 {
-        let hidden = m.try_eq(&Tensor::zeros(&[], DType::U8))?;
+    let additive = if matches!(m.dtype(), DType::Bool | DType::U8) {
+        let hidden = m.try_eq(&Tensor::zeros(&[], m.dtype()))?;
         Tensor::zeros(m.shape(), q.dtype()).try_masked_fill(&hidden, f64::NEG_INFINITY)?
     } else if m.dtype().is_float() {
         m.detach().try_to_dtype(q.dtype())?.try_contiguous()?
     } else {
-        return Err(Error::DType { op: OP, got: m.dtype(), expected: "u8 (boolean, true = attend) or a float dtype (added to the scores) for attn_mask" });
+        return Err(Error::DType { op: OP, got: m.dtype(), expected: "bool or u8 (true = attend) or a float dtype (added to the scores) for attn_mask" });
     };
     let layout = as_4d(&additive.layout().broadcast_to(&target));
     Ok((additive, layout))
@@ -326,7 +326,7 @@ fn masked_scores(q: &Tensor, k: &Tensor, p: &Plan) -> Result<(Tensor, Option<Ten
         let visible = s.try_gt(&Tensor::full(&[], f64::NEG_INFINITY, s.dtype()))?.try_to_dtype(DType::F64)?;
         visible.try_sum(&[-1], true)?.try_eq(&Tensor::zeros(&[], DType::F64))
     })?;
-    let any_empty = none_visible.to_vec::<u8>().iter().any(|&x| x != 0);
+    let any_empty = none_visible.to_vec::<bool>().iter().any(|&x| x);
     if any_empty {
         // Rows with no visible key: scores 0 (not −∞, so softmax stays finite), output 0.
         s = s.try_masked_fill(&none_visible, 0.0)?;
