@@ -5,7 +5,7 @@
 //! the square, unpadded forms that `#[model]` shape-checks.
 //!
 //! ```
-//! use tensorbrain::nn::{MaxPool2dWith, Module};
+//! use tensorbrain::nn::MaxPool2dWith;
 //! use tensorbrain::ops::MaxPoolOptions;
 //! use tensorbrain::{DType, Tensor};
 //!
