@@ -12,6 +12,8 @@ pub mod compile;
 pub mod data;
 pub mod decoding;
 pub mod exec;
+#[cfg(feature = "ndarray")]
+pub mod interop;
 pub mod models;
 pub mod nn;
 pub mod ops;
@@ -25,6 +27,9 @@ pub use ops::{manual_seed, Generator};
 pub use ops::promote::Scalar;
 pub use tensor::{DType, Device, Error, Layout, Result, Tensor};
 pub use half::{bf16, f16};
+/// The `ndarray` crate this build converts to and from (so versions match).
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use tensorbrain_kernels::threads::{num_threads, set_num_threads};
 /// Type-level numbers: `Ffn::<typenum::U64>` instantiates a model generic over a size.
 pub use typenum;

@@ -111,7 +111,9 @@ fn products_shapes_and_indexing() {
         check(&format!("pad {mode:?}"), |v| v[0].try_pad_mode(&[2, 1, 1, 2], mode), &[t(&[1, 2, 3, 3], 42)]);
     }
     let idx = Tensor::from_vec(vec![0i64, 2, 0, 1, 1, 1], &[2, 3]);
-    check("scatter", |v| v[0].try_scatter(1, &Tensor::from_vec(vec![2i64, 0, 1, 1], &[2, 2]), &v[1]), &[t(&[2, 3], 43), t(&[2, 2], 44)]);
+    // Distinct indices per row: with duplicates PyTorch leaves which write wins (and so the
+    // derivative) unspecified.
+    check("scatter", |v| v[0].try_scatter(1, &Tensor::from_vec(vec![2i64, 0, 1, 2], &[2, 2]), &v[1]), &[t(&[2, 3], 43), t(&[2, 2], 44)]);
     for reduce in [ScatterReduce::Sum, ScatterReduce::Mean, ScatterReduce::Amax, ScatterReduce::Prod] {
         for include_self in [true, false] {
             check(&format!("scatter_reduce {reduce:?} {include_self}"), |v| v[0].try_scatter_reduce(1, &idx, &v[1], reduce, include_self), &[t(&[2, 3], 45), t(&[2, 3], 46)]);
@@ -153,7 +155,17 @@ fn functional_norms_embeddings_and_losses() {
     check("normalize", |v| nf::try_normalize(&v[0], 2.0, 1, 1e-12), &[x.clone()]);
     check("cosine_similarity", |v| nf::try_cosine_similarity(&v[0], &v[1], 1, 1e-8), &[t(&[3, 4], 86), t(&[3, 4], 87)]);
     let ids = Tensor::from_vec(vec![0i64, 2, 2, 3], &[2, 2]);
-    check("embedding padding", |v| nf::try_embedding(&ids, &v[0], &nf::EmbeddingOptions { padding_idx: Some(2), ..Default::default() }), &[t(&[4, 3], 88)]);
+    // The padding row's gradient is 0 by definition (not its derivative: the row is looked
+    // up), so finite differences check the other rows, with the padding row held fixed...
+    let padding_row = t(&[1, 3], 94);
+    let table = |others: &Tensor| -> Result<Tensor> { Tensor::try_cat(&[&others.try_narrow(0, 0, 2)?, &padding_row, &others.try_narrow(0, 2, 1)?], 0) };
+    let padded = nf::EmbeddingOptions { padding_idx: Some(2), ..Default::default() };
+    check("embedding padding", |v| nf::try_embedding(&ids, &table(&v[0])?, &padded), &[t(&[3, 3], 88)]);
+    // ...and the padding row gets exactly 0.
+    let w = t(&[4, 3], 95).set_requires_grad(true);
+    let g = tensorbrain::autograd::grad(&nf::try_embedding(&ids, &w, &padded).unwrap().sum_all(), &[w.clone()], None, false).unwrap()[0].clone().unwrap();
+    assert_eq!(g.narrow(0, 2, 1).to_vec::<f64>(), [0.0; 3], "no gradient for the padding row");
+    assert_eq!(g.narrow(0, 3, 1).to_vec::<f64>(), [1.0; 3], "row 3 is looked up once");
     for mode in [nf::BagMode::Sum, nf::BagMode::Mean, nf::BagMode::Max] {
         check(&format!("embedding_bag {mode:?}"), |v| nf::try_embedding_bag(&ids, &v[0], None, mode, None, None), &[t(&[4, 3], 89)]);
     }

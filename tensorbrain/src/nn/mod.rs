@@ -2,6 +2,8 @@
 
 mod activation;
 pub mod attention;
+mod conv_transpose;
+mod embedding_bag;
 mod forward;
 pub mod functional;
 mod layers;
@@ -27,5 +29,9 @@ pub use module::{join, Module, ModuleExt, Summary, SummaryRow};
 pub use norm::{BatchNorm, BatchNormOf, BatchNorm1d, BatchNorm2d, BatchNormSaved, RMSNorm, RMSNormOf, RMSNormSaved};
 pub use pool::{AdaptiveAvgPool2d, AdaptiveAvgPoolSaved};
 pub use sequential::Sequential;
+pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dOf};
+pub use embedding_bag::{EmbeddingBag, EmbeddingBagOf};
+pub use norm::{GroupNorm, GroupNormOf, InstanceNorm1d, InstanceNorm2d, InstanceNormOf};
+pub use pool::{AvgPool2dWith, MaxPool2dWith};
 pub use signature::{ModelSignature, Signature, TensorSpec};
 pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, InferenceOverride, NestedSaved, StaticModel};

@@ -92,8 +92,8 @@ impl Tensor {
         }))
     }
 
-    /// `x * relu6(x + 3) / 6` (`F.hardswish`); PyTorch's gradient: 0 below -3, `x / 3 + 1/2` on
-    /// [-3, 3], 1 above.
+    /// `x * relu6(x + 3) / 6` (`F.hardswish`); PyTorch's gradient: 0 at or below -3, `x / 3 +
+    /// 1/2` strictly inside (-3, 3), 1 at or above 3 (PyTorch 2.15's rule at the kinks).
     pub fn try_hardswish(&self) -> Result<Tensor> {
         let out = math_map!(self, "hardswish", |x| {
             let three = M::from_f64(3.0);
@@ -108,12 +108,14 @@ impl Tensor {
         let x = self.clone();
         Ok(record("hardswish", out, &[self], move |g, _| {
             let mid = g.try_mul(&x.try_div_scalar(3.0)?.try_add_scalar(0.5)?)?;
-            let d = Tensor::try_where_cond(&x.gt_scalar(3.0)?, g, &mid)?;
-            Ok(vec![Some(Tensor::keep_where(&d, &x.lt_scalar(-3.0)?.try_logical_not()?)?)])
+            let d = Tensor::try_where_cond(&x.lt_scalar(3.0)?.try_logical_not()?, g, &mid)?;
+            Ok(vec![Some(Tensor::keep_where(&d, &x.gt_scalar(-3.0)?)?)])
         }))
     }
 
     /// `relu6(x + 3) / 6` (`F.hardsigmoid`); gradient `1/6` strictly inside (-3, 3), else 0.
+    /// The `1/6` of the gradient is rounded to f32 for every dtype, as PyTorch's CPU kernel
+    /// does (its constant is the float literal `1.0f / 6.0f`), so f64 gradients match it.
     pub fn try_hardsigmoid(&self) -> Result<Tensor> {
         let out = math_map!(self, "hardsigmoid", |x| {
             let three = M::from_f64(3.0);
@@ -128,7 +130,7 @@ impl Tensor {
         let x = self.clone();
         Ok(record("hardsigmoid", out, &[self], move |g, _| {
             let inside = x.gt_scalar(-3.0)?.try_logical_and(&x.lt_scalar(3.0)?)?;
-            Ok(vec![Some(Tensor::keep_where(&g.try_div_scalar(6.0)?, &inside)?)])
+            Ok(vec![Some(Tensor::keep_where(&g.try_mul_scalar((1.0f32 / 6.0) as f64)?, &inside)?)])
         }))
     }
 

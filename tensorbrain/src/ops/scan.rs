@@ -107,7 +107,16 @@ impl Tensor {
                 let log_g = Tensor::try_where_cond(&keep, &safe.try_log()?, &gs.scalar_like(f64::NEG_INFINITY)?)?;
                 log_g.try_sub(&y)?.logcumsumexp_dir(dim, !reverse)?.try_add(&x)?.try_exp()
             };
-            Ok(vec![Some(part(1.0)?.try_sub(&part(-1.0)?)?)])
+            // A sign with no entries contributes exactly 0; skipping it also keeps its all -inf
+            // intermediate (whose own derivative is NaN) out of double backward.
+            let has = |sign: f64| -> Result<bool> { Ok(g.try_mul_scalar(sign)?.try_gt(&g.scalar_like(0.0)?)?.try_any(&[], false)?.item::<bool>()) };
+            let grad = match (has(1.0)?, has(-1.0)?) {
+                (true, true) => part(1.0)?.try_sub(&part(-1.0)?)?,
+                (true, false) => part(1.0)?,
+                (false, true) => part(-1.0)?.try_neg()?,
+                (false, false) => g.try_mul_scalar(0.0)?,
+            };
+            Ok(vec![Some(grad)])
         }))
     }
 }

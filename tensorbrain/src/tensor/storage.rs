@@ -146,6 +146,8 @@ pub trait StorageElement: Sized {
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// The vector of a storage of this type, moved out (`None` for another dtype).
+    fn take_vec(s: CpuStorage) -> Option<Vec<Self>>;
 }
 
 macro_rules! storage_element {
@@ -168,6 +170,13 @@ macro_rules! storage_element {
             #[inline]
             fn wrap(v: Vec<Self>) -> CpuStorage {
                 CpuStorage::$variant(v)
+            }
+            #[inline]
+            fn take_vec(s: CpuStorage) -> Option<Vec<Self>> {
+                match s {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
             }
         }
     };

@@ -28,8 +28,13 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn load() -> Fixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/fixtures/nn_modules.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run tests/parity/generate_nn.py)", path.display()));
+        Self::load_file("nn_modules.safetensors", "generate_nn.py")
+    }
+
+    /// Loads `tests/parity/fixtures/<file>`, written by `tests/parity/<generator>`.
+    pub fn load_file(file: &str, generator: &str) -> Fixture {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/fixtures").join(file);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run tests/parity/{generator})", path.display()));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors header");
         let cases_json = meta.metadata().as_ref().and_then(|m| m.get("cases")).expect("`cases` metadata").clone();
         let cases: Vec<Value> = serde_json::from_str(&cases_json).expect("cases JSON");
