@@ -3,7 +3,7 @@
 //!
 //! [`Sequential`]: super::Sequential
 
-use super::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Dropout, Flatten, LeakyReLU, LogSoftmax, MaxPool2d, Module, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU};
+use super::{AdaptiveAvgPool2d, AvgPool2d, BatchNormOf, Dropout, Flatten, LeakyReLU, LogSoftmax, MaxPool2d, Module, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU};
 use crate::tensor::{Result, Tensor};
 
 /// A module that maps one runtime tensor to another. Every layer implements it; `#[model]`

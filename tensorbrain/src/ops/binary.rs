@@ -5,7 +5,7 @@
 //! ([`super::promote`]); float results run the float kernels here and record gradients,
 //! integer and bool results run [`super::integer`].
 
-use tensorbrain_kernels::strided::{zip3_map, zip_map, zip_map_vec};
+use tensorbrain_kernels::strided::{zip3_map, zip_map};
 
 use super::integer::{self, IntBinary};
 use super::promote::{promote_pair, promote_scalar, Scalar};
@@ -43,11 +43,11 @@ macro_rules! float_zip {
             let out = if shape.as_slice() != a.shape() && shape.as_slice() != b.shape() {
                 // Both operands broadcast, so the output is bigger than either, maybe
                 // impossibly so ([N, 1] - [N] is [N, N]): allocate it fallibly.
-                let mut out = try_zeroed::<T>($op, &shape)?;
-                zip_map(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &mut out, &f);
+                let mut out = $crate::tensor::try_zeroed::<T>($op, &shape)?;
+                tensorbrain_kernels::strided::zip_map(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &mut out, &f);
                 out
             } else {
-                zip_map_vec(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &f)
+                tensorbrain_kernels::strided::zip_map_vec(sa, la.offset, &la.strides, sb, lb.offset, &lb.strides, &shape, &f)
             };
             Ok::<Tensor, Error>(Tensor::from_storage(T::wrap(out), &shape))
         })

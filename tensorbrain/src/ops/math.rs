@@ -5,7 +5,7 @@
 //! These ops are not in the graph IR (so `#[model]` forwards cannot use them yet); each records
 //! its own backward, written with differentiable ops so that gradients of gradients work.
 
-use tensorbrain_kernels::strided::{map_vec, zip_map_vec};
+use tensorbrain_kernels::strided::map_vec;
 
 use super::binary::{check_same, float_zip};
 use super::integer::{self, IntBinary, IntUnary};

@@ -55,7 +55,7 @@ pub struct BatchNormSaved {
 
 impl<C: Size, const SPATIAL: usize> Module for BatchNormOf<C, SPATIAL> {
     fn init_with(_: &mut Generator) -> Self {
-        BatchNorm {
+        Self {
             weight: Tensor::ones(&[C::N], DType::F32).set_requires_grad(true),
             bias: Tensor::zeros(&[C::N], DType::F32).set_requires_grad(true),
             running_mean: Tensor::zeros(&[C::N], DType::F32),
