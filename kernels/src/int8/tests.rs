@@ -166,3 +166,46 @@ fn short_activations_are_refused() {
     let mut out = vec![0; 4];
     qgemm_with_level(CpuLevel::Scalar, 2, &[0; 5], 4, &packed, Output::I32(&mut out), 2);
 }
+
+#[test]
+fn im2col_then_gemm_is_a_direct_convolution() {
+    let mut rng = Lcg(9);
+    for (stride, padding, dilation) in [([1, 1], [0, 0], [1, 1]), ([2, 1], [1, 2], [1, 1]), ([1, 2], [1, 1], [2, 1])] {
+        let s = ConvShape { batch: 2, channels: 3, height: 7, width: 6, kernel: [3, 2], stride, padding, dilation };
+        let (oh, ow) = s.output_size().unwrap();
+        let (m, k) = s.gemm_mk().unwrap();
+        let o = 5;
+        let x = rng.u8s(2 * 3 * 7 * 6);
+        let w = rng.i8s(o * k);
+        let pad = 17u8;
+        let cols = im2col_u8(&x, &s, pad);
+        let packed = PackedI8::pack(&w, o, k);
+        let mut y = vec![0i32; m * o];
+        qgemm_with_level(CpuLevel::best(), m, &cols, k, &packed, Output::I32(&mut y), o);
+        let y = pixels_last_to_channels_first(&y, 2, oh * ow, o);
+        for n in 0..2 {
+            for oc in 0..o {
+                for yy in 0..oh {
+                    for xx in 0..ow {
+                        let mut acc = 0i32;
+                        for c in 0..3 {
+                            for i in 0..3 {
+                                for j in 0..2 {
+                                    let iy = (yy * stride[0] + i * dilation[0]) as isize - padding[0] as isize;
+                                    let ix = (xx * stride[1] + j * dilation[1]) as isize - padding[1] as isize;
+                                    let v = if (0..7).contains(&iy) && (0..6).contains(&ix) {
+                                        x[((n * 3 + c) * 7 + iy as usize) * 6 + ix as usize]
+                                    } else {
+                                        pad
+                                    };
+                                    acc += i32::from(v) * i32::from(w[oc * k + (c * 3 + i) * 2 + j]);
+                                }
+                            }
+                        }
+                        assert_eq!(y[((n * o + oc) * oh + yy) * ow + xx], acc, "{s:?} at n{n} o{oc} ({yy}, {xx})");
+                    }
+                }
+            }
+        }
+    }
+}
