@@ -68,18 +68,27 @@ impl Wide {
     }
 }
 
-/// Median seconds per call over calls filling about `budget`.
-fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut samples = Vec::new();
+/// Median seconds per call of each function, calling them in turn (round robin) until
+/// `budget` has passed, so that load from other processes hits every contender alike and
+/// their ratios stay fair on a busy machine.
+fn time_each(budget: Duration, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    fs.iter_mut().for_each(|f| f());
+    let mut samples = vec![Vec::new(); fs.len()];
     let start = Instant::now();
-    while start.elapsed() < budget || samples.len() < 5 {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
+    while start.elapsed() < budget || samples[0].len() < 5 {
+        for (f, s) in fs.iter_mut().zip(&mut samples) {
+            let t = Instant::now();
+            f();
+            s.push(t.elapsed().as_secs_f64());
+        }
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
 }
 
 /// A second model with the same weights and buffers, in eval mode (models are not `Clone`).
@@ -136,35 +145,61 @@ fn accuracy_table(args: &Args) -> tensorbrain::Result<()> {
 }
 
 fn gemm_table() {
-    let budget = Duration::from_millis(300);
+    let budget = Duration::from_millis(600);
     println!("\nGEMM, y[m×n] = x[m×k]·W[n×k]ᵀ, {} thread(s); GOP/s counts 2·m·n·k", tensorbrain::num_threads());
-    println!("| m×k×n | f32 SGEMM GOP/s | level | int8 GOP/s | int8 / f32 |\n|---|---:|---|---:|---:|");
+    println!("| m×k×n | f32 GOP/s, Wᵀ strided (as Linear) | f32 GOP/s, Wᵀ contiguous | int8 level | int8 GOP/s | int8 / best f32 |");
+    println!("|---|---:|---:|---|---:|---:|");
     for (m, k, n) in [(1, 1024, 1024), (64, 784, 1024), (64, 1024, 1024), (256, 1024, 1024)] {
         let ops = 2.0 * (m * n * k) as f64;
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5).collect();
         let mut c = vec![0f32; m * n];
-        // W is [n, k] row-major: read it as the k×n matrix Wᵀ through strides, as Linear does.
-        let f32_s = time(budget, || {
-            tensorbrain_kernels::gemm::matmul(m, k, n, &a, 0, k as isize, 1, &w, 0, 1, k as isize, &mut c, n as isize, 1, false);
-            black_box(&c);
-        });
         let a8: Vec<u8> = (0..m * k).map(|i| (i * 31 % 251) as u8).collect();
         let w8: Vec<i8> = (0..n * k).map(|i| (i * 17 % 253) as u8 as i8).collect();
         let packed = PackedI8::pack(&w8, n, k);
-        let mut c32 = vec![0i32; m * n];
-        for level in CpuLevel::supported() {
-            let s = time(budget, || {
-                qgemm_with_level(level, m, &a8, k, &packed, Output::I32(&mut c32), n);
-                black_box(&c32);
-            });
-            println!("| {m}×{k}×{n} | {:.1} | {level} | {:.1} | {:.2}× |", ops / f32_s / 1e9, ops / s / 1e9, f32_s / s);
+        let levels = CpuLevel::supported();
+        let mut outs = vec![vec![0i32; m * n]; levels.len()];
+        // W is [n, k] row-major: f32 reads it as the k×n matrix Wᵀ through strides, as Linear does.
+        let mut f32_gemm = || {
+            tensorbrain_kernels::gemm::matmul(m, k, n, &a, 0, k as isize, 1, &w, 0, 1, k as isize, &mut c, n as isize, 1, false);
+            black_box(&c);
+        };
+        let mut int8: Vec<Box<dyn FnMut()>> = levels
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(&level, out)| {
+                let (a8, packed) = (&a8, &packed);
+                Box::new(move || {
+                    qgemm_with_level(level, m, a8, k, packed, Output::I32(out), n);
+                    black_box(&out);
+                }) as Box<dyn FnMut()>
+            })
+            .collect();
+        // The same product with Wᵀ stored contiguously (k×n), the layout SGEMM likes best.
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let mut c2 = vec![0f32; m * n];
+        let mut f32_contiguous = || {
+            tensorbrain_kernels::gemm::matmul(m, k, n, &a, 0, k as isize, 1, &wt, 0, n as isize, 1, &mut c2, n as isize, 1, false);
+            black_box(&c2);
+        };
+        let mut all: Vec<&mut dyn FnMut()> = vec![&mut f32_gemm, &mut f32_contiguous];
+        all.extend(int8.iter_mut().map(|f| &mut **f as &mut dyn FnMut()));
+        let secs = time_each(budget, &mut all);
+        let best_f32 = secs[0].min(secs[1]);
+        for (level, s) in levels.iter().zip(&secs[2..]) {
+            println!(
+                "| {m}×{k}×{n} | {:.1} | {:.1} | {level} | {:.1} | {:.2}× |",
+                ops / secs[0] / 1e9,
+                ops / secs[1] / 1e9,
+                ops / s / 1e9,
+                best_f32 / s
+            );
         }
     }
 }
 
 fn mlp_table() -> tensorbrain::Result<()> {
-    let budget = Duration::from_millis(500);
+    let budget = Duration::from_millis(1500);
     manual_seed(1);
     let mut model = Wide::init(1);
     model.eval();
@@ -183,8 +218,9 @@ fn mlp_table() -> tensorbrain::Result<()> {
     println!("| batch | f32 (generated, fused) | int8 dynamic | int8 static | static speed-up |\n|---:|---:|---:|---:|---:|");
     for batch in [1, 64] {
         let x = Tensor::rand(&[batch, 784], DType::F32);
-        let run = |m: &Wide| time(budget, || drop(black_box(no_grad(|| m.forward_dyn(&[x.clone()])).expect("forward"))));
-        let (f, d, s) = (run(&model), run(&dynamic), run(&fixed));
+        let run = |m: &Wide| drop(black_box(no_grad(|| m.forward_dyn(&[x.clone()])).expect("forward")));
+        let secs = time_each(budget, &mut [&mut || run(&model), &mut || run(&dynamic), &mut || run(&fixed)]);
+        let (f, d, s) = (secs[0], secs[1], secs[2]);
         println!("| {batch} | {:.3} | {:.3} | {:.3} | {:.2}× |", f * 1e3, d * 1e3, s * 1e3, f / s);
     }
     println!("\nOn disk: f32 {:.2} MB, int8 {:.2} MB", size(&f32_path), size(&int8_path));
