@@ -44,9 +44,20 @@ impl Epilogue<'_> {
 /// the default rounding mode, multiplying by the f32 reciprocal of the scale).
 #[inline]
 pub fn quantize_u8_one(x: f32, inv_scale: f32, zero: i32) -> u8 {
-    let q = (x * inv_scale).round_ties_even();
-    // NaN becomes the zero point's neighbourhood only through `as`; callers reject NaN earlier.
+    let q = round_half_even(x * inv_scale);
+    // NaN ends up as 0 through `as`; callers reject NaN before quantizing.
     (q + zero as f32).clamp(0.0, 255.0) as u8
+}
+
+/// Round half to even without a libm call (`f32::round_ties_even` is one on baseline x86-64,
+/// which has no `roundss`): adding 1.5·2²³ leaves no fraction bits, so the FPU's default
+/// rounding (to nearest, ties to even) does the work, and the loop vectorises. Exact for
+/// |x| ≤ 2²²; larger magnitudes are clamped first, which only matters beyond any 8-bit range.
+#[inline]
+pub fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    const LIMIT: f32 = 4_194_304.0; // 2^22
+    (x.clamp(-LIMIT, LIMIT) + MAGIC) - MAGIC
 }
 
 impl Output<'_> {

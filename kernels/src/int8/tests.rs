@@ -209,3 +209,15 @@ fn im2col_then_gemm_is_a_direct_convolution() {
         }
     }
 }
+
+#[test]
+fn round_half_even_matches_the_std_rounding() {
+    let mut rng = Lcg(21);
+    let mut values: Vec<f32> = (-600..=600).map(|i| i as f32 * 0.5).collect(); // every tie
+    values.extend((0..10_000).map(|_| (rng.next() as f32 / u32::MAX as f32 - 0.5) * 1000.0));
+    values.extend([-0.0, 0.49999997, 8388607.5, 4194303.5, -4194303.5, 1e7, -1e30]);
+    for x in values {
+        let want = x.clamp(-4194304.0, 4194304.0).round_ties_even();
+        assert_eq!(round_half_even(x), want, "{x}");
+    }
+}

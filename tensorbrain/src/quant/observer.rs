@@ -201,7 +201,7 @@ impl HistogramObserver {
             .filter(|(_, &n)| n > 0.0)
             .map(|(b, &n)| {
                 let x = self.center(b);
-                let q = ((x * inv).round_ties_even() + zero as f32).clamp(0.0, 255.0);
+                let q = (tensorbrain_kernels::int8::round_half_even(x * inv) + zero as f32).clamp(0.0, 255.0);
                 let back = (q - zero as f32) * scale;
                 n * f64::from(x - back).powi(2)
             })

@@ -21,7 +21,7 @@ pub fn quantize(x: &Tensor, params: &QParams) -> Result<Tensor> {
     let q = values.iter().enumerate().map(|(i, &v)| {
         let c = channel(i);
         let z = params.zero_points[c];
-        ((v * inv[c]).round_ties_even() + z as f32).clamp(qmin as f32, qmax as f32) as i32
+        (tensorbrain_kernels::int8::round_half_even(v * inv[c]) + z as f32).clamp(qmin as f32, qmax as f32) as i32
     });
     Ok(match params.dtype {
         QDType::U8 => Tensor::from_vec(q.map(|v| v as u8).collect::<Vec<u8>>(), x.shape()),
