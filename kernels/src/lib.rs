@@ -22,3 +22,4 @@ pub mod threads;
 pub mod strided;
 
 pub use float::Float;
+pub mod int8;

@@ -22,6 +22,7 @@ pub mod shape;
 pub mod tensor;
 pub mod text;
 pub mod train;
+pub mod quant;
 
 pub use ops::{manual_seed, Generator};
 pub use ops::promote::Scalar;

@@ -1,0 +1,89 @@
+//! Layout helpers that let a convolution run on the int8 GEMM: im2col of u8 NCHW activations
+//! (padding filled with the zero point, which is the real value 0) and the transpose of the
+//! GEMM's `[N·OH·OW, O]` result back to NCHW.
+
+/// The geometry of a 2-D convolution on one NCHW input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl ConvShape {
+    /// Output height and width, or `None` if the (dilated) kernel does not fit.
+    pub fn output_size(&self) -> Option<(usize, usize)> {
+        let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
+            let span = d * (k - 1) + 1;
+            (size + 2 * p).checked_sub(span).map(|r| r / s + 1)
+        };
+        Some((
+            out(self.height, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0])?,
+            out(self.width, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1])?,
+        ))
+    }
+
+    /// GEMM rows (one per output pixel) and reduction length (one per kernel tap and channel).
+    pub fn gemm_mk(&self) -> Option<(usize, usize)> {
+        let (oh, ow) = self.output_size()?;
+        Some((self.batch * oh * ow, self.channels * self.kernel[0] * self.kernel[1]))
+    }
+}
+
+/// Row `(n·OH + oh)·OW + ow`, column `(c·KH + i)·KW + j` holds input
+/// `x[n, c, oh·s - p + i·d, ow·s - p + j·d]`, or `pad` outside the image. Columns follow the
+/// `[O, C, KH, KW]` weight's flattening, so the weight reshaped to `[O, C·KH·KW]` multiplies it.
+///
+/// # Panics
+/// If `x` is not `batch·channels·height·width` long or the kernel does not fit.
+pub fn im2col_u8(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
+    assert_eq!(x.len(), s.batch * s.channels * s.height * s.width, "im2col: input length does not match {s:?}");
+    let (oh, ow) = s.output_size().unwrap_or_else(|| panic!("im2col: the kernel does not fit in {s:?}"));
+    let (kh, kw) = (s.kernel[0], s.kernel[1]);
+    let k = s.channels * kh * kw;
+    let mut out = vec![pad; s.batch * oh * ow * k];
+    for n in 0..s.batch {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let row = &mut out[((n * oh + y) * ow + xo) * k..][..k];
+                for c in 0..s.channels {
+                    let plane = &x[(n * s.channels + c) * s.height * s.width..][..s.height * s.width];
+                    for i in 0..kh {
+                        let iy = (y * s.stride[0] + i * s.dilation[0]).wrapping_sub(s.padding[0]);
+                        if iy >= s.height {
+                            continue;
+                        }
+                        for j in 0..kw {
+                            let ix = (xo * s.stride[1] + j * s.dilation[1]).wrapping_sub(s.padding[1]);
+                            if ix < s.width {
+                                row[(c * kh + i) * kw + j] = plane[iy * s.width + ix];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `[batch, pixels, channels]` → `[batch, channels, pixels]`.
+pub fn pixels_last_to_channels_first<T: Copy + Default>(y: &[T], batch: usize, pixels: usize, channels: usize) -> Vec<T> {
+    assert_eq!(y.len(), batch * pixels * channels, "transpose: length does not match {batch}x{pixels}x{channels}");
+    let mut out = vec![T::default(); y.len()];
+    for n in 0..batch {
+        let src = &y[n * pixels * channels..][..pixels * channels];
+        let dst = &mut out[n * pixels * channels..][..pixels * channels];
+        for p in 0..pixels {
+            for c in 0..channels {
+                dst[c * pixels + p] = src[p * channels + c];
+            }
+        }
+    }
+    out
+}

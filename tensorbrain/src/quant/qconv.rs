@@ -1,0 +1,126 @@
+//! `QConv2d`: a convolution on the int8 GEMM. The u8 input is unfolded by im2col (padding is
+//! the zero point, i.e. real 0), multiplied by the `[O, C·KH·KW]` i8 weight with the same fused
+//! epilogue as [`QLinear`], and the `[N·OH·OW, O]` result is laid back out as NCHW.
+
+use tensorbrain_ir::op::ConvGeometry;
+use tensorbrain_kernels::int8::{im2col_u8, pixels_last_to_channels_first, ConvShape};
+
+use super::qlinear::{Act, InputQuant, QLinear};
+use super::scheme::{Granularity, QParams};
+use crate::tensor::{Error, Result, Tensor};
+
+/// A quantized Conv2d (+ optional fused ReLU); groups must be 1.
+#[derive(Clone, Debug)]
+pub struct QConv2d {
+    /// The weight as `[O, C·KH·KW]` with the epilogue, run on im2col rows.
+    linear: QLinear,
+    in_channels: usize,
+    kernel: [usize; 2],
+    geometry: ConvGeometry,
+}
+
+impl QConv2d {
+    /// Quantizes an f32 `[O, C, KH, KW]` weight.
+    ///
+    /// # Errors
+    /// If the weight is not 4-D, the convolution is grouped, or as [`QLinear::from_f32`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_f32(
+        name: &str,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        geometry: ConvGeometry,
+        granularity: Granularity,
+        input: InputQuant,
+        output: Option<QParams>,
+    ) -> Result<QConv2d> {
+        let (o, c, kernel) = conv_dims(name, weight.shape(), geometry)?;
+        let flat = weight.try_reshape(&[o as isize, -1])?;
+        let linear = QLinear::from_f32(name, &flat, bias, relu, granularity, input, output)?;
+        Ok(QConv2d { linear, in_channels: c, kernel, geometry })
+    }
+
+    /// Builds the layer from an already quantized `[O, C, KH, KW]` weight (flattened row-major).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        name: &str,
+        weight_i8: &[i8],
+        weight_shape: &[usize],
+        weight_params: QParams,
+        bias: Option<Vec<f32>>,
+        relu: bool,
+        geometry: ConvGeometry,
+        input: InputQuant,
+        output: Option<QParams>,
+    ) -> Result<QConv2d> {
+        let (o, c, kernel) = conv_dims(name, weight_shape, geometry)?;
+        let linear = QLinear::from_parts(name, weight_i8, o, c * kernel[0] * kernel[1], weight_params, bias, relu, input, output)?;
+        Ok(QConv2d { linear, in_channels: c, kernel, geometry })
+    }
+
+    /// The GEMM part (weights, scales, bias, activation parameters).
+    pub fn linear(&self) -> &QLinear {
+        &self.linear
+    }
+
+    /// `[O, C, KH, KW]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.linear.out_features(), self.in_channels, self.kernel[0], self.kernel[1]]
+    }
+
+    /// Runs the convolution on NCHW input (f32, or u8 in this layer's input parameters).
+    ///
+    /// # Errors
+    /// On a shape mismatch, or as [`QLinear::forward`].
+    pub fn forward(&self, x: &Act) -> Result<Act> {
+        let name = self.linear.name();
+        let shape = x.shape().to_vec();
+        if shape.len() != 4 || shape[1] != self.in_channels {
+            return Err(Error::Msg(format!("QConv2d {name}: input must be [N, {}, H, W], got {shape:?}", self.in_channels)));
+        }
+        let g = self.geometry;
+        let s = ConvShape {
+            batch: shape[0],
+            channels: shape[1],
+            height: shape[2],
+            width: shape[3],
+            kernel: self.kernel,
+            stride: g.stride,
+            padding: g.padding,
+            dilation: g.dilation,
+        };
+        let ((oh, ow), (m, k)) = match (s.output_size(), s.gemm_mk()) {
+            (Some(o), Some(mk)) => (o, mk),
+            _ => return Err(Error::Msg(format!("QConv2d {name}: the {:?} kernel does not fit input {shape:?}", self.kernel))),
+        };
+        let (cols, scale, zero) = match x {
+            Act::U8 { data, scale, zero } => (im2col_u8(&data.to_vec::<u8>(), &s, *zero as u8), *scale, *zero),
+            Act::F32(t) => {
+                let (q, scale, zero) = self.linear.quantize_input(t)?;
+                (im2col_u8(&q, &s, zero as u8), scale, zero)
+            }
+        };
+        let rows = Act::U8 { data: Tensor::from_vec(cols, &[m, k]), scale, zero };
+        let o = self.linear.out_features();
+        let out_shape = [shape[0], o, oh, ow];
+        Ok(match self.linear.forward(&rows)? {
+            Act::F32(y) => Act::F32(Tensor::from_vec(pixels_last_to_channels_first(&y.to_vec::<f32>(), shape[0], oh * ow, o), &out_shape)),
+            Act::U8 { data, scale, zero } => Act::U8 {
+                data: Tensor::from_vec(pixels_last_to_channels_first(&data.to_vec::<u8>(), shape[0], oh * ow, o), &out_shape),
+                scale,
+                zero,
+            },
+        })
+    }
+}
+
+fn conv_dims(name: &str, shape: &[usize], g: ConvGeometry) -> Result<(usize, usize, [usize; 2])> {
+    if shape.len() != 4 {
+        return Err(Error::Msg(format!("QConv2d {name}: weight must be [O, C, KH, KW], got {shape:?}")));
+    }
+    if g.groups != 1 {
+        return Err(Error::Msg(format!("QConv2d {name}: grouped convolutions (groups {}) are not supported", g.groups)));
+    }
+    Ok((shape[0], shape[1], [shape[2], shape[3]]))
+}
