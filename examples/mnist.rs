@@ -27,41 +27,10 @@ use tensorbrain::optim::{Adam, AdamOptions};
 use tensorbrain::prelude::*;
 use tensorbrain::train::{classification, Precision, SchedulerStep, Trainer};
 
-/// 784-256-10 with ReLU: the reference MLP.
-#[model]
-pub struct Mlp {
-    fc1: Linear<784, 256>,
-    fc2: Linear<256, 10>,
-}
-
-#[model]
-impl Mlp {
-    pub fn forward(&self, x: tb![B, 1, 28, 28]) -> tb![B, 10] {
-        self.fc2(self.fc1(x.flatten(1)).relu())
-    }
-}
-
-/// The network of pytorch/examples/mnist (without its final log_softmax, which the
-/// cross-entropy loss applies).
-#[model]
-pub struct Cnn {
-    conv1: Conv2d<1, 32, 3>,
-    conv2: Conv2d<32, 64, 3>,
-    pool: MaxPool2d<2>,
-    dropout1: Dropout<25>,
-    fc1: Linear<9216, 128>,
-    dropout2: Dropout<50>,
-    fc2: Linear<128, 10>,
-}
-
-#[model]
-impl Cnn {
-    pub fn forward(&self, x: tb![B, 1, 28, 28]) -> tb![B, 10] {
-        let h = self.conv2(self.conv1(x).relu()).relu();
-        let h = self.dropout1(self.pool(h)).flatten(1);
-        self.fc2(self.dropout2(self.fc1(h).relu()))
-    }
-}
+// The models live beside the serving binaries, which load this example's checkpoints.
+#[path = "serve/src/mnist_models.rs"]
+mod mnist_models;
+use mnist_models::{Cnn, Mlp};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Arch {
