@@ -3,8 +3,11 @@
 //! here the generated backward must give the eager tape's gradients (rtol 1e-5, atol 1e-6),
 //! the running statistics must move the same way on both paths, and a small CNN must train.
 
-use tensorbrain::autograd::{grad, no_grad};
+use tensorbrain::autograd::no_grad;
 use tensorbrain::prelude::*;
+
+mod common;
+use common::{close, output_and_grads};
 
 #[model]
 pub struct BnCnn {
@@ -53,25 +56,6 @@ fn eager_bn_mlp(m: &BnMlp, x: &Tensor) -> Tensor {
     m.head.forward(&m.bn.forward(&h).unwrap().tanh()).unwrap()
 }
 
-fn close(name: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{name}: sizes");
-    for (i, (p, q)) in a.iter().zip(b).enumerate() {
-        assert!((p - q).abs() <= 1e-6 + 1e-5 * q.abs(), "{name}[{i}]: static {p} vs tape {q}");
-    }
-}
-
-/// Output and gradients of `sum(out * w)` for the input (when it requires grad) and every
-/// parameter.
-fn run<M: ModuleExt>(model: &M, x: &Tensor, fwd: impl Fn(&Tensor) -> Tensor) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let out = fwd(x);
-    manual_seed(11);
-    let w = Tensor::randn(out.shape(), DType::F32);
-    let mut wrt: Vec<Tensor> = if x.requires_grad() { vec![x.clone()] } else { vec![] };
-    wrt.extend(model.parameters());
-    let grads = grad(&out.mul(&w).sum_all(), &wrt, None, false).unwrap();
-    (out.to_vec::<f32>(), grads.into_iter().map(|g| g.expect("every parameter gets a gradient").to_vec::<f32>()).collect())
-}
-
 /// Runs the static and eager paths on two copies of the model (same parameters, separate
 /// running statistics), in training and then eval mode, and compares everything.
 fn compare<M: ModuleExt>(
@@ -85,8 +69,8 @@ fn compare<M: ModuleExt>(
     for training in [true, false] {
         a.set_training(training);
         b.set_training(training);
-        let (out_s, g_s) = run(&a, &x, |x| static_fwd(&a, x));
-        let (out_e, g_e) = run(&b, &x, |x| eager_fwd(&b, x));
+        let (out_s, g_s) = output_and_grads(&a, &x, 11, |x| static_fwd(&a, x));
+        let (out_e, g_e) = output_and_grads(&b, &x, 11, |x| eager_fwd(&b, x));
         close(&format!("{name} output (training {training})"), &out_s, &out_e);
         for (i, (p, q)) in g_s.iter().zip(&g_e).enumerate() {
             close(&format!("{name} gradient {i} (training {training})"), p, q);

@@ -60,14 +60,29 @@ pub enum StaticLayer {
     BatchNorm { spatial: usize, channels: Dim },
     RmsNorm { dim: Dim },
     AdaptiveAvgPool2d { out_h: usize, out_w: usize },
+    /// `GroupNorm<G, C>`: `[N, C, ...]` kept as it is.
+    GroupNorm { groups: usize, channels: Dim },
+    /// `InstanceNorm1d<C>` / `InstanceNorm2d<C>`: `[N, C, L]` / `[N, C, H, W]`, or unbatched.
+    InstanceNorm { spatial: usize, channels: Dim },
+    /// `ConvTranspose2d<C_IN, C_OUT, K, S, P, OP>`: H becomes (H - 1)·S - 2·P + K + OP.
+    ConvTranspose2d { in_channels: Dim, out_channels: Dim, kernel: usize, stride: usize, padding: usize, output_padding: usize },
+    /// `EmbeddingBag<V, D>`: integer ids `[B, L]` to `[B, D]` (each row one bag).
+    EmbeddingBag { vocab: Dim, dim: Dim },
+    /// A parameter-free layer with a run-time setting that keeps the shape (`LeakyReLU`'s
+    /// slope, `Softmax`'s dim).
+    SameShape { name: &'static str },
 }
 
 /// Modules that `#[model]` calls without knowing their shapes.
-const DYNAMIC: &[&str] = &["Sequential"];
+const DYNAMIC: &[&str] = &["Sequential", "MaxPool2dWith", "AvgPool2dWith"];
+
+/// Shape-keeping layers with a run-time setting, called through their `StaticModel` impl.
+const SAME_SHAPE: &[&str] = &["LeakyReLU", "ELU", "Softmax", "LogSoftmax"];
 
 /// Layers whose names `#[model]` knows (for messages listing them).
 pub const KNOWN: &str = "Linear, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Embedding, LayerNorm, RMSNorm, \
-BatchNorm1d, BatchNorm2d, ReLU, GELU, Sigmoid, Tanh, SiLU";
+BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, ConvTranspose2d, EmbeddingBag, ReLU, GELU, Sigmoid, Tanh, SiLU, \
+LeakyReLU, ELU, Softmax, LogSoftmax; Sequential, MaxPool2dWith and AvgPool2dWith are checked at run time";
 
 /// One generic argument of a layer type, read.
 enum Arg {
@@ -100,8 +115,14 @@ impl Layer {
         };
         let builtin = [
             "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "Embedding", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "RMSNorm",
-            "AdaptiveAvgPool2d", "ReLU", "GELU", "Sigmoid", "Tanh", "SiLU",
+            "AdaptiveAvgPool2d", "ReLU", "GELU", "Sigmoid", "Tanh", "SiLU", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "ConvTranspose2d", "EmbeddingBag",
         ];
+        if let Some(&same) = SAME_SHAPE.iter().find(|n| **n == name) {
+            if !raw_args.is_empty() {
+                return Err(syn::Error::new_spanned(ty, format!("{name} takes no generic arguments: it starts with PyTorch's default setting, a public field you can change after `init`")));
+            }
+            return Ok(Layer::Static { kind: StaticLayer::SameShape { name: same } });
+        }
         if !builtin.contains(&name.as_str()) {
             if DYNAMIC.contains(&name.as_str()) {
                 return Ok(Layer::Dynamic { ty: ty.clone() });
@@ -177,6 +198,21 @@ impl Layer {
             "AdaptiveAvgPool2d" => Layer::Static {
                 kind: StaticLayer::AdaptiveAvgPool2d { out_h: number(0, "the output height", 0)?, out_w: number(1, "the output width", 0)? },
             },
+            "GroupNorm" => Layer::Static { kind: StaticLayer::GroupNorm { groups: number(0, "the number of groups", 0)?, channels: size(1, "the channel count")? } },
+            "InstanceNorm1d" | "InstanceNorm2d" => Layer::Static {
+                kind: StaticLayer::InstanceNorm { spatial: if name == "InstanceNorm1d" { 1 } else { 2 }, channels: size(0, "the channel count")? },
+            },
+            "ConvTranspose2d" => Layer::Static {
+                kind: StaticLayer::ConvTranspose2d {
+                    in_channels: size(0, "the input channels")?,
+                    out_channels: size(1, "the output channels")?,
+                    kernel: number(2, "the kernel size", 0)?,
+                    stride: number(3, "the stride", 1)?,
+                    padding: number(4, "the padding", 0)?,
+                    output_padding: number(5, "the output padding", 0)?,
+                },
+            },
+            "EmbeddingBag" => Layer::Static { kind: StaticLayer::EmbeddingBag { vocab: size(0, "the vocabulary size")?, dim: size(1, "the embedding size")? } },
             "ReLU" => Layer::Activation(UnaryOp::Relu),
             "GELU" => Layer::Activation(UnaryOp::Gelu),
             "Sigmoid" => Layer::Activation(UnaryOp::Sigmoid),
@@ -203,7 +239,28 @@ impl Layer {
             }
             Layer::Embedding { vocab, dim } => vec![vocab, dim],
             Layer::LayerNorm { dim } | Layer::Static { kind: StaticLayer::RmsNorm { dim } } => vec![dim],
-            Layer::Static { kind: StaticLayer::BatchNorm { channels, .. } } => vec![channels],
+            Layer::Static { kind: StaticLayer::BatchNorm { channels, .. } | StaticLayer::InstanceNorm { channels, .. } } => vec![channels],
+            Layer::Static { kind: StaticLayer::GroupNorm { groups, channels } } => {
+                if *groups == 0 {
+                    return Err(syn::Error::new(span, "GroupNorm needs at least 1 group"));
+                }
+                if let Dim::Known(c) = channels {
+                    if c % groups != 0 {
+                        return Err(syn::Error::new(span, format!("GroupNorm<{groups}, {c}>: {groups} groups do not divide {c} channels")));
+                    }
+                }
+                vec![channels]
+            }
+            Layer::Static { kind: StaticLayer::ConvTranspose2d { in_channels, out_channels, kernel, stride, output_padding, .. } } => {
+                if *kernel == 0 || *stride == 0 {
+                    return Err(syn::Error::new(span, "ConvTranspose2d needs a kernel size and a stride of at least 1"));
+                }
+                if output_padding >= stride {
+                    return Err(syn::Error::new(span, format!("ConvTranspose2d: the output padding ({output_padding}) must be smaller than the stride ({stride})")));
+                }
+                vec![in_channels, out_channels]
+            }
+            Layer::Static { kind: StaticLayer::EmbeddingBag { vocab, dim } } => vec![vocab, dim],
             Layer::Array { elem, len, .. } => {
                 if let ArrayLen::Sized(d) = len {
                     let ok = d.symbols().iter().all(|s| matches!(scope.kind(s), dims::SymKind::ConstParam | dims::SymKind::NamedConst));
@@ -285,6 +342,26 @@ impl Layer {
                 quote_spanned!(span=> #nn::RMSNormOf<#d>)
             }
             Layer::Static { kind: StaticLayer::AdaptiveAvgPool2d { out_h, out_w } } => quote_spanned!(span=> #nn::AdaptiveAvgPool2d<#out_h, #out_w>),
+            Layer::Static { kind: StaticLayer::GroupNorm { groups, channels } } => {
+                let c = t(channels);
+                quote_spanned!(span=> #nn::GroupNormOf<#groups, #c>)
+            }
+            Layer::Static { kind: StaticLayer::InstanceNorm { spatial, channels } } => {
+                let c = t(channels);
+                quote_spanned!(span=> #nn::InstanceNormOf<#c, #spatial>)
+            }
+            Layer::Static { kind: StaticLayer::ConvTranspose2d { in_channels, out_channels, kernel, stride, padding, output_padding } } => {
+                let (i, o) = (t(in_channels), t(out_channels));
+                quote_spanned!(span=> #nn::ConvTranspose2dOf<#i, #o, #kernel, #stride, #padding, #output_padding>)
+            }
+            Layer::Static { kind: StaticLayer::EmbeddingBag { vocab, dim } } => {
+                let (v, d) = (t(vocab), t(dim));
+                quote_spanned!(span=> #nn::EmbeddingBagOf<#v, #d>)
+            }
+            Layer::Static { kind: StaticLayer::SameShape { name } } => {
+                let id = syn::Ident::new(name, span);
+                quote_spanned!(span=> #nn::#id)
+            }
             Layer::Array { elem, len, elem_ty } => {
                 let e = elem.rust_type(scope, elem_ty.span(), nested)?;
                 let n = match len {
@@ -368,6 +445,13 @@ impl Layer {
             Layer::Static { kind: StaticLayer::BatchNorm { spatial, channels } } => format!("BatchNorm{spatial}d<{channels}>"),
             Layer::Static { kind: StaticLayer::RmsNorm { dim } } => format!("RMSNorm<{dim}>"),
             Layer::Static { kind: StaticLayer::AdaptiveAvgPool2d { out_h, out_w } } => format!("AdaptiveAvgPool2d<{out_h}, {out_w}>"),
+            Layer::Static { kind: StaticLayer::GroupNorm { groups, channels } } => format!("GroupNorm<{groups}, {channels}>"),
+            Layer::Static { kind: StaticLayer::InstanceNorm { spatial, channels } } => format!("InstanceNorm{spatial}d<{channels}>"),
+            Layer::Static { kind: StaticLayer::ConvTranspose2d { in_channels, out_channels, kernel, stride, padding, output_padding } } => {
+                format!("ConvTranspose2d<{in_channels}, {out_channels}, {kernel}, {stride}, {padding}, {output_padding}>")
+            }
+            Layer::Static { kind: StaticLayer::EmbeddingBag { vocab, dim } } => format!("EmbeddingBag<{vocab}, {dim}>"),
+            Layer::Static { kind: StaticLayer::SameShape { name } } => name.to_string(),
             Layer::Nested { path, args, .. } => {
                 let p = path.to_token_stream().to_string().replace(' ', "");
                 if args.is_empty() {
@@ -429,8 +513,9 @@ fn arity(name: &str) -> (usize, usize) {
         "Linear" => (2, 3),
         "Conv2d" => (3, 5),
         "MaxPool2d" | "AvgPool2d" => (1, 2),
-        "Dropout" | "LayerNorm" | "BatchNorm1d" | "BatchNorm2d" | "RMSNorm" => (1, 1),
-        "Embedding" | "AdaptiveAvgPool2d" => (2, 2),
+        "Dropout" | "LayerNorm" | "BatchNorm1d" | "BatchNorm2d" | "RMSNorm" | "InstanceNorm1d" | "InstanceNorm2d" => (1, 1),
+        "Embedding" | "AdaptiveAvgPool2d" | "GroupNorm" | "EmbeddingBag" => (2, 2),
+        "ConvTranspose2d" => (3, 6),
         _ => (0, 0),
     }
 }
@@ -455,6 +540,11 @@ fn usage(name: &str) -> &'static str {
         "BatchNorm2d" => "`BatchNorm2d<CHANNELS>`",
         "RMSNorm" => "`RMSNorm<DIM>`",
         "AdaptiveAvgPool2d" => "`AdaptiveAvgPool2d<OUT_H, OUT_W>`",
+        "GroupNorm" => "`GroupNorm<GROUPS, CHANNELS>`",
+        "InstanceNorm1d" => "`InstanceNorm1d<CHANNELS>`",
+        "InstanceNorm2d" => "`InstanceNorm2d<CHANNELS>`",
+        "ConvTranspose2d" => "`ConvTranspose2d<C_IN, C_OUT, KERNEL>` with optional `STRIDE, PADDING, OUTPUT_PADDING` after",
+        "EmbeddingBag" => "`EmbeddingBag<VOCAB, DIM>`",
         "ReLU" | "GELU" | "Sigmoid" | "Tanh" | "SiLU" => "activations take no arguments",
         _ => "",
     }

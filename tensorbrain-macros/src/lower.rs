@@ -15,7 +15,7 @@ use quote::{quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{BinOp, Expr, FnArg, Ident, Lit, Pat, ReturnType, Stmt, Type, UnOp};
 use tensorbrain_ir::op::{ConvGeometry, PoolGeometry};
-use tensorbrain_ir::{BinaryOp, Dim, Graph, NodeId, Op, PoolKind, ReduceOp, ScalarOp, Shape, UnaryOp};
+use tensorbrain_ir::{BinaryOp, Dim, Graph, NodeId, Op, PoolKind, Poly, ReduceOp, ScalarOp, Shape, UnaryOp};
 
 use crate::dims::{self, Scope, SymKind};
 use crate::interface::{Gathered, Interface};
@@ -822,6 +822,46 @@ impl<'a> Lowering<'a> {
                 }
                 Err(format!("[{n}, C, H, W] or [C, H, W]"))
             }
+            StaticLayer::GroupNorm { channels, .. } => {
+                if xs.rank() >= 2 && self.same_dim(&xs.0[1], channels, &msg, span) {
+                    return Ok(xs.clone());
+                }
+                Err(format!("[{n}, {channels}, ...]"))
+            }
+            StaticLayer::InstanceNorm { spatial, channels } => {
+                let batched = xs.rank() == 2 + spatial && self.same_dim(&xs.0[1], channels, &msg, span);
+                let unbatched = xs.rank() == 1 + spatial && self.same_dim(&xs.0[0], channels, &msg, span);
+                if batched || unbatched {
+                    return Ok(xs.clone());
+                }
+                Err(if *spatial == 1 { format!("[{n}, {channels}, L] or [{channels}, L]") } else { format!("[{n}, {channels}, H, W] or [{channels}, H, W]") })
+            }
+            StaticLayer::ConvTranspose2d { in_channels, out_channels, kernel, stride, padding, output_padding } => {
+                let channel_dim = xs.rank().checked_sub(3);
+                let fits = matches!(xs.rank(), 3 | 4) && self.same_dim(&xs.0[channel_dim.unwrap_or(0)], in_channels, &msg, span);
+                if !fits {
+                    return Err(format!("[{n}, {in_channels}, H, W] or [{in_channels}, H, W]"));
+                }
+                // (size - 1)·stride - 2·padding + kernel + output_padding, kept symbolic.
+                let grow = (*kernel + *output_padding) as i64 - 2 * *padding as i64 - *stride as i64;
+                let upsample = |d: &Dim| Dim::from_poly(d.poly().mul(&Poly::constant(*stride as i64)).add(&Poly::constant(grow)));
+                let mut out = xs.0.clone();
+                let r = out.len();
+                out[r - 3] = out_channels.clone();
+                out[r - 2] = upsample(&xs.0[r - 2]);
+                out[r - 1] = upsample(&xs.0[r - 1]);
+                if out[r - 2].is_nonpositive_constant() || out[r - 1].is_nonpositive_constant() {
+                    return Err(format!("an input larger than {xs} (the output would be empty)"));
+                }
+                Ok(Shape(out))
+            }
+            StaticLayer::EmbeddingBag { dim, .. } => {
+                if xs.rank() == 2 {
+                    return Ok(Shape(vec![xs.0[0].clone(), dim.clone()]));
+                }
+                Err(format!("ids [{n}, L] (one bag per row)"))
+            }
+            StaticLayer::SameShape { .. } => Ok(xs.clone()),
         }
     }
 
@@ -944,13 +984,26 @@ impl<'a> Lowering<'a> {
             Layer::Static { ref kind } => {
                 // Called through the layer's StaticModel impl, with its output shape known
                 // (when the input's is) so checking goes on past it.
+                let looks_up_ids = matches!(kind, StaticLayer::EmbeddingBag { .. });
+                if looks_up_ids {
+                    let d = self.dtype(x).to_string();
+                    if !matches!(d.as_str(), "i64" | "i32") {
+                        return Err(err(span, format!("{who} looks up integer ids (`tb![B, L; i64]`), but this tensor holds {d}")));
+                    }
+                }
                 let out = if known {
-                    self.require_float(x, &who, span)?;
+                    if !looks_up_ids {
+                        self.require_float(x, &who, span)?;
+                    }
                     self.static_layer_shape(kind, &xs, sp).map_err(|want| expects(want, String::new()))?
                 } else {
                     xs.clone()
                 };
-                self.call_node(holder, x, out, span)
+                let id = self.call_node(holder, x, out, span)?;
+                if looks_up_ids {
+                    self.dtypes.insert(id, "f32".into());
+                }
+                Ok(id)
             }
             Layer::Nested { .. } => {
                 let iface = h.iface.clone().expect("nested models have signatures");

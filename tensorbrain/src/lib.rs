@@ -47,6 +47,7 @@ pub mod prelude {
         AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, Forward, LayerNorm, LeakyReLU, Linear,
         LogSoftmax, MaxPool2d, Module, ModuleExt, RMSNorm, ReLU, Sequential, Softmax, ELU, GELU,
     };
+    pub use crate::nn::{AvgPool2dWith, ConvTranspose2d, EmbeddingBag, GroupNorm, InstanceNorm1d, InstanceNorm2d, MaxPool2dWith, SiLU, Sigmoid, Tanh};
     pub use crate::nn::{
         binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss, BceLoss, BceWithLogitsLoss,
         CrossEntropyLoss, L1Loss, MseLoss, NllLoss, Reduction,

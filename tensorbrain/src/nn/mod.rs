@@ -15,6 +15,7 @@ pub mod runtime;
 mod sequential;
 mod signature;
 mod static_model;
+mod tape_static;
 pub mod transformer;
 
 pub use activation::{LeakyReLU, LogSoftmax, Softmax, ELU};
@@ -33,5 +34,6 @@ pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dOf};
 pub use embedding_bag::{EmbeddingBag, EmbeddingBagOf};
 pub use norm::{GroupNorm, GroupNormOf, InstanceNorm1d, InstanceNorm2d, InstanceNormOf};
 pub use pool::{AvgPool2dWith, MaxPool2dWith};
+pub use tape_static::{tape_backward, tape_forward_train, TapeSaved};
 pub use signature::{ModelSignature, Signature, TensorSpec};
 pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, InferenceOverride, NestedSaved, StaticModel};
