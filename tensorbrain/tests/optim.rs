@@ -10,7 +10,7 @@ use tensorbrain::optim::lr_scheduler::{
     PlateauMode, PlateauOptions, ReduceLROnPlateau, SchedulerState, StepLR, ThresholdMode,
 };
 use tensorbrain::optim::{
-    AdadeltaOptions, AdagradOptions, AdamaxOptions, NAdamOptions, RAdamOptions,
+    AdadeltaOptions, AdagradOptions, AdamaxOptions, NAdam, NAdamOptions, RAdamOptions,
     clip_grad_norm, clip_grad_value, Adam, AdamOptions, AdamW, AdamWOptions, ElementwiseOptimizer, Lion, LionOptions,
     Optimizer, OptimizerState, ParamGroup, RmsProp, RmsPropOptions, Sgd, SgdOptions, UpdateRule,
 };
@@ -472,6 +472,43 @@ fn state_dict_round_trip_continues_identically() {
             RmsProp::new(p, RmsPropOptions { lr: 0.01, momentum: 0.5, centered: true, ..Default::default() }).unwrap(),
         )
     });
+    check_round_trip(&|p| Box::new(NAdam::new(p, NAdamOptions { lr: 0.01, weight_decay: 0.1, ..Default::default() }).unwrap()));
+}
+
+/// NAdam's `mu_product` is one 0-d f32 tensor per parameter, as in PyTorch's state dict, the
+/// running product of `mu_t` over the parameter's own steps.
+#[test]
+fn nadam_mu_product_is_a_scalar_per_parameter() {
+    let params = fresh_params();
+    let options = NAdamOptions { lr: 0.01, ..Default::default() };
+    let mut opt = NAdam::new(params.clone(), options.clone()).unwrap();
+    for t in 0..4 {
+        set_grads(&params, t);
+        opt.step().unwrap();
+    }
+    let st = opt.state_dict();
+    let names: Vec<String> = st.to_tensors().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.iter().filter(|n| n.ends_with("mu_product")).count(), 2, "{names:?}");
+    let mu = |t: f64| 0.9 * (1.0 - 0.5 * 0.96f64.powf(t * 4e-3));
+    for (k, steps) in [(0, 4), (1, 3)] {
+        let saved = &st.params[k].as_ref().unwrap().buffers["mu_product"];
+        assert_eq!(saved.shape(), &[] as &[usize]);
+        assert_eq!(saved.dtype(), DType::F32);
+        let want = (1..=steps).fold(1.0f32, |p, t| p * mu(t as f64) as f32);
+        assert_eq!(saved.item::<f32>(), want, "parameter {k}");
+    }
+    // A state saved with one equal value per element (before this layout) still loads.
+    let mut old = st.clone();
+    let p0 = old.params[0].as_mut().unwrap();
+    let v = p0.buffers["mu_product"].item::<f32>();
+    p0.buffers.insert("mu_product".into(), Tensor::from_vec(vec![v; 12], &[3, 4]));
+    let mut b = NAdam::new(copies(&params), options.clone()).unwrap();
+    b.load_state_dict(&old).unwrap();
+    assert_eq!(b.state_dict().params[0].as_ref().unwrap().buffers["mu_product"].item::<f32>(), v);
+    // A stepped parameter without its mu_product is refused by name.
+    let mut missing = st.clone();
+    missing.params[1].as_mut().unwrap().buffers.remove("mu_product");
+    expect_err(NAdam::new(copies(&params), options).unwrap().load_state_dict(&missing), &["parameter 1", "mu_product"]);
 }
 
 #[test]

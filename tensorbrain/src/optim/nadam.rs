@@ -14,8 +14,8 @@ pub type NAdam = ElementwiseOptimizer<NAdamOptions>;
 /// `p -= lr (1 - mu_t) / (1 - mu_product) * g / denom + lr mu_{t+1} / (1 - mu_product mu_{t+1})
 /// * exp_avg / denom`, with `denom = sqrt(exp_avg_sq / (1 - beta2^t)) + eps`.
 ///
-/// `mu_product` is kept as a buffer named as in PyTorch's state (one value per element, all
-/// equal, accumulated in f32 as PyTorch's scalar state is).
+/// `mu_product` is one scalar per parameter, named, saved (a 0-d tensor) and accumulated in f32
+/// as in PyTorch's state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NAdamOptions {
     pub lr: f64,
@@ -33,9 +33,17 @@ impl Default for NAdamOptions {
     }
 }
 
+impl NAdamOptions {
+    /// The momentum coefficient of step `t`: `beta1 (1 - 0.5 * 0.96^(t momentum_decay))`.
+    fn mu(&self, t: f64) -> f64 {
+        self.betas.0 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay))
+    }
+}
+
 impl UpdateRule for NAdamOptions {
     const NAME: &'static str = "nadam";
-    const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "mu_product"];
+    const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    const SCALARS: &'static [(&'static str, f64)] = &[("mu_product", 1.0)];
 
     fn lr(&self) -> f64 {
         self.lr
@@ -83,19 +91,17 @@ impl UpdateRule for NAdamOptions {
             maximize: h.get_bool(n, "maximize")?,
         })
     }
+    fn step_scalars(&self, step: u64, scalars: &mut [f64]) {
+        // PyTorch keeps mu_product as an f32 scalar tensor: multiply in f32.
+        scalars[0] = ((scalars[0] as f32) * (self.mu(step as f64) as f32)) as f64;
+    }
     fn update<W: Float>(&self, ctx: &StepContext, param: &mut [W], grad: &[W], buffers: &mut [&mut [W]]) {
-        let [m, v, mu_prod] = buffers else { unreachable!("nadam keeps three buffers") };
-        if ctx.is_fresh(2) {
-            mu_prod.fill(W::one());
-        }
+        let [m, v] = buffers else { unreachable!("nadam keeps two buffers") };
         let (beta1, beta2) = self.betas;
         let step = ctx.step as f64;
         let bias_correction2 = W::from_f64(1.0 - beta2.powf(step));
-        let mu = beta1 * (1.0 - 0.5 * 0.96f64.powf(step * self.momentum_decay));
-        let mu_next = beta1 * (1.0 - 0.5 * 0.96f64.powf((step + 1.0) * self.momentum_decay));
-        // PyTorch keeps mu_product as an f32 scalar tensor.
-        let product = mu_prod.first().map_or(1.0, |&p| ((Float::to_f64(p) as f32) * (mu as f32)) as f64);
-        mu_prod.fill(W::from_f64(product));
+        let (mu, mu_next) = (self.mu(step), self.mu(step + 1.0));
+        let product = ctx.scalars[0];
         let c_grad = W::from_f64(-self.lr * (1.0 - mu) / (1.0 - product));
         let c_avg = W::from_f64((-self.lr * mu_next) / (1.0 - product * mu_next));
         let w1 = 1.0 - beta1;

@@ -16,11 +16,14 @@ use crate::ops::float_dispatch;
 use crate::tensor::{DType, Element, Error, Result, Tensor};
 
 /// Per-parameter facts an update needs beyond the hyperparameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StepContext {
     /// This parameter's step count, already incremented (1 on its first update).
     pub step: u64,
     fresh: u64,
+    /// This parameter's scalar state ([`UpdateRule::SCALARS`]), already advanced by
+    /// [`UpdateRule::step_scalars`] for this step.
+    pub scalars: Vec<f64>,
 }
 
 impl StepContext {
@@ -39,6 +42,9 @@ pub trait UpdateRule: Clone + Send + Sync + 'static {
     const NAME: &'static str;
     /// Every state buffer the rule may keep, in the order [`UpdateRule::update`] gets them.
     const BUFFERS: &'static [&'static str];
+    /// Per-parameter scalar state (one number per parameter, not per element, like NAdam's
+    /// `mu_product`) with its initial value. Saved as 0-d tensors under these names.
+    const SCALARS: &'static [(&'static str, f64)] = &[];
 
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
@@ -62,6 +68,9 @@ pub trait UpdateRule: Clone + Send + Sync + 'static {
     /// [`UpdateRule::uses_buffer`] is false. All slices have the same length (a chunk of the
     /// parameter when the pass runs in parallel).
     fn update<W: Float>(&self, ctx: &StepContext, param: &mut [W], grad: &[W], buffers: &mut [&mut [W]]);
+    /// Advances the scalar state once per parameter and step (before [`UpdateRule::update`],
+    /// which reads the result from [`StepContext::scalars`]). `step` is already incremented.
+    fn step_scalars(&self, _step: u64, _scalars: &mut [f64]) {}
 }
 
 /// A list of parameters that share hyperparameters (PyTorch's `param_groups` entry).
@@ -80,6 +89,11 @@ impl<O> ParamGroup<O> {
 struct Slot {
     step: u64,
     buffers: Vec<Option<Tensor>>,
+    scalars: Vec<f64>,
+}
+
+fn initial_scalars<R: UpdateRule>() -> Vec<f64> {
+    R::SCALARS.iter().map(|&(_, v)| v).collect()
 }
 
 /// An optimizer whose update is elementwise given per-parameter state: SGD, Adam, AdamW, Lion
@@ -205,8 +219,9 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
         }
         for (gi, index, p, g) in work {
             let options = &self.groups[gi].options;
-            let slot = self.state[index].get_or_insert_with(|| Slot { step: 0, buffers: vec![None; R::BUFFERS.len()] });
+            let slot = self.state[index].get_or_insert_with(|| Slot { step: 0, buffers: vec![None; R::BUFFERS.len()], scalars: initial_scalars::<R>() });
             slot.step += 1;
+            options.step_scalars(slot.step, &mut slot.scalars);
             let mut fresh = 0u64;
             let mut used = Vec::with_capacity(R::BUFFERS.len());
             for b in 0..R::BUFFERS.len() {
@@ -220,7 +235,7 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
                     used.push(None);
                 }
             }
-            let ctx = StepContext { step: slot.step, fresh };
+            let ctx = StepContext { step: slot.step, fresh, scalars: slot.scalars.clone() };
             update_param(options, &ctx, &p, &g, &used)?;
         }
         Ok(())
@@ -427,6 +442,8 @@ impl<R: UpdateRule> Optimizer for ElementwiseOptimizer<R> {
                         .filter_map(|(b, name)| {
                             b.as_ref().map(|b| (name.to_string(), deep_copy(b, b.dtype()).expect("copying a state buffer")))
                         })
+                        // PyTorch keeps such scalars as 0-d f32 tensors.
+                        .chain(R::SCALARS.iter().zip(&s.scalars).map(|(&(name, _), &v)| (name.to_string(), Tensor::scalar(v as f32))))
                         .collect(),
                 })
             })
@@ -468,9 +485,24 @@ impl<R: UpdateRule> Optimizer for ElementwiseOptimizer<R> {
                 slots.push(None);
                 continue;
             };
+            let is_scalar = |name: &str| R::SCALARS.iter().any(|&(n, _)| n == name);
             for name in saved.buffers.keys() {
-                if !R::BUFFERS.contains(&name.as_str()) {
-                    return Err(err(OP, format!("parameter {i} has an unknown state buffer '{name}' ({} keeps {:?})", R::NAME, R::BUFFERS)));
+                if !R::BUFFERS.contains(&name.as_str()) && !is_scalar(name) {
+                    let known: Vec<&str> = R::BUFFERS.iter().copied().chain(R::SCALARS.iter().map(|&(n, _)| n)).collect();
+                    return Err(err(OP, format!("parameter {i} has an unknown state buffer '{name}' ({} keeps {known:?})", R::NAME)));
+                }
+            }
+            let mut scalars = initial_scalars::<R>();
+            for (slot, &(name, _)) in scalars.iter_mut().zip(R::SCALARS) {
+                match saved.buffers.get(name) {
+                    // A 0-d tensor, as PyTorch saves it; older TensorBrain states kept one
+                    // equal value per element, so any non-empty float tensor gives its first.
+                    Some(t) if t.dtype().is_float() && t.numel() > 0 => *slot = t.to_dtype(DType::F64).to_vec::<f64>()[0],
+                    Some(t) => return Err(err(OP, format!("state scalar '{name}' of parameter {i} is an empty or non-float tensor ({} {:?})", t.dtype(), t.shape()))),
+                    None if saved.step > 0 => {
+                        return Err(err(OP, format!("parameter {i} (step {}) has no state scalar '{name}', which {} needs", saved.step, R::NAME)));
+                    }
+                    None => {}
                 }
             }
             let mut buffers = vec![None; R::BUFFERS.len()];
@@ -497,7 +529,7 @@ impl<R: UpdateRule> Optimizer for ElementwiseOptimizer<R> {
                     None => {}
                 }
             }
-            slots.push(Some(Slot { step: saved.step, buffers }));
+            slots.push(Some(Slot { step: saved.step, buffers, scalars }));
         }
         for (g, o) in self.groups.iter_mut().zip(options) {
             g.options = o;
