@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::batcher::BatchQueue;
@@ -190,15 +190,41 @@ async fn infer_inner(app: &App, path: &HashMap<String, String>, headers: &Header
     Ok(infer_response(&app.model_name, id.as_deref(), &done, binary))
 }
 
+/// After the limit is passed, up to this many further bytes are read and dropped (for at most
+/// [`DRAIN_TIME`]) before the 413 goes out. Closing a socket with unread data makes the kernel
+/// send a reset, which can destroy the 413 before the client reads it (seen as "connection
+/// reset" or "incomplete message" instead of the answer); draining a moderate excess lets the
+/// client get the reason, while a huge body is still cut off.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
 /// The whole body, or 413 past the limit.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than this server's limit of {limit} bytes (--max-body-bytes)"),
-        )),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            drop(buf);
+            let _ = tokio::time::timeout(DRAIN_TIME, drain(body, DRAIN_BYTES)).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than this server's limit of {limit} bytes (--max-body-bytes)"),
+            ));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads and drops up to `cap` bytes of what is left of a body.
+async fn drain(mut body: Body, cap: usize) {
+    let mut seen = 0;
+    while seen < cap {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }
 
