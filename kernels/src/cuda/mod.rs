@@ -8,6 +8,7 @@
 //! What has run where is written down in docs/cuda.md: the NVRTC compile of every kernel source
 //! is tested on CPU machines; nothing here has yet run on a GPU.
 
+pub mod alloc;
 pub mod driver;
 pub mod error;
 pub mod nvrtc;
