@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod driver;
 pub mod error;
+pub mod launch;
 pub mod nvrtc;
 pub mod sources;
 
