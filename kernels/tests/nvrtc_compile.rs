@@ -117,3 +117,30 @@ fn the_cache_compiles_each_arch_and_source_once() {
     cache.get_or_compile("reduce.cu", &src, "sm_90", &[]).unwrap();
     assert_eq!(cache.compiles(), 2);
 }
+
+#[test]
+fn generated_fused_kernels_compile_without_warnings() {
+    use tensorbrain_kernels::cuda::codegen::{kernel_name, module_source, samples, DType};
+    use tensorbrain_kernels::fused::{BinaryFn, Instr, Program, UnaryFn};
+    if !nvrtc_or_skip("generated_fused_kernels_compile_without_warnings") {
+        return;
+    }
+    let mut programs: Vec<(String, Program, DType)> = samples().into_iter().map(|(n, p, d)| (n.to_string(), p, d)).collect();
+    // A program whose only input is never read after dead-code removal (its parameter stays,
+    // unused), and one that is a bare copy (a load straight into the output).
+    let unused_input = Program::new(&[Instr::Load(0), Instr::Load(1), Instr::Unary(UnaryFn::Exp, 1)], 2, 2).unwrap();
+    let copy = Program::new(&[Instr::Load(0)], 1, 0).unwrap();
+    let gelu = Program::new(&[Instr::Load(0), Instr::Load(1), Instr::Binary(BinaryFn::Add, 0, 1), Instr::Unary(UnaryFn::Gelu, 2)], 2, 3).unwrap();
+    for p in [unused_input, copy, gelu] {
+        for dt in [DType::F32, DType::F64] {
+            programs.push((kernel_name(&p, dt), p.clone(), dt));
+        }
+    }
+    for (name, p, dt) in &programs {
+        let src = module_source(p, name, *dt);
+        for arch in ARCHS {
+            let ptx = compile_clean(name, &src, arch);
+            assert!(ptx.contains(&format!(".entry {name}(")), "{name}: no entry in PTX");
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! is tested on CPU machines; nothing here has yet run on a GPU.
 
 pub mod alloc;
+pub mod codegen;
 pub mod driver;
 pub mod error;
 pub mod launch;
