@@ -32,3 +32,221 @@ fn asking_for_a_device_without_a_driver_is_a_clear_error() {
     assert_eq!(Device::new(3).unwrap_err().to_string(), msg);
     assert_eq!(device_count().unwrap_err().to_string(), msg);
 }
+
+// ---- Tests that need a GPU. None of these has run yet (see docs/cuda.md). ----
+
+mod gpu {
+    use tensorbrain_kernels::cuda::alloc::{CachingAllocator, CudaMemory};
+    use tensorbrain_kernels::cuda::codegen::{samples, DType};
+    use tensorbrain_kernels::cuda::cudarc::driver::{result, CudaSlice, CudaStream, DeviceRepr, PushKernelArg, ValidAsZeroBits};
+    use tensorbrain_kernels::cuda::driver::Device;
+    use tensorbrain_kernels::cuda::launch::{self, kernel_layout};
+    use tensorbrain_kernels::cuda::module::KernelLibrary;
+    use tensorbrain_kernels::fused::{eval_vec, BinaryFn, FusedFloat, Instr, Operand, Program};
+    use tensorbrain_kernels::strided::reduce_rows;
+
+    use std::sync::Arc;
+
+    fn library() -> KernelLibrary {
+        KernelLibrary::new(Device::new(0).expect("a CUDA device")).expect("kernel library")
+    }
+
+    fn assert_close<T: Into<f64> + Copy>(got: &[T], want: &[T], rtol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let (g, w): (f64, f64) = (g.into(), w.into());
+            if g.is_nan() && w.is_nan() {
+                continue;
+            }
+            assert!((g - w).abs() <= rtol * (1.0 + w.abs()), "{what}[{i}]: gpu {g} vs cpu {w}");
+        }
+    }
+
+    fn upload<T: DeviceRepr>(s: &Arc<CudaStream>, x: &[T]) -> CudaSlice<T> {
+        s.clone_htod(x).expect("host to device copy")
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn copies_round_trip_through_the_caching_allocator() {
+        let dev = Device::new(0).unwrap();
+        let stream = dev.default_stream();
+        let mut alloc = CachingAllocator::new(CudaMemory::new(&dev));
+        let x: Vec<f32> = (0..4000).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let b = alloc.alloc(x.len() * 4, stream.id()).unwrap();
+        dev.context().bind_to_thread().unwrap();
+        unsafe { result::memcpy_htod_sync(b.ptr, &x) }.unwrap();
+        let mut y = vec![0f32; x.len()];
+        unsafe { result::memcpy_dtoh_sync(&mut y, b.ptr) }.unwrap();
+        assert_eq!(x, y);
+        // Freed and asked for again (same size class): the same device block comes back.
+        let p = b.ptr;
+        alloc.free(b);
+        let b2 = alloc.alloc(3900 * 4, stream.id()).unwrap();
+        assert_eq!(b2.ptr, p);
+        let s = alloc.stats();
+        assert_eq!((s.device_mallocs, s.cache_hits, s.allocated), (1, 1, 16384));
+        alloc.free(b2);
+        alloc.empty_cache().unwrap();
+        assert_eq!(alloc.stats().reserved, 0);
+    }
+
+    /// out[i, j] = a[j, i] (a stored transposed) + b[j] (broadcast), via elementwise.cu `add`,
+    /// against the CPU fused interpreter running the same add.
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn broadcast_strided_add_matches_cpu() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        let (m, n) = (37usize, 301usize);
+        let a: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.37).sin()).collect(); // [n, m]
+        let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+        let (a_st, b_st): ([isize; 2], [isize; 2]) = ([1, m as isize], [0, 1]);
+        let (shape, st) = kernel_layout(&[m, n], &[(0, &a_st), (0, &b_st)]).unwrap();
+        let (da, db) = (upload(&s, &a), upload(&s, &b));
+        let mut out = s.alloc_zeros::<f32>(m * n).unwrap();
+        let f = lib.source_function("elementwise.cu", "add_f32").unwrap();
+        let cfg = launch::elementwise(m * n, lib.sm_count().unwrap()).unwrap().config();
+        let total = (m * n) as i64;
+        unsafe { s.launch_builder(&f).arg(&total).arg(&shape).arg(&da).arg(&st[0]).arg(&db).arg(&st[1]).arg(&mut out).launch(cfg) }
+            .unwrap();
+        let got = s.clone_dtoh(&out).unwrap();
+        let p = Program::new(&[Instr::Load(0), Instr::Load(1), Instr::Binary(BinaryFn::Add, 0, 1)], 2, 2).unwrap();
+        let want = eval_vec(
+            &p,
+            &[Operand::Strided { data: &a, offset: 0, strides: &[1, m] }, Operand::Strided { data: &b, offset: 0, strides: &[0, 1] }],
+            &[m, n],
+        );
+        assert_close(&got, &want, 0.0, "add");
+    }
+
+    fn fused_case<T: FusedFloat + DeviceRepr + ValidAsZeroBits + Into<f64>>(lib: &KernelLibrary, p: &Program, dt: DType, rtol: f64, name: &str) {
+        let s = lib.device().default_stream().cuda().clone();
+        // Output [33, 70]; input 0 full and transposed, the others broadcast along rows.
+        let (m, n) = (33usize, 70usize);
+        let mut host: Vec<Vec<T>> = Vec::new();
+        let mut strides: Vec<[usize; 2]> = Vec::new();
+        for k in 0..p.n_inputs() {
+            if k == 0 {
+                host.push((0..m * n).map(|i| T::from_f64(0.1 + 1.9 * ((i * 7919) % 1000) as f64 / 1000.0)).collect());
+                strides.push([1, m]);
+            } else {
+                // Positive and away from 0: `mixed` divides by input 1.
+                host.push((0..n).map(|j| T::from_f64(0.5 + 0.03 * j as f64 + 0.1 * k as f64)).collect());
+                strides.push([0, 1]);
+            }
+        }
+        let ops: Vec<Operand<'_, T>> = host.iter().zip(&strides).map(|(d, st)| Operand::Strided { data: d, offset: 0, strides: st }).collect();
+        let want = eval_vec(p, &ops, &[m, n]);
+        let ist: Vec<[isize; 2]> = strides.iter().map(|s| [s[0] as isize, s[1] as isize]).collect();
+        let layout_in: Vec<(usize, &[isize])> = ist.iter().map(|s| (0usize, &s[..])).collect();
+        let (shape, st) = kernel_layout(&[m, n], &layout_in).unwrap();
+        let dev: Vec<CudaSlice<T>> = host.iter().map(|h| upload(&s, h)).collect();
+        let mut out = s.alloc_zeros::<T>(m * n).unwrap();
+        let f = lib.fused_function(p, dt).unwrap();
+        let total = (m * n) as i64;
+        let mut b = s.launch_builder(&f);
+        b.arg(&total).arg(&shape);
+        for (d, st) in dev.iter().zip(&st) {
+            b.arg(d).arg(st);
+        }
+        b.arg(&mut out);
+        unsafe { b.launch(launch::elementwise(m * n, lib.sm_count().unwrap()).unwrap().config()) }.unwrap();
+        let got = s.clone_dtoh(&out).unwrap();
+        assert_close(&got, &want, rtol, name);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn generated_fused_kernels_match_the_cpu_interpreter() {
+        let lib = library();
+        for (name, p, dt) in samples() {
+            match dt {
+                // The CPU's f32 exp/tanh are vectorised approximations (fast_math.rs), CUDA's
+                // are within 2 ulp: a few ulp apart, summed over the 22 unary functions.
+                DType::F32 => fused_case::<f32>(&lib, &p, dt, 1e-4, name),
+                DType::F64 => fused_case::<f64>(&lib, &p, dt, 1e-12, name),
+            }
+        }
+    }
+
+    fn softmax_ref(x: &[f64], cols: usize, log: bool) -> Vec<f64> {
+        x.chunks(cols)
+            .flat_map(|r| {
+                let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let s: f64 = r.iter().map(|v| (v - m).exp()).sum();
+                r.iter().map(move |v| if log { v - m - s.ln() } else { (v - m).exp() / s }).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn softmax_forward_and_backward_match_references() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        // 1500 columns: more than one block's worth of threads, so each thread folds several.
+        for (rows, cols) in [(3usize, 5usize), (7, 1500), (64, 32)] {
+            let x: Vec<f64> = (0..rows * cols).map(|i| ((i * 37) % 101) as f64 * 0.3 - 15.0).collect();
+            let dy: Vec<f64> = (0..rows * cols).map(|i| ((i * 13) % 7) as f64 - 3.0).collect();
+            for log in [false, true] {
+                let want = softmax_ref(&x, cols, log);
+                let (dx_dev, ddy) = (upload(&s, &x), upload(&s, &dy));
+                let mut y = s.alloc_zeros::<f64>(rows * cols).unwrap();
+                let pre = if log { "log_softmax" } else { "softmax" };
+                let f = lib.source_function("softmax.cu", &format!("{pre}_fwd_f64")).unwrap();
+                let cfg = launch::rows(rows, cols).unwrap().config();
+                let (r, c) = (rows as i64, cols as i64);
+                unsafe { s.launch_builder(&f).arg(&dx_dev).arg(&mut y).arg(&r).arg(&c).launch(cfg) }.unwrap();
+                let got = s.clone_dtoh(&y).unwrap();
+                assert_close(&got, &want, 1e-12, pre);
+                // Backward against the formula on the reference output.
+                let mut dx = s.alloc_zeros::<f64>(rows * cols).unwrap();
+                let fb = lib.source_function("softmax.cu", &format!("{pre}_bwd_f64")).unwrap();
+                unsafe { s.launch_builder(&fb).arg(&y).arg(&ddy).arg(&mut dx).arg(&r).arg(&c).launch(cfg) }.unwrap();
+                let got = s.clone_dtoh(&dx).unwrap();
+                let want_dx: Vec<f64> = (0..rows)
+                    .flat_map(|i| {
+                        let (yr, gr) = (&want[i * cols..(i + 1) * cols], &dy[i * cols..(i + 1) * cols]);
+                        let sum: f64 = if log { gr.iter().sum() } else { yr.iter().zip(gr).map(|(a, b)| a * b).sum() };
+                        (0..cols).map(move |j| if log { gr[j] - yr[j].exp() * sum } else { yr[j] * (gr[j] - sum) }).collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_close(&got, &want_dx, 1e-10, &format!("{pre} backward"));
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn row_sums_and_maxima_match_cpu() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        for (rows, cols) in [(1usize, 1usize), (5, 33), (9, 5000)] {
+            let mut x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 211) as f32 * 0.01 - 1.0).collect();
+            if rows > 1 {
+                x[cols + cols / 2] = f32::NAN; // row 1's max is NaN, as on the CPU
+            }
+            let dx = upload(&s, &x);
+            let (r, c) = (rows as i64, cols as i64);
+            let cfg = launch::rows(rows, cols).unwrap().config();
+            for kind in ["sum", "max"] {
+                let mut out = s.alloc_zeros::<f32>(rows).unwrap();
+                let f = lib.source_function("reduce.cu", &format!("{kind}_rows_f32")).unwrap();
+                unsafe { s.launch_builder(&f).arg(&dx).arg(&mut out).arg(&r).arg(&c).launch(cfg) }.unwrap();
+                let got = s.clone_dtoh(&out).unwrap();
+                let want: Vec<f32> = reduce_rows(&x, cols, rows, |row| {
+                    if kind == "sum" {
+                        row.iter().map(|&v| v as f64).sum::<f64>() as f32
+                    } else if row.iter().any(|v| v.is_nan()) {
+                        f32::NAN
+                    } else {
+                        row.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+                    }
+                });
+                // Sums are accumulated in f32 in a different order: allow for it.
+                assert_close(&got, &want, if kind == "sum" { 1e-4 } else { 0.0 }, kind);
+            }
+        }
+    }
+}

@@ -13,7 +13,12 @@ pub mod codegen;
 pub mod driver;
 pub mod error;
 pub mod launch;
+pub mod module;
 pub mod nvrtc;
 pub mod sources;
 
 pub use error::CudaError;
+
+/// The cudarc version this backend is built on, for code that launches kernels (its
+/// `PushKernelArg` trait, `CudaSlice`).
+pub use cudarc;
