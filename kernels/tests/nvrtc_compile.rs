@@ -5,7 +5,7 @@
 //! Without NVRTC the test fails when `CI=true` and otherwise prints why it did nothing.
 #![cfg(feature = "cuda")]
 
-use tensorbrain_kernels::cuda::nvrtc::{compile_ptx, load_nvrtc, PtxCache, NVRTC_ENV};
+use tensorbrain_kernels::cuda::nvrtc::{compile_cubin, compile_ptx, load_nvrtc, PtxCache, NVRTC_ENV};
 use tensorbrain_kernels::cuda::sources::{full_source, SOURCES};
 
 const ARCHS: &[&str] = &["sm_80", "sm_90"];
@@ -143,4 +143,40 @@ fn generated_fused_kernels_compile_without_warnings() {
             assert!(ptx.contains(&format!(".entry {name}(")), "{name}: no entry in PTX");
         }
     }
+}
+
+/// Compiling to CUBIN runs ptxas inside NVRTC: register, shared-memory and parameter-space
+/// limits are checked for the real architectures, and spills to local memory are warnings
+/// (so they fail here: a spilling kernel is a performance bug worth knowing about).
+#[test]
+fn every_source_and_sample_assembles_for_sm_80_and_sm_90() {
+    use tensorbrain_kernels::cuda::codegen::{module_source, samples};
+    if !nvrtc_or_skip("every_source_and_sample_assembles_for_sm_80_and_sm_90") {
+        return;
+    }
+    let mut all: Vec<(String, String)> = SOURCES.iter().map(|(n, _)| (n.to_string(), full_source(n).unwrap())).collect();
+    all.extend(samples().into_iter().map(|(n, p, d)| (n.to_string(), module_source(&p, n, d))));
+    for (name, src) in &all {
+        for arch in ARCHS {
+            match compile_cubin(name, src, arch, &["--ptxas-options=--warn-on-spills"]) {
+                Ok((cubin, log)) => {
+                    assert!(log.is_empty(), "NVRTC/ptxas warnings for {name} ({arch}):\n{log}");
+                    // An ELF image.
+                    assert_eq!(&cubin[..4], b"\x7fELF", "{name} ({arch}): not an ELF CUBIN");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn ptxas_output_reaches_the_log() {
+    // With --verbose ptxas reports register use; seeing it proves that ptxas ran and that its
+    // warnings (checked empty above) would be in the same log.
+    if !nvrtc_or_skip("ptxas_output_reaches_the_log") {
+        return;
+    }
+    let (_, log) = compile_cubin("verbose.cu", &full_source("softmax.cu").unwrap(), "sm_90", &["--ptxas-options=--verbose"]).unwrap();
+    assert!(log.contains("ptxas info") && log.contains("softmax_fwd_f32"), "{log}");
 }

@@ -102,9 +102,21 @@ pub struct Compiled {
 /// `options` are extra NVRTC options. PTX is generated for the virtual architecture
 /// `compute_XY`, which the driver JIT-compiles for the GPU it runs on.
 pub fn compile_ptx(name: &str, source: &str, arch: &str, options: &[&str]) -> Result<Compiled, CudaError> {
-    load_nvrtc()?;
     let compute = arch.strip_prefix("sm_").map(|n| format!("compute_{n}")).unwrap_or_else(|| arch.to_string());
-    let mut opts = vec![format!("--gpu-architecture={compute}"), "--std=c++17".to_string()];
+    let (ptx, log) = compile(name, source, arch, &compute, options, false)?;
+    Ok(Compiled { ptx: String::from_utf8_lossy(&ptx).trim_end_matches('\0').to_string(), log })
+}
+
+/// Compiles `source` for the real architecture `arch` (`sm_90`) to a CUBIN: NVRTC then also
+/// runs ptxas, so register and shared-memory limits and ptxas's own warnings are checked too,
+/// still without a GPU. Returns the CUBIN bytes and the log.
+pub fn compile_cubin(name: &str, source: &str, arch: &str, options: &[&str]) -> Result<(Vec<u8>, String), CudaError> {
+    compile(name, source, arch, arch, options, true)
+}
+
+fn compile(name: &str, source: &str, arch: &str, gpu_arch: &str, options: &[&str], cubin: bool) -> Result<(Vec<u8>, String), CudaError> {
+    load_nvrtc()?;
+    let mut opts = vec![format!("--gpu-architecture={gpu_arch}"), "--std=c++17".to_string()];
     opts.extend(options.iter().map(|s| s.to_string()));
     let err = |log: String| CudaError::Compile { name: name.to_string(), arch: arch.to_string(), log };
     let c_src = CString::new(source).map_err(|_| err("source contains a NUL byte".into()))?;
@@ -115,12 +127,25 @@ pub fn compile_ptx(name: &str, source: &str, arch: &str, options: &[&str]) -> Re
         let compiled = nv::compile_program(prog, &opts);
         let log = nv::get_program_log(prog).map(|l| c_chars_to_string(&l)).unwrap_or_default();
         let result = match compiled {
-            Ok(()) => nv::get_ptx(prog).map(|p| Compiled { ptx: c_chars_to_string(&p), log }).map_err(|e| err(format!("nvrtcGetPTX: {e:?}"))),
+            Ok(()) if cubin => get_cubin(prog).map(|b| (b, log)).map_err(|e| err(format!("nvrtcGetCUBIN: {e:?}"))),
+            Ok(()) => nv::get_ptx(prog).map(|p| (p.iter().map(|&c| c as u8).collect(), log)).map_err(|e| err(format!("nvrtcGetPTX: {e:?}"))),
             Err(e) => Err(err(format!("{e:?}\n{log}"))),
         };
         let _ = nv::destroy_program(prog);
         result
     }
+}
+
+/// cudarc's `result` module has no CUBIN getter; the two sys calls it would make.
+///
+/// # Safety
+/// `prog` must be a live, successfully compiled program.
+unsafe fn get_cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>, nv::NvrtcError> {
+    let mut size = 0usize;
+    sys::nvrtcGetCUBINSize(prog, &mut size).result()?;
+    let mut buf = vec![0u8; size];
+    sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast()).result()?;
+    Ok(buf)
 }
 
 fn c_chars_to_string(v: &[c_char]) -> String {
