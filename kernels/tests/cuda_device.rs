@@ -249,4 +249,196 @@ mod gpu {
             }
         }
     }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn layer_norm_forward_and_backward_match_references() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        let (rows, cols) = (6usize, 700usize);
+        let x: Vec<f64> = (0..rows * cols).map(|i| ((i * 31) % 97) as f64 * 0.05 + (i / cols) as f64).collect();
+        let gamma: Vec<f64> = (0..cols).map(|j| 1.0 + 0.001 * j as f64).collect();
+        let beta: Vec<f64> = (0..cols).map(|j| 0.01 * j as f64 - 2.0).collect();
+        let dy: Vec<f64> = (0..rows * cols).map(|i| ((i * 17) % 11) as f64 * 0.1 - 0.5).collect();
+        let eps = 1e-5f64;
+        let (dx_, dg, db, ddy) = (upload(&s, &x), upload(&s, &gamma), upload(&s, &beta), upload(&s, &dy));
+        let mut y = s.alloc_zeros::<f64>(rows * cols).unwrap();
+        let mut mean = s.alloc_zeros::<f64>(rows).unwrap();
+        let mut rstd = s.alloc_zeros::<f64>(rows).unwrap();
+        let (r, c) = (rows as i64, cols as i64);
+        let f = lib.source_function("layer_norm.cu", "layer_norm_fwd_f64").unwrap();
+        let cfg = launch::rows(rows, cols).unwrap().config();
+        unsafe { s.launch_builder(&f).arg(&dx_).arg(&dg).arg(&db).arg(&mut y).arg(&mut mean).arg(&mut rstd).arg(&r).arg(&c).arg(&eps).launch(cfg) }
+            .unwrap();
+        let mut want_y = vec![0.0; rows * cols];
+        let mut want_dx = vec![0.0; rows * cols];
+        let (mut want_dg, mut want_db) = (vec![0.0; cols], vec![0.0; cols]);
+        for i in 0..rows {
+            let xr = &x[i * cols..(i + 1) * cols];
+            let mu = xr.iter().sum::<f64>() / cols as f64;
+            let var = xr.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / cols as f64;
+            let rs = 1.0 / (var + eps).sqrt();
+            let xhat: Vec<f64> = xr.iter().map(|v| (v - mu) * rs).collect();
+            let g: Vec<f64> = (0..cols).map(|j| dy[i * cols + j] * gamma[j]).collect();
+            let mg = g.iter().sum::<f64>() / cols as f64;
+            let mgx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / cols as f64;
+            for j in 0..cols {
+                want_y[i * cols + j] = xhat[j] * gamma[j] + beta[j];
+                want_dx[i * cols + j] = rs * (g[j] - mg - xhat[j] * mgx);
+                want_dg[j] += dy[i * cols + j] * xhat[j];
+                want_db[j] += dy[i * cols + j];
+            }
+        }
+        assert_close(&s.clone_dtoh(&y).unwrap(), &want_y, 1e-12, "layer_norm y");
+        let mut dx = s.alloc_zeros::<f64>(rows * cols).unwrap();
+        let fb = lib.source_function("layer_norm.cu", "layer_norm_bwd_dx_f64").unwrap();
+        unsafe { s.launch_builder(&fb).arg(&dx_).arg(&ddy).arg(&dg).arg(&mean).arg(&rstd).arg(&mut dx).arg(&r).arg(&c).launch(cfg) }.unwrap();
+        assert_close(&s.clone_dtoh(&dx).unwrap(), &want_dx, 1e-10, "layer_norm dx");
+        let (mut dgamma, mut dbeta) = (s.alloc_zeros::<f64>(cols).unwrap(), s.alloc_zeros::<f64>(cols).unwrap());
+        let fp = lib.source_function("layer_norm.cu", "layer_norm_bwd_params_f64").unwrap();
+        let pcfg = launch::elementwise(cols, lib.sm_count().unwrap()).unwrap().config();
+        unsafe { s.launch_builder(&fp).arg(&dx_).arg(&ddy).arg(&mean).arg(&rstd).arg(&mut dgamma).arg(&mut dbeta).arg(&r).arg(&c).launch(pcfg) }
+            .unwrap();
+        assert_close(&s.clone_dtoh(&dgamma).unwrap(), &want_dg, 1e-10, "layer_norm dgamma");
+        assert_close(&s.clone_dtoh(&dbeta).unwrap(), &want_db, 1e-12, "layer_norm dbeta");
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn cross_entropy_forward_and_backward_match_references() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        let (rows, classes) = (5usize, 1000usize);
+        let x: Vec<f64> = (0..rows * classes).map(|i| ((i * 7) % 23) as f64 * 0.4 - 4.0).collect();
+        let target: Vec<i64> = vec![3, -100, 999, 0, 500]; // row 1 ignored
+        let dloss: Vec<f64> = vec![0.25; rows];
+        let (dx_, dt, dl) = (upload(&s, &x), upload(&s, &target), upload(&s, &dloss));
+        let mut loss = s.alloc_zeros::<f64>(rows).unwrap();
+        let mut lse = s.alloc_zeros::<f64>(rows).unwrap();
+        let mut bad = s.alloc_zeros::<i32>(1).unwrap();
+        let (r, c, ignore) = (rows as i64, classes as i64, -100i64);
+        let f = lib.source_function("cross_entropy.cu", "cross_entropy_fwd_f64").unwrap();
+        let cfg = launch::rows(rows, classes).unwrap().config();
+        unsafe { s.launch_builder(&f).arg(&dx_).arg(&dt).arg(&mut loss).arg(&mut lse).arg(&r).arg(&c).arg(&ignore).arg(&mut bad).launch(cfg) }
+            .unwrap();
+        let lse_ref: Vec<f64> = x
+            .chunks(classes)
+            .map(|row| {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+            })
+            .collect();
+        let want: Vec<f64> = (0..rows).map(|i| if target[i] == -100 { 0.0 } else { lse_ref[i] - x[i * classes + target[i] as usize] }).collect();
+        assert_close(&s.clone_dtoh(&loss).unwrap(), &want, 1e-12, "cross_entropy loss");
+        assert_eq!(s.clone_dtoh(&bad).unwrap(), vec![0]);
+        let mut dx = s.alloc_zeros::<f64>(rows * classes).unwrap();
+        let fb = lib.source_function("cross_entropy.cu", "cross_entropy_bwd_f64").unwrap();
+        let bcfg = launch::elementwise(rows * classes, lib.sm_count().unwrap()).unwrap().config();
+        unsafe { s.launch_builder(&fb).arg(&dx_).arg(&dt).arg(&lse).arg(&dl).arg(&mut dx).arg(&r).arg(&c).arg(&ignore).launch(bcfg) }.unwrap();
+        let want_dx: Vec<f64> = (0..rows * classes)
+            .map(|k| {
+                let (i, j) = (k / classes, k % classes);
+                if target[i] == -100 {
+                    0.0
+                } else {
+                    0.25 * ((x[k] - lse_ref[i]).exp() - if j as i64 == target[i] { 1.0 } else { 0.0 })
+                }
+            })
+            .collect();
+        assert_close(&s.clone_dtoh(&dx).unwrap(), &want_dx, 1e-12, "cross_entropy dx");
+        // A target out of range is reported (row 2 + 1) and its loss is NaN.
+        let bad_t = upload(&s, &[3i64, 0, 1000, 0, 0]);
+        let mut bad = s.alloc_zeros::<i32>(1).unwrap();
+        unsafe { s.launch_builder(&f).arg(&dx_).arg(&bad_t).arg(&mut loss).arg(&mut lse).arg(&r).arg(&c).arg(&ignore).arg(&mut bad).launch(cfg) }
+            .unwrap();
+        assert_eq!(s.clone_dtoh(&bad).unwrap(), vec![3]);
+        assert!(s.clone_dtoh(&loss).unwrap()[2].is_nan());
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn embedding_gathers_and_accumulates_repeated_ids() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        let (vocab, dim) = (10usize, 300usize);
+        let w: Vec<f32> = (0..vocab * dim).map(|i| i as f32 * 0.001).collect();
+        let ids: Vec<i64> = vec![4, 0, 4, 9, 2, 4];
+        let n = ids.len();
+        let (dw, di) = (upload(&s, &w), upload(&s, &ids));
+        let mut out = s.alloc_zeros::<f32>(n * dim).unwrap();
+        let mut bad = s.alloc_zeros::<i32>(1).unwrap();
+        let (nn, v, d) = (n as i64, vocab as i64, dim as i64);
+        let cfg = launch::elementwise(n * dim, lib.sm_count().unwrap()).unwrap().config();
+        let f = lib.source_function("embedding.cu", "embedding_fwd_f32").unwrap();
+        unsafe { s.launch_builder(&f).arg(&di).arg(&dw).arg(&mut out).arg(&nn).arg(&v).arg(&d).arg(&mut bad).launch(cfg) }.unwrap();
+        let want: Vec<f32> = ids.iter().flat_map(|&id| w[id as usize * dim..(id as usize + 1) * dim].to_vec()).collect();
+        assert_eq!(s.clone_dtoh(&out).unwrap(), want);
+        assert_eq!(s.clone_dtoh(&bad).unwrap(), vec![0]);
+        // Backward with padding_idx 2: id 4 appears three times, so its row gets 3 * dy.
+        let dy: Vec<f32> = vec![1.0; n * dim];
+        let ddy = upload(&s, &dy);
+        let mut dweight = s.alloc_zeros::<f32>(vocab * dim).unwrap();
+        let pad = 2i64;
+        let fb = lib.source_function("embedding.cu", "embedding_bwd_f32").unwrap();
+        unsafe { s.launch_builder(&fb).arg(&di).arg(&ddy).arg(&mut dweight).arg(&nn).arg(&v).arg(&d).arg(&pad).launch(cfg) }.unwrap();
+        let got = s.clone_dtoh(&dweight).unwrap();
+        for id in 0..vocab {
+            let expect = match id {
+                4 => 3.0,
+                0 | 9 => 1.0,
+                _ => 0.0, // 2 is padding; the rest unused
+            };
+            assert!(got[id * dim..(id + 1) * dim].iter().all(|&g| g == expect), "row {id}");
+        }
+        // An id outside the vocabulary: reported as position + 1, row filled with NaN.
+        let bad_ids = upload(&s, &[1i64, 10]);
+        let mut out2 = s.alloc_zeros::<f32>(2 * dim).unwrap();
+        let mut bad = s.alloc_zeros::<i32>(1).unwrap();
+        let two = 2i64;
+        unsafe { s.launch_builder(&f).arg(&bad_ids).arg(&dw).arg(&mut out2).arg(&two).arg(&v).arg(&d).arg(&mut bad).launch(cfg) }.unwrap();
+        assert_eq!(s.clone_dtoh(&bad).unwrap(), vec![2]);
+        assert!(s.clone_dtoh(&out2).unwrap()[dim..].iter().all(|v| v.is_nan()));
+    }
+
+    /// Three AdamW steps (decoupled decay, amsgrad) against the formula of
+    /// tensorbrain/src/optim/adam.rs written out here in f64.
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn adamw_steps_match_the_cpu_formula() {
+        let lib = library();
+        let s = lib.device().default_stream().cuda().clone();
+        let n = 1000usize;
+        let (lr, b1, b2, eps, wd) = (1e-3f64, 0.9f64, 0.999f64, 1e-8f64, 0.01f64);
+        let mut p: Vec<f64> = (0..n).map(|i| (i as f64 * 0.01).sin()).collect();
+        let (mut m, mut v, mut vmax) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
+        let mut dp = upload(&s, &p);
+        let (mut dm, mut dv, mut dvm) = (upload(&s, &m), upload(&s, &v), upload(&s, &vmax));
+        let f = lib.source_function("adam.cu", "adam_step_f64").unwrap();
+        let cfg = launch::elementwise(n, lib.sm_count().unwrap()).unwrap().config();
+        for step in 1..=3 {
+            let g: Vec<f64> = (0..n).map(|i| ((i * step) as f64 * 0.37).cos()).collect();
+            let dg = upload(&s, &g);
+            let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
+            let (step_size, bc2_sqrt, w1, decay_factor) = (lr / bc1, bc2.sqrt(), 1.0 - b1, 1.0 - lr * wd);
+            let (decay, maximize, nn) = (2i32, 0i32, n as i64);
+            unsafe {
+                s.launch_builder(&f)
+                    .arg(&mut dp).arg(&dg).arg(&mut dm).arg(&mut dv).arg(&mut dvm).arg(&nn)
+                    .arg(&step_size).arg(&bc2_sqrt).arg(&w1).arg(&b2).arg(&eps).arg(&wd).arg(&decay_factor)
+                    .arg(&decay).arg(&maximize)
+                    .launch(cfg)
+            }
+            .unwrap();
+            for i in 0..n {
+                p[i] *= decay_factor;
+                m[i] += w1 * (g[i] - m[i]);
+                v[i] = v[i] * b2 + (1.0 - b2) * g[i] * g[i];
+                vmax[i] = vmax[i].max(v[i]);
+                p[i] -= step_size * (m[i] / (vmax[i].sqrt() / bc2_sqrt + eps));
+            }
+        }
+        assert_close(&s.clone_dtoh(&dp).unwrap(), &p, 1e-12, "adamw params");
+        assert_close(&s.clone_dtoh(&dm).unwrap(), &m, 1e-12, "adamw m");
+        assert_close(&s.clone_dtoh(&dvm).unwrap(), &vmax, 1e-12, "adamw vmax");
+    }
 }
