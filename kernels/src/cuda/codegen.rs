@@ -202,6 +202,19 @@ mod tests {
     }
 
     #[test]
+    fn no_stale_golden_files() {
+        // A golden file whose sample was removed or renamed would otherwise linger, unchecked.
+        let mut on_disk: Vec<String> = std::fs::read_dir(golden_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        let mut expected: Vec<String> = samples().iter().map(|(n, _, _)| format!("{n}.cu")).collect();
+        expected.sort();
+        assert_eq!(on_disk, expected);
+    }
+
+    #[test]
     fn dead_values_are_not_generated_and_registers_are_reused() {
         // v2 = exp(v0) is dead; the chain neg(neg(neg(x))) needs one register at a time.
         let p = Program::new(&[I::Load(0), I::Unary(U::Neg, 0), I::Unary(U::Exp, 0), I::Unary(U::Neg, 1), I::Unary(U::Neg, 3)], 1, 4).unwrap();
