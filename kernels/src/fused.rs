@@ -196,6 +196,13 @@ impl Program {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// The program after dead-code removal and register assignment, for code generators (the
+    /// CUDA one in cuda/codegen.rs): each instruction's operands are register numbers, and it
+    /// writes register `Some(r)` or, for the last one, the output (`None`).
+    pub fn steps(&self) -> impl Iterator<Item = (Instr, Option<usize>)> + '_ {
+        self.steps.iter().map(|s| (s.instr, (s.dst != OUT).then_some(s.dst)))
+    }
 }
 
 fn operands(i: &Instr) -> Vec<usize> {

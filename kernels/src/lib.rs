@@ -12,6 +12,8 @@ pub mod gemm;
 pub mod index;
 pub mod int;
 pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod conv;
 pub mod pool;
 pub mod pool_window;

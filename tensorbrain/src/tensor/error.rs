@@ -26,8 +26,10 @@ pub enum Error {
     #[error("{op}: tensors are on different devices ({lhs} and {rhs})")]
     DeviceMismatch { op: &'static str, lhs: Device, rhs: Device },
 
-    #[error("{op}: device {device} is not available in this build (only the CPU backend is compiled in)")]
-    DeviceUnavailable { op: &'static str, device: Device },
+    /// `why` says what was found: no `cuda` feature in this build, no driver (and which
+    /// library failed to load), no such device, or a GPU that tensors cannot use yet.
+    #[error("{op}: device {device} is not available: {why}")]
+    DeviceUnavailable { op: &'static str, device: Device, why: String },
 
     #[error("{op}: index {index} is out of bounds for dimension {dim} of size {size}")]
     IndexOutOfBounds { op: &'static str, index: i64, dim: usize, size: usize },

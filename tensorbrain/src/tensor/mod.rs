@@ -145,7 +145,7 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Err(Error::DeviceUnavailable { op: "to_device", device })
+        Err(Error::DeviceUnavailable { op: "to_device", device, why: device.why_unavailable().unwrap_or_default() })
     }
 
     pub fn layout(&self) -> &Layout {

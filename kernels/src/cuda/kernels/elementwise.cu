@@ -1,0 +1,108 @@
+// Elementwise unary and binary kernels over strided, broadcasting operands.
+//
+// Output: contiguous, `n` elements of `shape`. Each input is read through its own strides
+// (0 on broadcast dims), so transposed, sliced and broadcast views need no copy first. The
+// formulas are those of kernels/src/fused.rs, so the GPU and CPU agree to rounding.
+
+#define TB_GRID_STRIDE(i, n) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
+
+template <typename T> struct Neg { __device__ T operator()(T x) const { return -x; } };
+template <typename T> struct Exp { __device__ T operator()(T x) const { return tb_exp(x); } };
+template <typename T> struct Log { __device__ T operator()(T x) const { return tb_log(x); } };
+template <typename T> struct Sqrt { __device__ T operator()(T x) const { return tb_sqrt(x); } };
+template <typename T> struct Rsqrt { __device__ T operator()(T x) const { return T(1) / tb_sqrt(x); } };
+template <typename T> struct Abs { __device__ T operator()(T x) const { return tb_abs(x); } };
+template <typename T> struct Sin { __device__ T operator()(T x) const { return tb_sin(x); } };
+template <typename T> struct Cos { __device__ T operator()(T x) const { return tb_cos(x); } };
+template <typename T> struct Tanh { __device__ T operator()(T x) const { return tb_tanh(x); } };
+template <typename T> struct Sigmoid { __device__ T operator()(T x) const { return T(1) / (T(1) + tb_exp(-x)); } };
+template <typename T> struct Relu { __device__ T operator()(T x) const { return x <= T(0) ? T(0) : x; } };
+template <typename T> struct Gelu {
+    __device__ T operator()(T x) const { return x * T(0.5) * (T(1) + tb_erf(x * T(0.70710678118654752440))); }
+};
+template <typename T> struct GeluTanh {
+    __device__ T operator()(T x) const {
+        return T(0.5) * x * (T(1) + tb_tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
+    }
+};
+template <typename T> struct Silu { __device__ T operator()(T x) const { return x / (T(1) + tb_exp(-x)); } };
+template <typename T> struct Softplus {
+    __device__ T operator()(T x) const { return x > T(20) ? x : tb_log1p(tb_exp(x)); }
+};
+template <typename T> struct Log1p { __device__ T operator()(T x) const { return tb_log1p(x); } };
+template <typename T> struct Square { __device__ T operator()(T x) const { return x * x; } };
+template <typename T> struct Reciprocal { __device__ T operator()(T x) const { return T(1) / x; } };
+template <typename T> struct Erf { __device__ T operator()(T x) const { return tb_erf(x); } };
+template <typename T> struct Sign {
+    __device__ T operator()(T x) const { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+};
+
+template <typename T> struct Add { __device__ T operator()(T a, T b) const { return a + b; } };
+template <typename T> struct Sub { __device__ T operator()(T a, T b) const { return a - b; } };
+template <typename T> struct Mul { __device__ T operator()(T a, T b) const { return a * b; } };
+template <typename T> struct Div { __device__ T operator()(T a, T b) const { return a / b; } };
+template <typename T> struct Maximum { __device__ T operator()(T a, T b) const { return tb_max(a, b); } };
+template <typename T> struct Minimum { __device__ T operator()(T a, T b) const { return tb_min(a, b); } };
+template <typename T> struct Pow { __device__ T operator()(T a, T b) const { return tb_pow(a, b); } };
+
+template <typename T, typename F>
+__device__ __forceinline__ void unary_impl(long long n, TbShape shape, const T* x, TbStrides xs, T* out, F f) {
+    TB_GRID_STRIDE(i, n) { out[i] = f(x[tb_offset(i, shape, xs)]); }
+}
+
+template <typename T, typename F>
+__device__ __forceinline__ void binary_impl(long long n, TbShape shape, const T* a, TbStrides as, const T* b, TbStrides bs,
+                                            T* out, F f) {
+    TB_GRID_STRIDE(i, n) { out[i] = f(a[tb_offset(i, shape, as)], b[tb_offset(i, shape, bs)]); }
+}
+
+#define TB_UNARY(name, Op)                                                                                      \
+    extern "C" __global__ void name##_f32(long long n, TbShape shape, const float* x, TbStrides xs, float* out) {   \
+        unary_impl<float>(n, shape, x, xs, out, Op<float>());                                                   \
+    }                                                                                                           \
+    extern "C" __global__ void name##_f64(long long n, TbShape shape, const double* x, TbStrides xs, double* out) { \
+        unary_impl<double>(n, shape, x, xs, out, Op<double>());                                                 \
+    }
+
+#define TB_BINARY(name, Op)                                                                                     \
+    extern "C" __global__ void name##_f32(long long n, TbShape shape, const float* a, TbStrides as,               \
+                                          const float* b, TbStrides bs, float* out) {                             \
+        binary_impl<float>(n, shape, a, as, b, bs, out, Op<float>());                                           \
+    }                                                                                                           \
+    extern "C" __global__ void name##_f64(long long n, TbShape shape, const double* a, TbStrides as,              \
+                                          const double* b, TbStrides bs, double* out) {                           \
+        binary_impl<double>(n, shape, a, as, b, bs, out, Op<double>());                                         \
+    }
+
+TB_UNARY(neg, Neg)
+TB_UNARY(exp, Exp)
+TB_UNARY(log, Log)
+TB_UNARY(sqrt, Sqrt)
+TB_UNARY(rsqrt, Rsqrt)
+TB_UNARY(abs, Abs)
+TB_UNARY(sin, Sin)
+TB_UNARY(cos, Cos)
+TB_UNARY(tanh, Tanh)
+TB_UNARY(sigmoid, Sigmoid)
+TB_UNARY(relu, Relu)
+TB_UNARY(gelu, Gelu)
+TB_UNARY(gelu_tanh, GeluTanh)
+TB_UNARY(silu, Silu)
+TB_UNARY(softplus, Softplus)
+TB_UNARY(log1p, Log1p)
+TB_UNARY(square, Square)
+TB_UNARY(reciprocal, Reciprocal)
+TB_UNARY(erf, Erf)
+TB_UNARY(sign, Sign)
+// A strided copy (makes a view contiguous).
+template <typename T> struct Identity { __device__ T operator()(T x) const { return x; } };
+TB_UNARY(copy, Identity)
+
+TB_BINARY(add, Add)
+TB_BINARY(sub, Sub)
+TB_BINARY(mul, Mul)
+TB_BINARY(div, Div)
+TB_BINARY(maximum, Maximum)
+TB_BINARY(minimum, Minimum)
+TB_BINARY(pow, Pow)
