@@ -60,16 +60,25 @@ impl Emitter<'_> {
                 let field = format_ident!("{}", name);
                 quote!(let #id = ::tensorbrain::nn::AsParam::as_param(&#access.#field).clone();)
             }
-            (Op::Call { path, .. }, Some(Source::Call { holder, line })) => {
+            (Op::Call { path, out }, Some(Source::Call { holder, line })) => {
                 let access = &self.holders()[*holder].access;
                 let x = n(node.inputs[0]);
                 let c = format_ident!("c{}", i);
                 let at = format!("`self.{path}` (called at {line})");
-                if train {
+                let call = if train {
                     let input_grads = self.bw.needs[node.inputs[0]];
                     quote!(let (#id, #c) = ::tensorbrain::nn::call_train(&#access, &[#x.clone()], #input_grads, #at)?;)
                 } else {
                     quote!(let #id = ::tensorbrain::nn::call_infer(&#access, &[#x.clone()], #at)?;)
+                };
+                // A layer without a signature whose output shape `forward` declared with a
+                // typed `let`: the graph after it was checked against the declaration, so the
+                // run time holds the layer to it.
+                if out.is_unknown() && !node.shape.is_unknown() {
+                    let declared = shape_tokens(&node.shape);
+                    quote!(#call ::tensorbrain::exec::check_declared(&#id, &#declared, &env, #at)?;)
+                } else {
+                    call
                 }
             }
             _ => {

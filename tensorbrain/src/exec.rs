@@ -43,6 +43,21 @@ impl SymEnv {
     }
 }
 
+/// Holds the output of a layer with no static signature (`Sequential`, `MaxPool2dWith`) to the
+/// shape `forward` declared for it (`let h: tb![B, 2] = self.rest(x)`): without this the rest
+/// of the graph, checked at compile time against the declaration, would run on whatever the
+/// layer gave. Sizes that cannot be evaluated here (`_`) match anything.
+pub fn check_declared(t: &Tensor, declared: &tensorbrain_ir::Shape, env: &SymEnv, what: &str) -> Result<()> {
+    let lookup = |s: &str| env.get(s).and_then(|v| i64::try_from(v).ok());
+    let got = t.shape();
+    let fits = got.len() == declared.rank() && declared.0.iter().zip(got).all(|(d, &g)| d.eval(&lookup).map_or(true, |want| want == g));
+    if fits {
+        return Ok(());
+    }
+    let here: Vec<String> = declared.0.iter().map(|d| d.eval(&lookup).map_or_else(|| "_".to_string(), |v| v.to_string())).collect();
+    Err(Error::Msg(format!("{what} gives shape {got:?}, but forward declares it {declared}, here [{}]", here.join(", "))))
+}
+
 /// [`apply`] for code with symbolic sizes: reshapes, expands and fills take their sizes from
 /// `env`.
 pub fn apply_env(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]], env: &SymEnv) -> Result<Tensor> {
