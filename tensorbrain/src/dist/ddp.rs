@@ -180,7 +180,7 @@ impl DistributedDataParallel {
     /// already queued), and returns its result: barriers, metric all-reduces, ...
     pub fn with_group<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn ProcessGroup) -> R + Send + 'static) -> DistResult<R> {
         let (tx, rx) = channel();
-        self.submit(Job::Call(Box::new(move |g| {
+        self.submit(Job::Call(Box::new(move |g: &mut dyn ProcessGroup| {
             let _ = tx.send(f(g));
         })))?;
         rx.recv().map_err(|_| self.comm_gone("with_group"))

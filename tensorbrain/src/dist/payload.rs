@@ -14,7 +14,8 @@ pub enum Payload {
 pub trait Elem: Copy + Default + Send + std::ops::AddAssign + 'static {
     fn wrap(v: Vec<Self>) -> Payload;
     fn unwrap(p: Payload) -> Result<Vec<Self>, Payload>;
-    fn scale(self, by: f64) -> Self;
+    /// `self / by` (a division, so averaging 3 ranks' 1.0s gives exactly 1.0).
+    fn div_by(self, by: f64) -> Self;
 }
 
 impl Elem for f32 {
@@ -27,8 +28,8 @@ impl Elem for f32 {
             other => Err(other),
         }
     }
-    fn scale(self, by: f64) -> f32 {
-        self * by as f32
+    fn div_by(self, by: f64) -> f32 {
+        self / by as f32
     }
 }
 
@@ -42,8 +43,8 @@ impl Elem for f64 {
             other => Err(other),
         }
     }
-    fn scale(self, by: f64) -> f64 {
-        self * by
+    fn div_by(self, by: f64) -> f64 {
+        self / by
     }
 }
 

@@ -63,9 +63,9 @@ fn all_reduce_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, buf: &mut [T], op: R
         // Scale only the chunk this rank owns, so every element is divided exactly once and
         // the all-gather copies identical values everywhere.
         let w = g.world_size();
-        let inv = 1.0 / w as f64;
-        for x in &mut buf[bounds(buf.len(), w, g.rank())] {
-            *x = x.scale(inv);
+        let mine = bounds(buf.len(), w, g.rank());
+        for x in &mut buf[mine] {
+            *x = x.div_by(w as f64);
         }
     }
     all_gather_in_place(g, "all_reduce", buf)
@@ -83,8 +83,7 @@ fn reduce_scatter_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, op: &'static str
     let w = g.world_size();
     let mut mine = buf[bounds(buf.len(), w, g.rank())].to_vec();
     if how == ReduceOp::Avg {
-        let inv = 1.0 / w as f64;
-        mine.iter_mut().for_each(|x| *x = x.scale(inv));
+        mine.iter_mut().for_each(|x| *x = x.div_by(w as f64));
     }
     Ok(mine)
 }
