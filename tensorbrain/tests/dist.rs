@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tensorbrain::dist::{
-    run_threads, DdpOptions, DistError, DistributedDataParallel, DistributedSampler, LaunchEnv, Pipeline, ProcessGroup, ReduceOp, Schedule, ThreadGroup,
+    run_threads, DdpOptions, DistError, DistributedDataParallel, DistributedSampler, LaunchEnv, Pipeline, ProcessGroup, ReduceOp, Schedule,
 };
 use tensorbrain::nn::{mse_loss, Forward, Linear, ModuleExt, Sequential, Tanh};
 use tensorbrain::optim::{Optimizer, Sgd, SgdOptions};

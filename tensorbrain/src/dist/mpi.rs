@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::{Destination, Source};
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
@@ -148,8 +148,8 @@ impl ProcessGroup for MpiGroup {
         let process = self.world.process_at_rank(src as i32);
         loop {
             if let Some((message, status)) = process.immediate_matched_probe() {
-                let (bytes, _) = message.matched_receive_vec::<u8>();
                 let tag = status.tag();
+                let (bytes, _) = (message, status).matched_receive_vec::<u8>();
                 if tag / 2 != op_index(op) {
                     let got = OPS.get((tag / 2) as usize).copied().unwrap_or("unknown");
                     return Err(DistError::OpMismatch { rank: self.rank, op, peer: src, got });
