@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tensorbrain::data::{dataset_dir, mnist, Split};
-use tensorbrain::dist::{DdpOptions, DistResult, DistributedDataParallel, DistributedSampler, ProcessGroup};
+use tensorbrain::dist::{DdpOptions, DistError, DistResult, DistributedDataParallel, DistributedSampler, ProcessGroup};
 use tensorbrain::nn::{cross_entropy, Linear, ModuleExt, ReLU, Sequential};
 use tensorbrain::optim::{Optimizer, Sgd, SgdOptions};
 use tensorbrain::Tensor;
@@ -75,7 +75,7 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
     let (rank, world) = (group.rank(), group.world_size());
     let [x, y, test_x, test_y] = &*data;
     if args.batch % world != 0 {
-        panic!("--batch {} must be divisible by the world size {world}", args.batch);
+        return Err(DistError::Invalid { rank, op: "ddp_mnist", msg: format!("--batch {} must be divisible by the world size {world}", args.batch) });
     }
     let local = args.batch / world;
     // Different seeds per rank on purpose: DDP broadcasts rank 0's weights at the start.
@@ -85,11 +85,20 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
     let mut opt = Sgd::new(model.parameters(), SgdOptions { lr: args.lr, momentum: 0.9, ..Default::default() })?;
     let n = x.shape()[0];
     let mut sampler = DistributedSampler::new(n, world, rank)?.seed(0).drop_last(true);
+    if sampler.num_samples() < local {
+        return Err(DistError::Invalid { rank, op: "ddp_mnist", msg: format!("each rank's shard has {} samples, fewer than its batch of {local}", sampler.num_samples()) });
+    }
     let (mut step, mut epoch) = (0, 0);
-    let (mut start, mut exposed, mut backward, mut last_loss) = (Instant::now(), Duration::ZERO, Duration::ZERO, f32::NAN);
+    let (mut start, mut exposed, mut backward) = (Instant::now(), Duration::ZERO, Duration::ZERO);
+    // NaN if no step ran (--steps 0).
+    #[allow(unused_assignments)]
+    let mut last_loss = f32::NAN;
     'outer: loop {
         sampler.set_epoch(epoch);
         for chunk in sampler.indices().chunks_exact(local) {
+            if step == args.steps {
+                break 'outer;
+            }
             if step == args.warmup {
                 start = Instant::now();
                 (exposed, backward) = (Duration::ZERO, Duration::ZERO);
@@ -106,9 +115,6 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
             backward += s.backward_time;
             last_loss = loss.item::<f32>();
             step += 1;
-            if step == args.steps {
-                break 'outer;
-            }
         }
         epoch += 1;
     }
