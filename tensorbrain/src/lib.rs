@@ -10,6 +10,7 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod compile;
 pub mod data;
+pub mod dist;
 pub mod decoding;
 pub mod exec;
 #[cfg(feature = "ndarray")]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{accumulate, Edge, GradModeGuard, Node};
-use crate::tensor::{Error, Result, Tensor};
+use crate::tensor::{Error, Result, Tensor, TensorInner};
 
 /// Every node reachable from `root`, latest first (reverse topological order).
 fn reachable(root: &Arc<Node>) -> Vec<Arc<Node>> {
@@ -49,6 +49,7 @@ fn run(
     gradient: Option<&Tensor>,
     create_graph: bool,
     only: Option<&[Tensor]>,
+    mut hook: Option<&mut dyn FnMut(&Tensor) -> Result<()>>,
 ) -> Result<Option<Vec<Option<Tensor>>>> {
     if !root.requires_grad() {
         return Err(Error::Autograd(
@@ -88,13 +89,36 @@ fn run(
             return Ok(Some(results));
         }
         accumulate(&root.0, seed)?;
+        if let Some(hook) = hook.as_mut() {
+            hook(root)?;
+        }
         return Ok(None);
     };
 
+    let nodes = reachable(&root_node);
+    // For the gradient-ready hook: how many reachable nodes still have to deliver into each
+    // leaf. A leaf's gradient is final once its count reaches zero, which (nodes run latest
+    // first) is usually well before backward ends: DDP starts all-reducing it then.
+    let mut leaf_uses: HashMap<*const TensorInner, usize> = HashMap::new();
+    if hook.is_some() {
+        for node in &nodes {
+            for edge in &node.inputs {
+                if let Edge::Leaf(inner) = edge {
+                    *leaf_uses.entry(Arc::as_ptr(inner)).or_default() += 1;
+                }
+            }
+        }
+    }
     let mut pending: HashMap<*const Node, Tensor> = HashMap::new();
     pending.insert(Arc::as_ptr(&root_node), seed);
-    for node in reachable(&root_node) {
-        let Some(grad_out) = pending.remove(&Arc::as_ptr(&node)) else { continue };
+    for node in nodes {
+        let Some(grad_out) = pending.remove(&Arc::as_ptr(&node)) else {
+            // No gradient reached this node, so it delivers nothing to its leaves either.
+            if let Some(h) = hook.as_mut() {
+                leaf_done(&node, &mut leaf_uses, &mut **h)?;
+            }
+            continue;
+        };
         if only.is_some() {
             deliver(Arc::as_ptr(&node) as usize, &grad_out, &mut results)?;
         } else if let Some(target) = node.retained.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|w| w.upgrade()) {
@@ -140,17 +164,41 @@ fn run(
                 }
             }
         }
+        if let Some(h) = hook.as_mut() {
+                leaf_done(&node, &mut leaf_uses, &mut **h)?;
+            }
     }
     Ok(only.map(|_| results))
 }
 
+/// Counts down `node`'s leaf edges; a leaf whose count reaches zero has its final gradient.
+fn leaf_done(node: &Node, leaf_uses: &mut HashMap<*const TensorInner, usize>, hook: &mut dyn FnMut(&Tensor) -> Result<()>) -> Result<()> {
+    for edge in &node.inputs {
+        if let Edge::Leaf(inner) = edge {
+            let left = leaf_uses.get_mut(&Arc::as_ptr(inner)).expect("every leaf edge was counted");
+            *left -= 1;
+            if *left == 0 {
+                hook(&Tensor(inner.clone()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn backward(root: &Tensor, gradient: Option<&Tensor>, create_graph: bool) -> Result<()> {
-    run(root, gradient, create_graph, None).map(|_| ())
+    run(root, gradient, create_graph, None, None).map(|_| ())
+}
+
+/// Backward that calls `hook(leaf)` as soon as a leaf's `.grad()` is final (no node still to
+/// run delivers into it), in the order leaves become ready. An error from the hook stops the
+/// pass and is returned.
+pub fn backward_with_hook(root: &Tensor, gradient: Option<&Tensor>, hook: &mut dyn FnMut(&Tensor) -> Result<()>) -> Result<()> {
+    run(root, gradient, false, None, Some(hook)).map(|_| ())
 }
 
 /// Gradients of `output` with respect to `inputs`, returned rather than accumulated (like
 /// `torch.autograd.grad`). With `create_graph` the results carry their own graph, so they can
 /// be differentiated again. An input that `output` does not depend on gets `None`.
 pub fn grad(output: &Tensor, inputs: &[Tensor], gradient: Option<&Tensor>, create_graph: bool) -> Result<Vec<Option<Tensor>>> {
-    Ok(run(output, gradient, create_graph, Some(inputs))?.unwrap_or_default())
+    Ok(run(output, gradient, create_graph, Some(inputs), None)?.unwrap_or_default())
 }

@@ -15,7 +15,7 @@ mod grad_mode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-pub use engine::grad;
+pub use engine::{backward_with_hook, grad};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 pub use grad_mode::{enable_grad, is_grad_enabled, no_grad, no_grad_guard, GradModeGuard};
 

@@ -1,0 +1,52 @@
+//! The error type of collective and point-to-point operations.
+//!
+//! Every failure names this rank, the op, and — where one peer is to blame — that peer, because
+//! in a job of N processes the first question is always "which one?".
+
+use std::time::Duration;
+
+pub type DistResult<T> = std::result::Result<T, DistError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    /// The peer did not deliver within the group's timeout: it is hung, far slower, or not
+    /// calling the same op.
+    #[error("rank {rank}: {op} timed out after {after:?} waiting for rank {peer} (it is hung, much slower, or did not call {op}); raise the timeout with set_timeout if it is only slow")]
+    Timeout { rank: usize, op: &'static str, peer: usize, after: Duration },
+
+    /// The peer's end of the group is gone: the rank returned or panicked.
+    #[error("rank {rank}: {op} failed because rank {peer} has exited (returned or panicked) and will never answer")]
+    PeerGone { rank: usize, op: &'static str, peer: usize },
+
+    /// The peer sent a message for a different op: the ranks are not calling collectives in
+    /// the same order.
+    #[error("rank {rank}: {op} received a '{got}' message from rank {peer}; every rank must call the same collectives in the same order")]
+    OpMismatch { rank: usize, op: &'static str, peer: usize, got: &'static str },
+
+    /// Arguments that cannot work (a rank out of range, a shape that differs between ranks,
+    /// an unsupported dtype).
+    #[error("rank {rank}: {op}: {msg}")]
+    Invalid { rank: usize, op: &'static str, msg: String },
+
+    /// The launcher's environment does not describe a process group.
+    #[error("dist::init: {0}")]
+    Env(String),
+
+    /// An error from the MPI library or its bindings.
+    #[error("rank {rank}: {op}: MPI: {msg}")]
+    Mpi { rank: usize, op: &'static str, msg: String },
+
+    /// A tensor operation (forward, backward, optimizer step) failed inside a distributed run.
+    #[error(transparent)]
+    Tensor(#[from] crate::Error),
+}
+
+impl DistError {
+    /// The peer rank this error blames, if one.
+    pub fn peer(&self) -> Option<usize> {
+        match self {
+            DistError::Timeout { peer, .. } | DistError::PeerGone { peer, .. } | DistError::OpMismatch { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Distributed training: process groups, data parallelism (DDP), pipeline parallelism.
+//!
+//! - [`ProcessGroup`]: collectives (all-reduce, broadcast, all-gather, reduce-scatter) and
+//!   point-to-point send/recv, each with a timeout that turns a hung or dead peer into an error
+//!   naming that peer and the op.
+//! - Backends: [`ThreadGroup`] (ranks as threads in one process; tests, examples) and, with the
+//!   `mpi` feature, `MpiGroup` (processes under `mpirun`). [`init`] picks one from the
+//!   launcher's environment.
+//! - [`DistributedDataParallel`], [`DistributedSampler`], [`pipeline`] schedules.
+
+mod env;
+mod error;
+mod group;
+mod payload;
+mod ring;
+mod thread;
+#[cfg(feature = "mpi")]
+mod mpi;
+
+pub use env::{init, LaunchEnv};
+pub use error::{DistError, DistResult};
+pub use group::{ProcessGroup, ReduceOp, DEFAULT_TIMEOUT};
+pub use payload::{Elem, Payload};
+pub use thread::{run_threads, ThreadGroup};
+#[cfg(feature = "mpi")]
+pub use self::mpi::MpiGroup;
+
+mod ddp;
+pub mod pipeline;
+mod sampler;
+
+pub use ddp::{make_buckets, save_on_rank0, Bucket, DdpOptions, DdpStepStats, DistributedDataParallel};
+pub use pipeline::{Pipeline, PipelineStats, Schedule};
+pub use sampler::DistributedSampler;
