@@ -14,7 +14,8 @@ pub enum DistError {
     #[error("rank {rank}: {op} timed out after {after:?} waiting for rank {peer} (it is hung, much slower, or did not call {op}); raise the timeout with set_timeout if it is only slow")]
     Timeout { rank: usize, op: &'static str, peer: usize, after: Duration },
 
-    /// The peer's end of the group is gone: the rank returned or panicked.
+    /// The peer's end of the group is gone: the rank returned or panicked. Where the backend
+    /// can tell, `peer` is the rank whose exit started it, not a survivor that failed on it.
     #[error("rank {rank}: {op} failed because rank {peer} has exited (returned or panicked) and will never answer")]
     PeerGone { rank: usize, op: &'static str, peer: usize },
 

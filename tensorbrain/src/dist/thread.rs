@@ -4,7 +4,9 @@
 //! backend has: a peer that never sends times out, and a peer whose [`ThreadGroup`] was dropped
 //! (its thread returned or panicked) disconnects its channels, which the others see at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{DistError, DistResult};
@@ -26,12 +28,19 @@ pub struct ThreadGroup {
     /// `from[src]`: the receiving end of `src -> self`. One channel per pair keeps each
     /// sender's messages in order and lets `recv` wait on exactly the peer it needs.
     from: Vec<Option<Receiver<Message>>>,
+    /// Shared by the group: `blame[r]` is the rank whose exit made rank `r` fail (or
+    /// [`NO_BLAME`]). A survivor that fails on a dead peer exits too, and a third rank would
+    /// then see *it* gone; following `blame` names the rank that died first instead.
+    blame: Arc<Vec<AtomicUsize>>,
 }
+
+const NO_BLAME: usize = usize::MAX;
 
 impl ThreadGroup {
     /// `world` connected ranks, index = rank.
     pub fn new(world: usize) -> Vec<ThreadGroup> {
         assert!(world > 0, "ThreadGroup::new: a group needs at least one rank, got 0");
+        let blame: Arc<Vec<AtomicUsize>> = Arc::new((0..world).map(|_| AtomicUsize::new(NO_BLAME)).collect());
         let mut groups: Vec<ThreadGroup> = (0..world)
             .map(|rank| ThreadGroup {
                 rank,
@@ -39,6 +48,7 @@ impl ThreadGroup {
                 timeout: DEFAULT_TIMEOUT,
                 to: (0..world).map(|_| None).collect(),
                 from: (0..world).map(|_| None).collect(),
+                blame: blame.clone(),
             })
             .collect();
         for src in 0..world {
@@ -49,6 +59,18 @@ impl ThreadGroup {
             }
         }
         groups
+    }
+
+    /// The error for a peer found gone: names the rank whose exit started the failure (`peer`
+    /// itself, or the rank `peer` failed on), and records it as this rank's cause before this
+    /// rank's channels close.
+    fn peer_gone(&self, op: &'static str, peer: usize) -> DistError {
+        let root = match self.blame[peer].load(Ordering::SeqCst) {
+            NO_BLAME => peer,
+            r => r,
+        };
+        let _ = self.blame[self.rank].compare_exchange(NO_BLAME, root, Ordering::SeqCst, Ordering::SeqCst);
+        DistError::PeerGone { rank: self.rank, op, peer: root }
     }
 
     /// Builder form of [`ProcessGroup::set_timeout`].
@@ -80,7 +102,7 @@ impl ProcessGroup for ThreadGroup {
         let tx = self.to[dst].as_ref().ok_or_else(|| DistError::Invalid { rank: self.rank, op, msg: format!("rank {dst} is this rank") })?;
         // Unbounded channel: a send never blocks, so ring steps (send, then receive) cannot
         // deadlock; it fails only when the receiver is gone.
-        tx.send(Message { op, data }).map_err(|_| DistError::PeerGone { rank: self.rank, op, peer: dst })
+        tx.send(Message { op, data }).map_err(|_| self.peer_gone(op, dst))
     }
 
     fn recv_payload(&self, op: &'static str, src: usize) -> DistResult<Payload> {
@@ -91,7 +113,7 @@ impl ProcessGroup for ThreadGroup {
             Ok(m) if m.op == op => Ok(m.data),
             Ok(m) => Err(DistError::OpMismatch { rank: self.rank, op, peer: src, got: m.op }),
             Err(RecvTimeoutError::Timeout) => Err(DistError::Timeout { rank: self.rank, op, peer: src, after: start.elapsed() }),
-            Err(RecvTimeoutError::Disconnected) => Err(DistError::PeerGone { rank: self.rank, op, peer: src }),
+            Err(RecvTimeoutError::Disconnected) => Err(self.peer_gone(op, src)),
         }
     }
 }
