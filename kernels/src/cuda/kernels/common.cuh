@@ -113,3 +113,14 @@ template <typename T, typename Op> __device__ __forceinline__ T tb_block_reduce(
     __syncthreads();
     return w;
 }
+
+// One row's maximum and sum of exp(x - max), reduced over the block and returned to every
+// thread: the stable log-sum-exp that softmax and cross-entropy share (lse = m + log(s)).
+template <typename T> __device__ __forceinline__ void tb_row_max_sumexp(const T* xr, long long cols, T& m, T& s) {
+    m = tb_neg_inf<T>();
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) m = tb_max(m, xr[j]);
+    m = tb_block_reduce(m, TbMax(), tb_neg_inf<T>());
+    s = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += tb_exp(xr[j] - m);
+    s = tb_block_reduce(s, TbSum(), T(0));
+}

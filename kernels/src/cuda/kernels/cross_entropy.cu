@@ -13,12 +13,8 @@ __device__ __forceinline__ void cross_entropy_fwd_impl(const T* x, const long lo
                                                        long long classes, long long ignore_index, int* bad) {
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* xr = x + r * classes;
-        T m = tb_neg_inf<T>();
-        for (long long j = threadIdx.x; j < classes; j += blockDim.x) m = tb_max(m, xr[j]);
-        m = tb_block_reduce(m, TbMax(), tb_neg_inf<T>());
-        T s = T(0);
-        for (long long j = threadIdx.x; j < classes; j += blockDim.x) s += tb_exp(xr[j] - m);
-        s = tb_block_reduce(s, TbSum(), T(0));
+        T m, s;
+        tb_row_max_sumexp(xr, classes, m, s);
         if (threadIdx.x == 0) {
             const T lse = m + tb_log(s);
             lse_out[r] = lse;

@@ -7,12 +7,8 @@ __device__ __forceinline__ void softmax_fwd_impl(const T* x, T* y, long long row
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* xr = x + r * cols;
         T* yr = y + r * cols;
-        T m = tb_neg_inf<T>();
-        for (long long j = threadIdx.x; j < cols; j += blockDim.x) m = tb_max(m, xr[j]);
-        m = tb_block_reduce(m, TbMax(), tb_neg_inf<T>());
-        T s = T(0);
-        for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += tb_exp(xr[j] - m);
-        s = tb_block_reduce(s, TbSum(), T(0));
+        T m, s;
+        tb_row_max_sumexp(xr, cols, m, s);
         if (log_out) {
             const T lse = m + tb_log(s);
             for (long long j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = xr[j] - lse;
