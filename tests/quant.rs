@@ -1,7 +1,9 @@
 //! INT8 post-training quantization: quantization parameters, quantize/dequantize and
 //! quantized Linear against PyTorch (fixtures from tests/quant/make_fixtures.py), observers,
 //! errors, and whole `#[model]`s quantized dynamically and statically: outputs close to f32,
-//! an MNIST MLP within 0.5 points of f32, and a safetensors round trip.
+//! an MNIST MLP within 0.5 points of f32, and a safetensors round trip. Quantization-aware
+//! training: fake quantization against PyTorch's (fixtures from
+//! tests/quant/make_fake_quant_fixtures.py), and a QAT fine-tune converted with no calibration.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +14,7 @@ use tensorbrain::optim::{Adam, AdamOptions, Optimizer};
 use tensorbrain::prelude::*;
 use tensorbrain::quant::{
     self, dequantize, quantize_tensor, Act, Granularity, InputQuant, Mode, ObserverKind, QDType, QLinear, QParams, QSpec,
-    QuantConfig, Scheme,
+    QuantConfig, Qat, Scheme,
 };
 
 fn fixtures() -> HashMap<String, Tensor> {
@@ -352,6 +354,31 @@ fn accuracy(model: &Mlp, x: &Tensor, y: &[i64]) -> f64 {
     100.0 * pred.iter().zip(y).filter(|(p, t)| p == t).count() as f64 / y.len() as f64
 }
 
+/// A copy of `model` with its own parameter storage, still requiring gradients.
+fn deep_copy_of<M: ModuleExt>(from: &M, mut to: M) -> M {
+    let src: HashMap<String, Tensor> = from.state_dict().into_iter().collect();
+    to.visit_params_mut("", &mut |n, t| *t = Tensor::from_vec(src[n].to_vec::<f32>(), src[n].shape()).set_requires_grad(true));
+    to
+}
+
+/// Quantization-aware fine-tuning of `model` for `steps` batches; returns the trained copy
+/// and its QAT state.
+fn qat_fine_tune(model: &Mlp, train_x: &Tensor, train_y: &Tensor, steps: usize) -> (Mlp, Qat) {
+    let q = deep_copy_of(model, Mlp::init(0));
+    let mut qat = Qat::prepare(&q, &q.graph(), &QuantConfig::static_ptq()).unwrap();
+    assert_eq!(qat.layers(), ["fc1", "fc2", "fc3"]);
+    let mut opt = Adam::new(q.parameters(), AdamOptions { lr: 2e-4, ..Default::default() }).unwrap();
+    for step in 0..steps {
+        let at = (step * 64 + 17) % (8000 - 64);
+        let (x, y) = (train_x.try_narrow(0, at, 64).unwrap(), train_y.try_narrow(0, at, 64).unwrap());
+        opt.zero_grad();
+        let loss = cross_entropy(&qat.forward(&q, &[x]).unwrap(), &y);
+        loss.backward();
+        opt.step().unwrap();
+    }
+    (q, qat)
+}
+
 #[test]
 fn int8_mnist_mlp_is_within_half_a_point_of_f32_and_round_trips_through_safetensors() {
     let Some((images, labels)) = mnist_test_split() else { return };
@@ -401,4 +428,66 @@ fn int8_mnist_mlp_is_within_half_a_point_of_f32_and_round_trips_through_safetens
         assert!(on_disk < 130_000, "{on_disk} bytes: int8 weights should take about a quarter of f32's 437 KB");
     }
     std::fs::remove_dir_all(&dir).ok();
+
+    // Quantization-aware fine-tuning from the f32 weights, converted with the ranges it learnt.
+    let (mut q, mut qat) = qat_fine_tune(&model, &train_x, &train_y, 60);
+    qat.eval();
+    let probe = test_x.try_narrow(0, 0, 200).unwrap();
+    let simulated = no_grad(|| qat.forward(&q, &[probe.clone()])).unwrap();
+    q.eval();
+    let graph = q.graph();
+    let plan = qat.convert(&mut q, &graph).unwrap();
+    assert_eq!(plan.report().quantized.len(), 3, "{}", plan.report());
+    assert!(plan.report().quantized[..2].iter().all(|l| l.output_u8), "u8 between layers:\n{}", plan.report());
+    // The int8 model computes what training simulated: the same grids, integer sums.
+    let int8 = no_grad(|| q.forward_dyn(&[probe])).unwrap();
+    let err = max_abs_diff(&int8, &simulated);
+    assert!(err <= 0.02 * peak(&simulated), "int8 after QAT differs from the fake-quantized forward by {err} (peak {})", peak(&simulated));
+    let qat_acc = accuracy(&q, &test_x, &test_y);
+    eprintln!("QAT: f32 {f32_acc:.2}%  int8 {qat_acc:.2}%");
+    // Fine-tuning goes on learning (this f32 model is short of converged), so QAT may beat the
+    // f32 model it started from; it must not lose more than half a point to it.
+    assert!(qat_acc >= f32_acc - 0.5, "QAT int8 {qat_acc:.2}% vs f32 {f32_acc:.2}%\n{}", plan.report());
+}
+
+fn fake_quant_fixtures() -> HashMap<String, Tensor> {
+    load_safetensors(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quant/torch_fake_quant.safetensors").as_path())
+        .expect("tests/quant/torch_fake_quant.safetensors (regenerate with tests/quant/make_fake_quant_fixtures.py)")
+}
+
+#[test]
+fn fake_quantize_matches_pytorch_values_and_straight_through_gradients() {
+    let fx = fake_quant_fixtures();
+    let cases = [
+        ("pt", "x", "dx", QParams::per_tensor(QDType::U8, f32s(&fx, "pt.scale")[0], i32s(&fx, "pt.zero_point")[0])),
+        ("pc", "w", "dw", QParams { dtype: QDType::I8, scales: f32s(&fx, "pc.scale"), zero_points: i32s(&fx, "pc.zero_point"), axis: Some(1) }),
+    ];
+    for (case, x, dx, params) in cases {
+        let input = fx[&format!("{case}.{x}")].clone().set_requires_grad(true);
+        let out = quant::fake_quantize(&input, &params).unwrap();
+        // Same rounding (half to even, on x·(1/scale)) and clamping: equal to the bit.
+        assert_eq!(out.to_vec::<f32>(), f32s(&fx, &format!("{case}.y")), "{case}: forward");
+        (out * fx[&format!("{case}.g")].clone()).sum(&[], false).backward();
+        let got = input.grad().unwrap().to_vec::<f32>();
+        let want = f32s(&fx, &format!("{case}.{dx}"));
+        assert_eq!(got, want, "{case}: gradient (zero exactly where PyTorch clamps)");
+        assert!(want.iter().any(|&g| g == 0.0) && want.iter().any(|&g| g != 0.0), "{case}: the fixture should clip some values");
+    }
+}
+
+#[test]
+fn qat_refuses_what_it_cannot_train_and_convert() {
+    let normed = Normed::init(0);
+    let err = Qat::prepare(&normed, &normed.graph(), &QuantConfig::static_ptq()).err().unwrap().to_string();
+    assert!(err.contains("nested layer `bn`"), "{err}");
+    let mut mlp = Mlp::init(0);
+    let qat = Qat::prepare(&mlp, &mlp.graph(), &QuantConfig::static_ptq()).unwrap();
+    let graph = mlp.graph();
+    let err = qat.convert(&mut mlp, &graph).unwrap_err().to_string();
+    assert!(err.contains("run forward in training first"), "{err}");
+    let mut qat = qat;
+    let mut bad = vec![0.5f32; 2 * 784];
+    bad[3] = f32::INFINITY;
+    let err = qat.forward(&mlp, &[Tensor::from_vec(bad, &[2, 1, 28, 28])]).unwrap_err().to_string();
+    assert!(err.contains("input of `fc1`") && err.contains("inf"), "{err}");
 }

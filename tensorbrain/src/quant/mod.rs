@@ -19,7 +19,10 @@
 //! - [`quantize`] / [`load_quantized`]: the same on a `#[model]`, installed as its inference
 //!   forward.
 //!
-//! Not yet: quantization-aware training, grouped convolutions (they stay f32 and the report
+//! - [`Qat`]: quantization-aware training (fake quantization with the straight-through
+//!   estimator), then conversion to the same int8 graph with the learnt ranges.
+//!
+//! Not yet: grouped convolutions (they stay f32 and the report
 //! says so), nested `#[model]` calls in the graph, int8 pooling (pools run in f32 between
 //! int8 layers).
 
@@ -30,6 +33,7 @@ pub mod observer;
 pub mod ops;
 mod qconv;
 mod qlinear;
+pub mod qat;
 mod report;
 mod runner;
 pub mod scheme;
@@ -39,6 +43,7 @@ pub use config::{Mode, QuantConfig};
 pub use model::{install, load_quantized, quantize};
 pub use observer::{Observer, ObserverKind};
 pub use ops::{dequantize, quantize as quantize_tensor, requantize};
+pub use qat::{fake_quantize, Qat};
 pub use qconv::QConv2d;
 pub use qlinear::{Act, InputQuant, QLinear};
 pub use report::{QuantReport, QuantizedLayer};

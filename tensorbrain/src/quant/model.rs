@@ -58,7 +58,7 @@ pub fn install<M: StaticModel + ModuleExt>(model: &mut M, plan: Arc<QuantizedGra
     }))
 }
 
-fn frozen_forward<M: ModuleExt>(model: &M, graph: &Backward) -> Result<(tensorbrain_ir::Graph, Params)> {
+pub(super) fn frozen_forward<M: ModuleExt>(model: &M, graph: &Backward) -> Result<(tensorbrain_ir::Graph, Params)> {
     let forward = compile::forward_graph(graph);
     let state: Params = model.state_dict().into_iter().collect();
     let (frozen, mut params) = compile::freeze(&forward, &state)?;

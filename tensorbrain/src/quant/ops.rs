@@ -64,7 +64,7 @@ fn integers(q: &Tensor, dtype: QDType, op: &str) -> Result<Vec<i32>> {
 }
 
 /// Maps a flat (row-major) index to its channel's parameter index.
-fn channel_of(shape: &[usize], params: &QParams, op: &str) -> Result<impl Fn(usize) -> usize> {
+pub(super) fn channel_of(shape: &[usize], params: &QParams, op: &str) -> Result<impl Fn(usize) -> usize> {
     if params.scales.len() != params.zero_points.len() {
         return Err(Error::Msg(format!("{op}: {} scales but {} zero points", params.scales.len(), params.zero_points.len())));
     }

@@ -161,6 +161,44 @@ impl QuantizedGraph {
         Ok(QuantizedGraph::assemble(graph, params, &chains, layers, norms, report))
     }
 
+    /// Static quantization with activation parameters chosen elsewhere (quantization-aware
+    /// training): `inputs` maps a layer's label to the u8 parameters of its input. A value
+    /// several layers read takes the parameters of the first of them, so that the layer
+    /// producing it can requantize to exactly what each reader expects.
+    ///
+    /// # Errors
+    /// A layer of the graph with no entry in `inputs`; as [`QuantizedGraph::build`].
+    pub fn build_with_ranges(graph: &Graph, params: Params, inputs: &HashMap<String, QParams>, config: &QuantConfig) -> Result<QuantizedGraph> {
+        let Analysis { chains, kept, norms, .. } = find_chains(graph, &params)?;
+        let users = users(graph);
+        let head_of: HashMap<NodeId, usize> = chains.iter().enumerate().map(|(c, ch)| (ch.head, c)).collect();
+        let feeds_only_chains = |ch: &Chain| {
+            !graph.outputs.contains(&ch.tail)
+                && !users[ch.tail].is_empty()
+                && users[ch.tail].iter().all(|u| head_of.get(u).is_some_and(|&c| chains[c].input == ch.tail))
+        };
+        // The parameters of a value: those of the first layer reading it.
+        let params_of = |value: NodeId| -> Result<QParams> {
+            let reader = chains.iter().find(|c| c.input == value).expect("only layer inputs are asked for");
+            inputs.get(&reader.label).cloned().ok_or_else(|| {
+                Error::Msg(format!("quantize: no activation range for the input of `{}` (the ranges given cover {:?})", reader.label, {
+                    let mut k: Vec<&String> = inputs.keys().collect();
+                    k.sort();
+                    k
+                }))
+            })
+        };
+        let mut layers = Vec::with_capacity(chains.len());
+        for ch in &chains {
+            let input = InputQuant::Static(params_of(ch.input)?);
+            let output = if feeds_only_chains(ch) { Some(params_of(ch.tail)?) } else { None };
+            layers.push(QLayer::from_chain(ch, config, input, output)?);
+        }
+        let config = QuantConfig { mode: Mode::Static, ..*config };
+        let report = QuantReport { mode: config.mode, quantized: layers.iter().map(layer_report).collect(), kept_f32: kept };
+        Ok(QuantizedGraph::assemble(graph, params, &chains, layers, norms, report))
+    }
+
     /// Lays out the steps: chains replace their nodes; parameters only chains read are dropped.
     fn assemble(
         graph: &Graph,
