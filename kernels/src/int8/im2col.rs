@@ -47,22 +47,32 @@ pub fn im2col_u8(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
     let (kh, kw) = (s.kernel[0], s.kernel[1]);
     let k = s.channels * kh * kw;
     let mut out = vec![pad; s.batch * oh * ow * k];
-    for n in 0..s.batch {
-        for y in 0..oh {
-            for xo in 0..ow {
-                let row = &mut out[((n * oh + y) * ow + xo) * k..][..k];
-                for c in 0..s.channels {
-                    let plane = &x[(n * s.channels + c) * s.height * s.width..][..s.height * s.width];
-                    for i in 0..kh {
+    if out.is_empty() {
+        return out;
+    }
+    let plane_len = s.height * s.width;
+    // One column (kernel tap and channel) at a time: for each output row, the taps inside the
+    // image form one run of output pixels [lo, hi) reading an input row at a fixed stride, a
+    // loop with no per-element bounds logic; everything outside stays `pad`. Looping pixel by
+    // pixel and tap by tap instead cost about 1.5 ns per element (most of an int8 CNN's time).
+    for (n, out_n) in out.chunks_exact_mut(oh * ow * k).enumerate() {
+        for c in 0..s.channels {
+            let plane = &x[(n * s.channels + c) * plane_len..][..plane_len];
+            for i in 0..kh {
+                for j in 0..kw {
+                    let col = (c * kh + i) * kw + j;
+                    let (lo, hi) = inside(ow, s.stride[1], j * s.dilation[1], s.padding[1], s.width);
+                    for y in 0..oh {
                         let iy = (y * s.stride[0] + i * s.dilation[0]).wrapping_sub(s.padding[0]);
-                        if iy >= s.height {
+                        if iy >= s.height || lo >= hi {
                             continue;
                         }
-                        for j in 0..kw {
-                            let ix = (xo * s.stride[1] + j * s.dilation[1]).wrapping_sub(s.padding[1]);
-                            if ix < s.width {
-                                row[(c * kh + i) * kw + j] = plane[iy * s.width + ix];
-                            }
+                        let src = &plane[iy * s.width..][..s.width];
+                        let rows = &mut out_n[y * ow * k..][..ow * k];
+                        let first = lo * s.stride[1] + j * s.dilation[1] - s.padding[1];
+                        let reads = src[first..].iter().step_by(s.stride[1]);
+                        for (dst, &v) in rows[lo * k + col..].iter_mut().step_by(k).zip(reads).take(hi - lo) {
+                            *dst = v;
                         }
                     }
                 }
@@ -70,6 +80,16 @@ pub fn im2col_u8(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The output columns `[lo, hi)` whose input column `xo·stride + offset - padding` lies in
+/// `0..width`.
+fn inside(out_width: usize, stride: usize, offset: usize, padding: usize, width: usize) -> (usize, usize) {
+    // xo·stride + offset >= padding  <=>  xo >= ceil((padding - offset) / stride)
+    let lo = padding.saturating_sub(offset).div_ceil(stride);
+    // xo·stride + offset < width + padding  <=>  xo < ceil((width + padding - offset) / stride)
+    let hi = (width + padding).saturating_sub(offset).div_ceil(stride).min(out_width);
+    (lo.min(hi), hi)
 }
 
 /// `[batch, pixels, channels]` → `[batch, channels, pixels]`.

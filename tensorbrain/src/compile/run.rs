@@ -12,6 +12,9 @@ use crate::tensor::{DType, Element, Error, Result, Tensor};
 /// Output elements per epilogue block (64 KiB of f32): the GEMM result is still in L2 when
 /// the tail reads it.
 const EPILOGUE_BLOCK: usize = 1 << 14;
+/// The largest GEMM right operand (bytes) that row blocks re-read: about a quarter of a
+/// typical per-core L2, so that it stays there from one block to the next.
+const EPILOGUE_MAX_RHS_BYTES: usize = 1 << 18;
 
 /// Output elements per conv chunk whose tail runs right after it (256 KiB of f32).
 const CONV_CHUNK: usize = 1 << 16;
@@ -236,10 +239,22 @@ fn matmul_epilogue<T: FusedFloat + Element>(tail: &Lowered, a: &Tensor, b: &Tens
     let block_rows = (EPILOGUE_BLOCK / n).clamp(1, rows);
     let blocks = rows.div_ceil(block_rows);
     let work = rows * k * n;
-    let outer_parallel = blocks >= threads::num_threads() && threads::worth_parallelising(work);
-    let gemm_threads = if outer_parallel { 1 } else { threads::num_threads() };
     let (a_rs, a_cs) = (la.strides[0] as isize, la.strides[1] as isize);
     let (b_rs, b_cs) = (lb.strides[0] as isize, lb.strides[1] as isize);
+    if k * n * std::mem::size_of::<T>() > EPILOGUE_MAX_RHS_BYTES {
+        // A right operand this large does not stay in cache from one row block to the next:
+        // each block would read it again (through power-of-two strides, for a Linear's Wᵀ),
+        // which costs far more than the tail's second pass over C saves. One GEMM, then the
+        // tail in parallel blocks.
+        matmul_with_threads(threads::num_threads(), rows, k, n, da, la.offset, a_rs, a_cs, db, lb.offset, b_rs, b_cs, &mut c, n as isize, 1, false);
+        let tail_block = |bi: usize, cb: &mut [T]| kf::eval_range(&tail.kernel, &ops, &shape, bi * block_rows * n, cb);
+        threads::for_each_chunk_mut(&mut c, block_rows * n, rows * n, tail_block);
+        drop(ops);
+        drop(guards);
+        return Ok(Some(Tensor::from_storage(T::wrap(c), &shape)));
+    }
+    let outer_parallel = blocks >= threads::num_threads() && threads::worth_parallelising(work);
+    let gemm_threads = if outer_parallel { 1 } else { threads::num_threads() };
     let block = |bi: usize, cb: &mut [T]| {
         let r0 = bi * block_rows;
         let r = cb.len() / n;
