@@ -92,6 +92,95 @@ fn inside(out_width: usize, stride: usize, offset: usize, padding: usize, width:
     (lo.min(hi), hi)
 }
 
+/// Like [`im2col_u8`] with the columns in tap-major order: column `(i·KW + j)·C + c`, which
+/// multiplies a weight laid out `[O, KH, KW, C]` (see [`weight_taps_major`]). Each kernel tap
+/// of an output pixel is then one contiguous run of `C` input bytes (the input is read
+/// channels-last), a copy instead of `C` scattered stores.
+///
+/// # Panics
+/// As [`im2col_u8`].
+pub fn im2col_u8_taps(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
+    assert_eq!(x.len(), s.batch * s.channels * s.height * s.width, "im2col: input length does not match {s:?}");
+    let (oh, ow) = s.output_size().unwrap_or_else(|| panic!("im2col: the kernel does not fit in {s:?}"));
+    let (kh, kw, c) = (s.kernel[0], s.kernel[1], s.channels);
+    let k = c * kh * kw;
+    let mut out = vec![pad; s.batch * oh * ow * k];
+    if out.is_empty() {
+        return out;
+    }
+    if c == 1 {
+        // One channel: both column orders coincide, and the column-run loop is the faster.
+        return im2col_u8(x, s, pad);
+    }
+    let pixels = s.height * s.width;
+    let last = channels_last(x, c, pixels);
+    let mut rows = out.chunks_exact_mut(k);
+    for image in last.chunks_exact(pixels * c) {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let row = rows.next().expect("one row per output pixel");
+                for i in 0..kh {
+                    let iy = (y * s.stride[0] + i * s.dilation[0]).wrapping_sub(s.padding[0]);
+                    if iy >= s.height {
+                        continue;
+                    }
+                    for j in 0..kw {
+                        let ix = (xo * s.stride[1] + j * s.dilation[1]).wrapping_sub(s.padding[1]);
+                        if ix < s.width {
+                            let at = (iy * s.width + ix) * c;
+                            copy_small(&mut row[(i * kw + j) * c..][..c], &image[at..at + c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `dst.copy_from_slice(src)` without a `memcpy` call for the few bytes of a narrow layer.
+#[inline]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    if src.len() >= 32 {
+        dst.copy_from_slice(src);
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+    }
+}
+
+/// `[batch, channels, pixels]` → `[batch, pixels, channels]`.
+fn channels_last(x: &[u8], channels: usize, pixels: usize) -> Vec<u8> {
+    let mut out = vec![0u8; x.len()];
+    for (src, dst) in x.chunks_exact(channels * pixels).zip(out.chunks_exact_mut(channels * pixels)) {
+        for (ch, plane) in src.chunks_exact(pixels).enumerate() {
+            for (p, &v) in plane.iter().enumerate() {
+                dst[p * channels + ch] = v;
+            }
+        }
+    }
+    out
+}
+
+/// A weight `[O, C, KH, KW]` (row-major) as `[O, KH, KW, C]`, the column order of
+/// [`im2col_u8_taps`]; `inverse` maps back.
+pub fn weight_taps_major<T: Copy>(w: &[T], o: usize, c: usize, taps: usize, inverse: bool) -> Vec<T> {
+    assert_eq!(w.len(), o * c * taps, "weight_taps_major: length does not match [{o}, {c}, {taps}]");
+    let mut out = w.to_vec();
+    for (src, dst) in w.chunks_exact(c * taps).zip(out.chunks_exact_mut(c * taps)) {
+        for ch in 0..c {
+            for t in 0..taps {
+                let (from, to) = (ch * taps + t, t * c + ch);
+                if inverse {
+                    dst[from] = src[to];
+                } else {
+                    dst[to] = src[from];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `[batch, pixels, channels]` → `[batch, channels, pixels]`.
 pub fn pixels_last_to_channels_first<T: Copy + Default>(y: &[T], batch: usize, pixels: usize, channels: usize) -> Vec<T> {
     assert_eq!(y.len(), batch * pixels * channels, "transpose: length does not match {batch}x{pixels}x{channels}");

@@ -28,7 +28,7 @@ mod scalar;
 pub use convert::{dequantize_u8, min_max, quantize_u8};
 pub use cpu::{active_level, CpuLevel, ENV_VAR};
 pub use epilogue::{quantize_u8_one, round_half_even, Epilogue, Output};
-pub use im2col::{im2col_u8, pixels_last_to_channels_first, ConvShape};
+pub use im2col::{im2col_u8, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 pub use pack::{PackedI8, K_GROUP, PANEL};
 pub use scalar::gemm_u8i8_reference;
 

@@ -222,3 +222,21 @@ fn round_half_even_matches_the_std_rounding() {
         assert_eq!(round_half_even(x), want, "{x}");
     }
 }
+
+#[test]
+fn tap_major_im2col_is_the_same_product_with_the_weight_permuted() {
+    let mut rng = Lcg(12);
+    for (channels, stride, padding, dilation) in [(1, [1, 1], [1, 1], [1, 1]), (4, [2, 1], [1, 2], [1, 1]), (3, [3, 2], [4, 3], [1, 2])] {
+        let s = ConvShape { batch: 2, channels, height: 7, width: 6, kernel: [3, 2], stride, padding, dilation };
+        let (m, k) = s.gemm_mk().unwrap();
+        let o = 5;
+        let x = rng.u8s(2 * channels * 7 * 6);
+        let w = rng.i8s(o * k);
+        let w_taps = weight_taps_major(&w, o, channels, 6, false);
+        assert_eq!(weight_taps_major(&w_taps, o, channels, 6, true), w, "the inverse permutation");
+        let (mut want, mut got) = (vec![0i32; m * o], vec![0i32; m * o]);
+        qgemm_with_level(CpuLevel::Scalar, m, &im2col_u8(&x, &s, 9), k, &PackedI8::pack(&w, o, k), Output::I32(&mut want), o);
+        qgemm_with_level(CpuLevel::Scalar, m, &im2col_u8_taps(&x, &s, 9), k, &PackedI8::pack(&w_taps, o, k), Output::I32(&mut got), o);
+        assert_eq!(got, want, "{s:?}");
+    }
+}

@@ -1,18 +1,19 @@
 //! `QConv2d`: a convolution on the int8 GEMM. The u8 input is unfolded by im2col (padding is
-//! the zero point, i.e. real 0), multiplied by the `[O, C·KH·KW]` i8 weight with the same fused
-//! epilogue as [`QLinear`], and the `[N·OH·OW, O]` result is laid back out as NCHW.
+//! the zero point, i.e. real 0) in tap-major column order, multiplied by the i8 weight held as
+//! `[O, KH·KW·C]` with the same fused epilogue as [`QLinear`], and the `[N·OH·OW, O]` result
+//! is laid back out as NCHW. Saved weights keep PyTorch's `[O, C, KH, KW]` order.
 
 use tensorbrain_ir::op::ConvGeometry;
-use tensorbrain_kernels::int8::{im2col_u8, pixels_last_to_channels_first, ConvShape};
+use tensorbrain_kernels::int8::{im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 
-use super::qlinear::{Act, InputQuant, QLinear};
+use super::qlinear::{with_data, Act, InputQuant, QLinear};
 use super::scheme::{Granularity, QParams};
 use crate::tensor::{Error, Result, Tensor};
 
 /// A quantized Conv2d (+ optional fused ReLU); groups must be 1.
 #[derive(Clone, Debug)]
 pub struct QConv2d {
-    /// The weight as `[O, C·KH·KW]` with the epilogue, run on im2col rows.
+    /// The weight as `[O, KH·KW·C]` (tap-major) with the epilogue, run on im2col rows.
     linear: QLinear,
     in_channels: usize,
     kernel: [usize; 2],
@@ -36,7 +37,8 @@ impl QConv2d {
         output: Option<QParams>,
     ) -> Result<QConv2d> {
         let (o, c, kernel) = conv_dims(name, weight.shape(), geometry)?;
-        let flat = weight.try_reshape(&[o as isize, -1])?;
+        let taps = weight_taps_major(&weight.try_contiguous()?.to_vec::<f32>(), o, c, kernel[0] * kernel[1], false);
+        let flat = Tensor::from_vec(taps, &[o, c * kernel[0] * kernel[1]]);
         let linear = QLinear::from_f32(name, &flat, bias, relu, granularity, input, output)?;
         Ok(QConv2d { linear, in_channels: c, kernel, geometry })
     }
@@ -55,13 +57,23 @@ impl QConv2d {
         output: Option<QParams>,
     ) -> Result<QConv2d> {
         let (o, c, kernel) = conv_dims(name, weight_shape, geometry)?;
-        let linear = QLinear::from_parts(name, weight_i8, o, c * kernel[0] * kernel[1], weight_params, bias, relu, input, output)?;
+        if weight_i8.len() != o * c * kernel[0] * kernel[1] {
+            return Err(Error::Msg(format!("QConv2d {name}: {} weights for {weight_shape:?}", weight_i8.len())));
+        }
+        let weight_i8 = weight_taps_major(weight_i8, o, c, kernel[0] * kernel[1], false);
+        let linear = QLinear::from_parts(name, &weight_i8, o, c * kernel[0] * kernel[1], weight_params, bias, relu, input, output)?;
         Ok(QConv2d { linear, in_channels: c, kernel, geometry })
     }
 
     /// The GEMM part (weights, scales, bias, activation parameters).
     pub fn linear(&self) -> &QLinear {
         &self.linear
+    }
+
+    /// The i8 weights in `[O, C, KH, KW]` order (as saved, and as PyTorch holds them).
+    pub fn weight_i8(&self) -> Vec<i8> {
+        let [o, c, kh, kw] = self.weight_shape();
+        weight_taps_major(&self.linear.weight_i8(), o, c, kh * kw, true)
     }
 
     /// `[O, C, KH, KW]`.
@@ -95,19 +107,19 @@ impl QConv2d {
             _ => return Err(Error::Msg(format!("QConv2d {name}: the {:?} kernel does not fit input {shape:?}", self.kernel))),
         };
         let (cols, scale, zero) = match x {
-            Act::U8 { data, scale, zero } => (im2col_u8(&data.to_vec::<u8>(), &s, *zero as u8), *scale, *zero),
+            Act::U8 { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_taps(d, &s, *zero as u8)), *scale, *zero),
             Act::F32(t) => {
                 let (q, scale, zero) = self.linear.quantize_input(t)?;
-                (im2col_u8(&q, &s, zero as u8), scale, zero)
+                (im2col_u8_taps(&q, &s, zero as u8), scale, zero)
             }
         };
         let rows = Act::U8 { data: Tensor::from_vec(cols, &[m, k]), scale, zero };
         let o = self.linear.out_features();
         let out_shape = [shape[0], o, oh, ow];
         Ok(match self.linear.forward(&rows)? {
-            Act::F32(y) => Act::F32(Tensor::from_vec(pixels_last_to_channels_first(&y.to_vec::<f32>(), shape[0], oh * ow, o), &out_shape)),
+            Act::F32(y) => Act::F32(Tensor::from_vec(with_data(&y, |v: &[f32]| pixels_last_to_channels_first(v, shape[0], oh * ow, o)), &out_shape)),
             Act::U8 { data, scale, zero } => Act::U8 {
-                data: Tensor::from_vec(pixels_last_to_channels_first(&data.to_vec::<u8>(), shape[0], oh * ow, o), &out_shape),
+                data: Tensor::from_vec(with_data(&data, |v: &[u8]| pixels_last_to_channels_first(v, shape[0], oh * ow, o)), &out_shape),
                 scale,
                 zero,
             },

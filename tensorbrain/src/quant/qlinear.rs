@@ -254,7 +254,7 @@ impl QLinear {
 }
 
 /// Runs `f` on a tensor's elements without copying when it is contiguous.
-fn with_data<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> R {
+pub(super) fn with_data<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> R {
     if t.is_contiguous() && t.dtype() == T::DTYPE {
         let storage = t.storage();
         let all = storage.cpu().as_slice::<T>();

@@ -52,6 +52,14 @@ impl QLayer {
         }
     }
 
+    /// The i8 weights in the f32 layer's order (`[out, in]`, or `[O, C, KH, KW]`).
+    pub fn weight_i8(&self) -> Vec<i8> {
+        match self {
+            QLayer::Linear(l) => l.weight_i8(),
+            QLayer::Conv2d(c) => c.weight_i8(),
+        }
+    }
+
     /// The weight's shape as the f32 layer has it.
     pub fn weight_shape(&self) -> Vec<usize> {
         match self {
@@ -383,7 +391,7 @@ impl QuantizedGraph {
             let p = format!("int8.{i}");
             let l = layer.gemm();
             let n = l.out_features();
-            tensors.push((format!("{p}.weight"), Tensor::from_vec(l.weight_i8(), &layer.weight_shape())));
+            tensors.push((format!("{p}.weight"), Tensor::from_vec(layer.weight_i8(), &layer.weight_shape())));
             let (s, z) = l.weight_params().to_tensors();
             tensors.push((format!("{p}.weight_scale"), s));
             tensors.push((format!("{p}.weight_zero_point"), z));
