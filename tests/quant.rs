@@ -236,6 +236,23 @@ impl ConvNet {
     }
 }
 
+/// Conv -> ReLU -> MaxPool -> Linear -> ReLU -> Linear with no norm, for QAT.
+#[model]
+pub struct PlainConvNet {
+    conv: Conv2d<1, 4, 3>,
+    pool: MaxPool2d<2>,
+    fc1: Linear<36, 16>,
+    fc2: Linear<16, 3>,
+}
+
+#[model]
+impl PlainConvNet {
+    pub fn forward(&self, x: tb![B, 1, 8, 8]) -> tb![B, 3] {
+        let h = self.pool(self.conv(x).relu()).flatten(1);
+        self.fc2(self.fc1(h).relu())
+    }
+}
+
 /// Random batch-norm statistics, so that folding them is visible.
 fn randomise_norm_stats<M: ModuleExt>(model: &mut M) {
     model.visit_buffers_mut("", &mut |name, t| {
@@ -303,6 +320,8 @@ fn convolutions_run_in_int8_and_the_report_lists_what_stayed_f32() {
         assert_eq!(kinds, [("conv", "Conv2d 3x3", true), ("fc1", "Linear", true), ("fc2", "Linear", false)], "{report}");
         assert!(plan.report().kept_f32.iter().any(|k| k.label.contains("pool") && k.op.contains("pool")), "{report}");
         assert!(!plan.report().kept_f32.iter().any(|k| k.label.contains("bn")), "the norm should fold away:\n{report}");
+        // Static: the conv's output stays u8 through the max pool and the flatten into fc1.
+        assert_eq!(plan.report().quantized[0].output_u8, config.mode == Mode::Static, "{report}");
         let mut q = copy_of(&model, ConvNet::init(0));
         quant::install(&mut q, plan.clone()).unwrap();
         let got = no_grad(|| q.forward_dyn(&[x.clone()])).unwrap();
@@ -490,4 +509,33 @@ fn qat_refuses_what_it_cannot_train_and_convert() {
     bad[3] = f32::INFINITY;
     let err = qat.forward(&mlp, &[Tensor::from_vec(bad, &[2, 1, 28, 28])]).unwrap_err().to_string();
     assert!(err.contains("input of `fc1`") && err.contains("inf"), "{err}");
+}
+
+#[test]
+fn qat_on_a_convnet_converts_to_what_it_simulated_with_u8_through_the_pool() {
+    manual_seed(4);
+    let model = PlainConvNet::init(4);
+    let mut qat = Qat::prepare(&model, &model.graph(), &QuantConfig::static_ptq()).unwrap();
+    assert_eq!(qat.layers(), ["conv", "fc1", "fc2"]);
+    let mut opt = Adam::new(model.parameters(), AdamOptions { lr: 1e-3, ..Default::default() }).unwrap();
+    let target = Tensor::from_vec((0..16).map(|i| i % 3).collect::<Vec<i64>>(), &[16]);
+    for _ in 0..10 {
+        opt.zero_grad();
+        let loss = cross_entropy(&qat.forward(&model, &[Tensor::randn(&[16, 1, 8, 8], DType::F32)]).unwrap(), &target);
+        loss.backward();
+        opt.step().unwrap();
+    }
+    assert!(model.parameters().iter().all(|p| p.grad().is_some()), "gradients reach every parameter through fake quantization");
+    qat.eval();
+    let x = Tensor::randn(&[16, 1, 8, 8], DType::F32);
+    let simulated = no_grad(|| qat.forward(&model, &[x.clone()])).unwrap();
+    let mut model = model;
+    model.eval();
+    let graph = model.graph();
+    let plan = qat.convert(&mut model, &graph).unwrap();
+    let u8_out: Vec<bool> = plan.report().quantized.iter().map(|l| l.output_u8).collect();
+    assert_eq!(u8_out, [true, true, false], "{}", plan.report());
+    let int8 = no_grad(|| model.forward_dyn(&[x])).unwrap();
+    let err = max_abs_diff(&int8, &simulated);
+    assert!(err <= 0.02 * peak(&simulated), "int8 differs from the simulated forward by {err} (peak {})", peak(&simulated));
 }

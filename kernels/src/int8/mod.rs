@@ -23,6 +23,7 @@ mod cpu;
 mod epilogue;
 mod im2col;
 mod pack;
+mod pool;
 mod scalar;
 
 pub use convert::{dequantize_u8, min_max, quantize_u8};
@@ -30,6 +31,7 @@ pub use cpu::{active_level, CpuLevel, ENV_VAR};
 pub use epilogue::{quantize_u8_one, round_half_even, Epilogue, Output};
 pub use im2col::{im2col_u8, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 pub use pack::{PackedI8, K_GROUP, PANEL};
+pub use pool::max_pool2d_u8;
 pub use scalar::gemm_u8i8_reference;
 
 use crate::threads;

@@ -240,3 +240,30 @@ fn tap_major_im2col_is_the_same_product_with_the_weight_permuted() {
         assert_eq!(got, want, "{s:?}");
     }
 }
+
+#[test]
+fn u8_max_pool_is_the_max_of_each_window() {
+    let mut rng = Lcg(13);
+    for (kernel, stride, padding) in [([2, 2], [2, 2], [0, 0]), ([3, 3], [2, 1], [1, 1]), ([3, 2], [1, 3], [1, 0])] {
+        let shape = [2, 3, 7, 8];
+        let x = rng.u8s(2 * 3 * 7 * 8);
+        let (got, [_, _, oh, ow]) = max_pool2d_u8(&x, shape, kernel, stride, padding);
+        for p in 0..6 {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut want = None;
+                    for i in 0..kernel[0] {
+                        for j in 0..kernel[1] {
+                            let (iy, ix) = ((y * stride[0] + i) as isize - padding[0] as isize, (xo * stride[1] + j) as isize - padding[1] as isize);
+                            if (0..7).contains(&iy) && (0..8).contains(&ix) {
+                                let v = x[p * 56 + iy as usize * 8 + ix as usize];
+                                want = Some(want.map_or(v, |m: u8| m.max(v)));
+                            }
+                        }
+                    }
+                    assert_eq!(got[(p * oh + y) * ow + xo], want.unwrap(), "{kernel:?} {stride:?} {padding:?} at plane {p} ({y}, {xo})");
+                }
+            }
+        }
+    }
+}

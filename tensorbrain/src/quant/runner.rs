@@ -6,13 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use tensorbrain_ir::passes::users;
-use tensorbrain_ir::{Graph, NodeId, Op};
+use tensorbrain_ir::{Graph, NodeId, Op, PoolKind};
+use tensorbrain_kernels::int8;
 
 use super::chains::{find_chains, Analysis, Chain, ChainKind, ChannelAffine};
 use super::config::{Mode, QuantConfig};
 use super::observer::Observer;
 use super::qconv::QConv2d;
-use super::qlinear::{Act, InputQuant, QLinear};
+use super::qlinear::{with_data, Act, InputQuant, QLinear};
 use super::report::{QuantReport, QuantizedLayer};
 use super::scheme::{QDType, QParams, QSpec};
 use crate::autograd::no_grad;
@@ -114,14 +115,8 @@ impl QuantizedGraph {
     /// the layer and batch); a graph the runner cannot execute (nested model calls).
     pub fn build(graph: &Graph, params: Params, calib: &[Vec<Tensor>], config: &QuantConfig) -> Result<QuantizedGraph> {
         let Analysis { chains, kept, norms, all_norms } = find_chains(graph, &params)?;
-        let users = users(graph);
-        // Chain outputs that only feed other chains can stay u8 (static mode).
-        let head_of: HashMap<NodeId, usize> = chains.iter().enumerate().map(|(c, ch)| (ch.head, c)).collect();
-        let feeds_only_chains = |ch: &Chain| {
-            !graph.outputs.contains(&ch.tail)
-                && !users[ch.tail].is_empty()
-                && users[ch.tail].iter().all(|u| head_of.get(u).is_some_and(|&c| chains[c].input == ch.tail))
-        };
+        let flow = U8Flow::new(graph, &chains);
+        let feeds_only_chains = |ch: &Chain| flow.feeds_only_chains(ch);
         let mut layers = Vec::with_capacity(chains.len());
         match config.mode {
             Mode::Dynamic => {
@@ -139,8 +134,10 @@ impl QuantizedGraph {
                 }
                 let mut watched: HashMap<NodeId, (String, Box<dyn Observer>)> = HashMap::new();
                 for ch in &chains {
+                    // A layer reading a pooled (or flattened) u8 value takes the parameters of
+                    // the value before the pool, which the layer producing it requantizes to.
                     let what = format!("input of `{}`", ch.label);
-                    watched.entry(ch.input).or_insert_with(|| (what, config.observer.build()));
+                    watched.entry(flow.source[ch.input]).or_insert_with(|| (what, config.observer.build()));
                     if feeds_only_chains(ch) {
                         let what = format!("output of `{}`", ch.label);
                         watched.entry(ch.tail).or_insert_with(|| (what, config.observer.build()));
@@ -159,7 +156,7 @@ impl QuantizedGraph {
                     obs.qparams(QSpec::ACTIVATIONS).map_err(|e| Error::Msg(format!("quantize: the {what}: {e}")))
                 };
                 for ch in &chains {
-                    let input = InputQuant::Static(qparams(ch.input)?);
+                    let input = InputQuant::Static(qparams(flow.source[ch.input])?);
                     let output = if feeds_only_chains(ch) { Some(qparams(ch.tail)?) } else { None };
                     layers.push(QLayer::from_chain(ch, config, input, output)?);
                 }
@@ -178,16 +175,10 @@ impl QuantizedGraph {
     /// A layer of the graph with no entry in `inputs`; as [`QuantizedGraph::build`].
     pub fn build_with_ranges(graph: &Graph, params: Params, inputs: &HashMap<String, QParams>, config: &QuantConfig) -> Result<QuantizedGraph> {
         let Analysis { chains, kept, norms, .. } = find_chains(graph, &params)?;
-        let users = users(graph);
-        let head_of: HashMap<NodeId, usize> = chains.iter().enumerate().map(|(c, ch)| (ch.head, c)).collect();
-        let feeds_only_chains = |ch: &Chain| {
-            !graph.outputs.contains(&ch.tail)
-                && !users[ch.tail].is_empty()
-                && users[ch.tail].iter().all(|u| head_of.get(u).is_some_and(|&c| chains[c].input == ch.tail))
-        };
-        // The parameters of a value: those of the first layer reading it.
+        let flow = U8Flow::new(graph, &chains);
+        // The parameters of a value: those of the first layer reading it (through pools).
         let params_of = |value: NodeId| -> Result<QParams> {
-            let reader = chains.iter().find(|c| c.input == value).expect("only layer inputs are asked for");
+            let reader = chains.iter().find(|c| flow.source[c.input] == value).expect("only layer inputs are asked for");
             inputs.get(&reader.label).cloned().ok_or_else(|| {
                 Error::Msg(format!("quantize: no activation range for the input of `{}` (the ranges given cover {:?})", reader.label, {
                     let mut k: Vec<&String> = inputs.keys().collect();
@@ -198,8 +189,8 @@ impl QuantizedGraph {
         };
         let mut layers = Vec::with_capacity(chains.len());
         for ch in &chains {
-            let input = InputQuant::Static(params_of(ch.input)?);
-            let output = if feeds_only_chains(ch) { Some(params_of(ch.tail)?) } else { None };
+            let input = InputQuant::Static(params_of(flow.source[ch.input])?);
+            let output = if flow.feeds_only_chains(ch) { Some(params_of(ch.tail)?) } else { None };
             layers.push(QLayer::from_chain(ch, config, input, output)?);
         }
         let config = QuantConfig { mode: Mode::Static, ..*config };
@@ -301,6 +292,10 @@ impl QuantizedGraph {
                         let x = vals[node.inputs[0]].clone().expect("inputs are computed before use").into_f32();
                         Act::F32(channel_affine(&x, &self.norms[*k])?)
                     }
+                    Step::Op if passes_u8(&node.op) && matches!(vals[node.inputs[0]], Some(Act::U8 { .. })) => {
+                        let Some(Act::U8 { data, scale, zero }) = &vals[node.inputs[0]] else { unreachable!("matched above") };
+                        Act::U8 { data: u8_op(&node.op, data).map_err(|e| Error::Msg(format!("%{i} {} ({}): {e}", node.op.name(), node.label)))?, scale: *scale, zero: *zero }
+                    }
                     Step::Op => {
                         let args: Vec<Tensor> =
                             node.inputs.iter().map(|&a| vals[a].clone().expect("inputs are computed before use").into_f32()).collect();
@@ -337,6 +332,62 @@ impl QuantizedGraph {
 
     pub fn layers(&self) -> &[QLayer] {
         &self.layers
+    }
+}
+
+/// Ops that commute with quantization, so that a u8 value passes through them in its own
+/// parameters: max pooling (quantization is monotonic) and flattening.
+fn passes_u8(op: &Op) -> bool {
+    matches!(op, Op::Pool2d { kind: PoolKind::Max, .. } | Op::Flatten { .. })
+}
+
+/// A [`passes_u8`] op on u8 data.
+fn u8_op(op: &Op, x: &Tensor) -> Result<Tensor> {
+    match op {
+        Op::Flatten { start } => x.try_flatten(*start as isize, -1),
+        Op::Pool2d { kind: PoolKind::Max, geometry: g, .. } => {
+            let shape: [usize; 4] = x.shape().try_into().map_err(|_| Error::Msg(format!("max pool: input must be [N, C, H, W], got {:?}", x.shape())))?;
+            let (out, out_shape) = with_data(x, |d: &[u8]| int8::max_pool2d_u8(d, shape, g.kernel, g.stride, g.padding));
+            Ok(Tensor::from_vec(out, &out_shape))
+        }
+        other => Err(Error::Msg(format!("internal: {} does not run on u8", other.name()))),
+    }
+}
+
+/// Where u8 activations can flow between int8 layers.
+struct U8Flow<'g> {
+    graph: &'g Graph,
+    /// For each node, the node whose value it carries through [`passes_u8`] ops (itself for
+    /// any other op).
+    source: Vec<NodeId>,
+    users: Vec<Vec<NodeId>>,
+    /// Each layer head's input.
+    head_inputs: HashMap<NodeId, NodeId>,
+}
+
+impl<'g> U8Flow<'g> {
+    fn new(graph: &'g Graph, chains: &[Chain]) -> U8Flow<'g> {
+        let mut source: Vec<NodeId> = (0..graph.nodes.len()).collect();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if passes_u8(&node.op) {
+                source[i] = source[node.inputs[0]];
+            }
+        }
+        U8Flow { graph, source, users: users(graph), head_inputs: chains.iter().map(|c| (c.head, c.input)).collect() }
+    }
+
+    /// Whether a layer's output reaches only other layers' inputs (through max pools and
+    /// flattens), so that it can stay u8 (static mode).
+    fn feeds_only_chains(&self, ch: &Chain) -> bool {
+        self.only_layers_read(ch.tail)
+    }
+
+    fn only_layers_read(&self, value: NodeId) -> bool {
+        !self.graph.outputs.contains(&value)
+            && !self.users[value].is_empty()
+            && self.users[value].iter().all(|&u| {
+                self.head_inputs.get(&u) == Some(&value) || (passes_u8(&self.graph.nodes[u].op) && self.only_layers_read(u))
+            })
     }
 }
 
