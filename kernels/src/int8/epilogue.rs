@@ -40,6 +40,31 @@ impl Epilogue<'_> {
     }
 }
 
+/// Columns of one tile row (tiles are at most 4 panels of 16); the u8 output stages a row's
+/// real values here.
+const ROW_BUFFER: usize = 256;
+
+impl Epilogue<'_> {
+    /// [`Epilogue::real`] for channels `j0..j0 + acc.len()` into `out`, one pass per step over
+    /// the row with the options decided once, so that each loop vectorises (the same
+    /// arithmetic, in the same order, as `real`).
+    #[inline]
+    pub fn real_row(&self, j0: usize, acc: &[i32], col_sums: &[i32], out: &mut [f32]) {
+        let n = acc.len();
+        let (scales, sums, out) = (&self.scales[j0..j0 + n], &col_sums[j0..j0 + n], &mut out[..n]);
+        let z = self.a_zero;
+        for (((o, &a), &s), &cs) in out.iter_mut().zip(acc).zip(scales).zip(sums) {
+            *o = a.wrapping_sub(z.wrapping_mul(cs)) as f32 * s;
+        }
+        if let Some(b) = self.bias {
+            out.iter_mut().zip(&b[j0..j0 + n]).for_each(|(o, &b)| *o += b);
+        }
+        if self.relu {
+            out.iter_mut().for_each(|o| *o = o.max(0.0));
+        }
+    }
+}
+
 /// `clamp(round_half_even(x · inv_scale) + zero, 0, 255)`: PyTorch's rule (`nearbyint` under
 /// the default rounding mode, multiplying by the f32 reciprocal of the scale).
 #[inline]
@@ -130,15 +155,14 @@ impl OutPtr {
     pub(crate) unsafe fn write_row(&self, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
         match *self {
             OutPtr::I32(p) => std::ptr::copy_nonoverlapping(acc.as_ptr(), p.add(at), acc.len()),
-            OutPtr::F32(p, e) => {
-                for (c, &v) in acc.iter().enumerate() {
-                    *p.add(at + c) = e.real(j0 + c, v, col_sums[j0 + c]);
-                }
-            }
+            OutPtr::F32(p, e) => e.real_row(j0, acc, col_sums, std::slice::from_raw_parts_mut(p.add(at), acc.len())),
             OutPtr::U8(p, e, inv_scale, zero) => {
-                for (c, &v) in acc.iter().enumerate() {
-                    *p.add(at + c) = quantize_u8_one(e.real(j0 + c, v, col_sums[j0 + c]), inv_scale, zero);
-                }
+                let mut real = [0f32; ROW_BUFFER];
+                assert!(acc.len() <= ROW_BUFFER, "qgemm: a tile row of {} columns exceeds {ROW_BUFFER}", acc.len());
+                let real = &mut real[..acc.len()];
+                e.real_row(j0, acc, col_sums, real);
+                let out = std::slice::from_raw_parts_mut(p.add(at), acc.len());
+                out.iter_mut().zip(real.iter()).for_each(|(o, &y)| *o = quantize_u8_one(y, inv_scale, zero));
             }
         }
     }

@@ -245,6 +245,7 @@ fn tap_major_im2col_is_the_same_product_with_the_weight_permuted() {
 fn u8_max_pool_is_the_max_of_each_window() {
     let mut rng = Lcg(13);
     for (kernel, stride, padding) in [([2, 2], [2, 2], [0, 0]), ([3, 3], [2, 1], [1, 1]), ([3, 2], [1, 3], [1, 0])] {
+        // 7 rows: the 2x2 fast path drops the odd last row, as PyTorch does.
         let shape = [2, 3, 7, 8];
         let x = rng.u8s(2 * 3 * 7 * 8);
         let (got, [_, _, oh, ow]) = max_pool2d_u8(&x, shape, kernel, stride, padding);
