@@ -500,6 +500,8 @@ fn qat_refuses_what_it_cannot_train_and_convert() {
     let err = Qat::prepare(&normed, &normed.graph(), &QuantConfig::static_ptq()).err().unwrap().to_string();
     assert!(err.contains("nested layer `bn`"), "{err}");
     let mut mlp = Mlp::init(0);
+    let err = Qat::prepare(&PlainConvNet::init(0), &mlp.graph(), &QuantConfig::static_ptq()).err().unwrap().to_string();
+    assert!(err.contains("`fc3.weight`, which the model does not have"), "{err}");
     let qat = Qat::prepare(&mlp, &mlp.graph(), &QuantConfig::static_ptq()).unwrap();
     let graph = mlp.graph();
     let err = qat.convert(&mut mlp, &graph).unwrap_err().to_string();

@@ -122,10 +122,17 @@ impl Qat {
     ///
     /// # Errors
     /// A graph with nested layers (batch norms included), which QAT cannot run yet; a graph
-    /// with no Linear or Conv2d to quantize.
+    /// with no Linear or Conv2d to quantize; a graph that reads a parameter the model lacks.
     pub fn prepare<M: StaticModel + ModuleExt>(model: &M, graph: &Backward, config: &QuantConfig) -> Result<Qat> {
-        let _ = model;
         let g = compile::forward_graph(graph);
+        // The graph must be this model's: every parameter it reads, the model has.
+        let state: Params = model.state_dict().into_iter().collect();
+        if let Some(path) = g.nodes.iter().find_map(|n| match &n.op {
+            Op::Param { path, .. } if !state.contains_key(path) => Some(path),
+            _ => None,
+        }) {
+            return Err(Error::Msg(format!("QAT: the graph reads parameter `{path}`, which the model does not have (is `graph` this model's?)")));
+        }
         let is_param = |i: NodeId| matches!(g.nodes[i].op, Op::Param { .. });
         let mut sites = HashMap::new();
         for (i, node) in g.nodes.iter().enumerate() {
