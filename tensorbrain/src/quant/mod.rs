@@ -18,13 +18,13 @@
 //!   activations u8 between consecutive int8 layers). Saved to and loaded from safetensors.
 //! - [`quantize`] / [`load_quantized`]: the same on a `#[model]`, installed as its inference
 //!   forward.
-//!
 //! - [`Qat`]: quantization-aware training (fake quantization with the straight-through
 //!   estimator), then conversion to the same int8 graph with the learnt ranges.
 //!
-//! Not yet: grouped convolutions (they stay f32 and the report
-//! says so), nested `#[model]` calls in the graph, int8 pooling (pools run in f32 between
-//! int8 layers).
+//! Static graphs keep u8 activations through max pooling and flattening between int8 layers.
+//! Not yet: grouped convolutions (they stay f32 and the report says so), nested `#[model]`
+//! calls in the graph other than batch norms, average pooling on u8 (it runs in f32), int8
+//! embeddings.
 
 mod chains;
 mod config;
