@@ -103,17 +103,19 @@ pub fn im2col_u8_taps(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
     assert_eq!(x.len(), s.batch * s.channels * s.height * s.width, "im2col: input length does not match {s:?}");
     let (oh, ow) = s.output_size().unwrap_or_else(|| panic!("im2col: the kernel does not fit in {s:?}"));
     let (kh, kw, c) = (s.kernel[0], s.kernel[1], s.channels);
+    if c == 1 {
+        // One channel: both column orders coincide, and the column-run loop is the faster.
+        return im2col_u8(x, s, pad);
+    }
     let k = c * kh * kw;
     let mut out = vec![pad; s.batch * oh * ow * k];
     if out.is_empty() {
         return out;
     }
-    if c == 1 {
-        // One channel: both column orders coincide, and the column-run loop is the faster.
-        return im2col_u8(x, s, pad);
-    }
     let pixels = s.height * s.width;
-    let last = channels_last(x, c, pixels);
+    // `[batch, channels, pixels]` read as `[batch, P, C]` with P = channels, C = pixels: the
+    // same transpose as the GEMM output's, the other way round.
+    let last = pixels_last_to_channels_first(x, s.batch, c, pixels);
     let mut rows = out.chunks_exact_mut(k);
     for image in last.chunks_exact(pixels * c) {
         for y in 0..oh {
@@ -146,19 +148,6 @@ fn copy_small(dst: &mut [u8], src: &[u8]) {
     } else {
         dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
     }
-}
-
-/// `[batch, channels, pixels]` → `[batch, pixels, channels]`.
-fn channels_last(x: &[u8], channels: usize, pixels: usize) -> Vec<u8> {
-    let mut out = vec![0u8; x.len()];
-    for (src, dst) in x.chunks_exact(channels * pixels).zip(out.chunks_exact_mut(channels * pixels)) {
-        for (ch, plane) in src.chunks_exact(pixels).enumerate() {
-            for (p, &v) in plane.iter().enumerate() {
-                dst[p * channels + ch] = v;
-            }
-        }
-    }
-    out
 }
 
 /// A weight `[O, C, KH, KW]` (row-major) as `[O, KH, KW, C]`, the column order of
