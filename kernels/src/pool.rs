@@ -29,10 +29,10 @@ pub fn pool2d_output_size(
 
 /// One pooling window along one axis.
 #[derive(Clone, Copy, Debug)]
-struct Span {
+pub(crate) struct Span {
     /// Input cells `lo..hi` the window covers (padding excluded).
-    lo: usize,
-    hi: usize,
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
     /// Cells counted by `count_include_pad`: the window clipped to the padded input.
     padded_len: usize,
 }
@@ -53,22 +53,22 @@ fn spans(out_len: usize, in_len: usize, k: usize, s: usize, p: usize) -> Vec<Spa
 }
 
 /// Sizes and windows of one pooling, validated once.
-struct Geometry {
-    planes: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    rows: Vec<Span>,
-    cols: Vec<Span>,
-    kernel: [usize; 2],
-    stride: [usize; 2],
+pub(crate) struct Geometry {
+    pub(crate) planes: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) rows: Vec<Span>,
+    pub(crate) cols: Vec<Span>,
+    pub(crate) kernel: [usize; 2],
+    pub(crate) stride: [usize; 2],
     /// Every window lies inside the input (no padding): the fast path of max pooling.
-    unpadded: bool,
+    pub(crate) unpadded: bool,
 }
 
 impl Geometry {
-    fn new(
+    pub(crate) fn new(
         x_shape: [usize; 4],
         kernel: [usize; 2],
         stride: [usize; 2],
@@ -91,10 +91,10 @@ impl Geometry {
             unpadded: padding == [0, 0],
         }
     }
-    fn in_plane(&self) -> usize {
+    pub(crate) fn in_plane(&self) -> usize {
         self.h * self.w
     }
-    fn out_plane(&self) -> usize {
+    pub(crate) fn out_plane(&self) -> usize {
         self.oh * self.ow
     }
     /// Roughly one operation per window cell.
