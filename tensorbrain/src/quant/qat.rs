@@ -35,6 +35,7 @@ use super::config::{Mode, QuantConfig};
 use super::observer::{MovingAverageObserver, Observer};
 use super::ops::channel_of;
 use super::runner::QuantizedGraph;
+use super::qlinear::weight_qparams;
 use super::scheme::{Granularity, QParams, QSpec};
 use crate::autograd::custom_op;
 use crate::compile::{self, Params};
@@ -74,29 +75,18 @@ pub fn fake_quantize(x: &Tensor, params: &QParams) -> Result<Tensor> {
     Ok(custom_op("fake_quantize", out, &[x], move |grad, needs| Ok(vec![needs[0].then(|| grad.try_mul(&mask)).transpose()?])))
 }
 
-/// Weight parameters for `w` as the converted layer will quantize it: symmetric i8, per
-/// output channel along `axis` or per tensor.
+/// Weight parameters for `w` as the converted layer will quantize it (symmetric i8, per
+/// tensor or per output channel along `axis`), computed on the same rows as
+/// [`QLinear::from_f32`](super::QLinear::from_f32) computes them.
 fn weight_params(w: &Tensor, axis: usize, granularity: Granularity) -> Result<QParams> {
-    let values = w.to_vec::<f32>();
-    match granularity {
-        Granularity::PerTensor => {
-            let (lo, hi) = tensorbrain_kernels::int8::min_max(&values).unwrap_or((0.0, 0.0));
-            QParams::from_range(QSpec::WEIGHTS_PER_TENSOR, &[lo], &[hi])
-        }
-        Granularity::PerChannel { .. } => {
-            let channels = w.shape()[axis];
-            let inner: usize = w.shape()[axis + 1..].iter().product();
-            let (mut lo, mut hi) = (vec![f32::INFINITY; channels], vec![f32::NEG_INFINITY; channels]);
-            for (i, &v) in values.iter().enumerate() {
-                let c = (i / inner) % channels;
-                lo[c] = lo[c].min(v);
-                hi[c] = hi[c].max(v);
-            }
-            let mut p = QParams::from_range(QSpec::WEIGHTS_PER_CHANNEL, &lo, &hi)?;
-            p.axis = Some(axis);
-            Ok(p)
-        }
+    // One row per output channel: a Linear's `Wᵀ` transposed back, a convolution's weight as is.
+    let rows = if axis == 1 { w.try_transpose(0, 1)? } else { w.clone() };
+    let channels = rows.shape()[0];
+    let mut p = weight_qparams(&rows.to_vec::<f32>(), rows.numel() / channels.max(1), granularity)?;
+    if p.axis.is_some() {
+        p.axis = Some(axis);
     }
+    Ok(p)
 }
 
 /// One layer the int8 runner will quantize: a Matmul with a parameter (or its transpose) on

@@ -83,18 +83,7 @@ impl QLinear {
         if let Some(bad) = w.iter().position(|v| !v.is_finite()) {
             return Err(Error::Msg(format!("QLinear {name}: weight value {} at [{}, {}] is not finite", w[bad], bad / k, bad % k)));
         }
-        let spec = match granularity {
-            Granularity::PerTensor => QSpec::WEIGHTS_PER_TENSOR,
-            Granularity::PerChannel { .. } => QSpec::WEIGHTS_PER_CHANNEL,
-        };
-        let (mins, maxs): (Vec<f32>, Vec<f32>) = match granularity {
-            Granularity::PerTensor => {
-                let (lo, hi) = int8::min_max(&w).unwrap_or((0.0, 0.0));
-                (vec![lo], vec![hi])
-            }
-            Granularity::PerChannel { .. } => w.chunks(k.max(1)).map(|row| int8::min_max(row).unwrap_or((0.0, 0.0))).unzip(),
-        };
-        let weight_params = QParams::from_range(spec, &mins, &maxs)?;
+        let weight_params = weight_qparams(&w, k, granularity)?;
         let q = super::ops::quantize(weight, &weight_params)?.to_vec::<i8>();
         let bias = bias.map(|b| b.to_vec::<f32>());
         QLinear::from_parts(name, &q, n, k, weight_params, bias, relu, input, output)
@@ -251,6 +240,21 @@ impl QLinear {
             Ok((q, scale, zero))
         })
     }
+}
+
+/// Symmetric i8 parameters for a weight held as rows of `k` values, one row per output
+/// channel: one scale for the whole weight, or one per row (axis 0).
+pub(super) fn weight_qparams(w: &[f32], k: usize, granularity: Granularity) -> Result<QParams> {
+    let (spec, (mins, maxs)): (QSpec, (Vec<f32>, Vec<f32>)) = match granularity {
+        Granularity::PerTensor => {
+            let (lo, hi) = int8::min_max(w).unwrap_or((0.0, 0.0));
+            (QSpec::WEIGHTS_PER_TENSOR, (vec![lo], vec![hi]))
+        }
+        Granularity::PerChannel { .. } => {
+            (QSpec::WEIGHTS_PER_CHANNEL, w.chunks(k.max(1)).map(|row| int8::min_max(row).unwrap_or((0.0, 0.0))).unzip())
+        }
+    };
+    QParams::from_range(spec, &mins, &maxs)
 }
 
 /// Runs `f` on a tensor's elements without copying when it is contiguous.
