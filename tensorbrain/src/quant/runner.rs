@@ -116,7 +116,6 @@ impl QuantizedGraph {
     pub fn build(graph: &Graph, params: Params, calib: &[Vec<Tensor>], config: &QuantConfig) -> Result<QuantizedGraph> {
         let Analysis { chains, kept, norms, all_norms } = find_chains(graph, &params)?;
         let flow = U8Flow::new(graph, &chains);
-        let feeds_only_chains = |ch: &Chain| flow.feeds_only_chains(ch);
         let mut layers = Vec::with_capacity(chains.len());
         match config.mode {
             Mode::Dynamic => {
@@ -138,7 +137,7 @@ impl QuantizedGraph {
                     // the value before the pool, which the layer producing it requantizes to.
                     let what = format!("input of `{}`", ch.label);
                     watched.entry(flow.source[ch.input]).or_insert_with(|| (what, config.observer.build()));
-                    if feeds_only_chains(ch) {
+                    if flow.feeds_only_chains(ch) {
                         let what = format!("output of `{}`", ch.label);
                         watched.entry(ch.tail).or_insert_with(|| (what, config.observer.build()));
                     }
@@ -157,7 +156,7 @@ impl QuantizedGraph {
                 };
                 for ch in &chains {
                     let input = InputQuant::Static(qparams(flow.source[ch.input])?);
-                    let output = if feeds_only_chains(ch) { Some(qparams(ch.tail)?) } else { None };
+                    let output = if flow.feeds_only_chains(ch) { Some(qparams(ch.tail)?) } else { None };
                     layers.push(QLayer::from_chain(ch, config, input, output)?);
                 }
             }
