@@ -341,20 +341,15 @@ fn pytorch_rows(python: &str, threads: usize, models: &[String]) -> Result<Vec<(
         return Err(format!("`{python} {}` failed ({}); it needs torch (pip install torch)", script.display(), out.status));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let field = |line: &str, key: &str| -> Option<f64> {
-        let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-        line[at..].trim_start().split([',', '}']).next()?.trim().trim_matches('"').parse().ok()
-    };
-    let name = |line: &str| -> Option<String> {
-        let at = line.find("\"model\":")? + 8;
-        Some(line[at..].trim_start().trim_start_matches('"').split('"').next()?.to_string())
+    let row = |line: &str| -> Option<(String, usize, TorchRow)> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let ms = |key: &str| v[key].as_f64();
+        let row = TorchRow { f32_ms: ms("f32_ms")?, dynamic_ms: ms("dynamic_ms")?, static_ms: ms("static_ms")? };
+        Some((v["model"].as_str()?.to_string(), usize::try_from(v["batch"].as_u64()?).ok()?, row))
     };
     text.lines()
         .filter(|l| l.trim_start().starts_with('{'))
-        .map(|l| {
-            let row = TorchRow { f32_ms: field(l, "f32_ms")?, dynamic_ms: field(l, "dynamic_ms")?, static_ms: field(l, "static_ms")? };
-            Some((name(l)?, field(l, "batch")? as usize, row))
-        })
+        .map(row)
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| format!("could not read the script's JSON lines:\n{text}"))
 }
