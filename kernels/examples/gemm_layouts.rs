@@ -5,9 +5,11 @@
 //! cargo run --release -p tensorbrain-kernels --example gemm_layouts [-- --threads 2 --reps 7]
 //! ```
 //!
-//! For each shape m×k×n (a batch-64 MLP, square products, a convolution's im2col product) it
-//! times C = A·B with B given two ways: as `Linear` gives it (Wᵀ, a column-major view of a
-//! row-major `[n, k]` weight, which `gemm` reads in place) and B stored row-major. Contenders run in turn, round robin, and the median of `--reps` runs
+//! For each shape m×k×n (MLPs at several batch sizes, square products, a convolution's im2col
+//! product and its weight gradient) it times C = A·B with B given as `Linear` gives it (Wᵀ, a
+//! column-major view of a row-major `[n, k]` weight) straight through the `gemm` crate (which
+//! packs it in place) and through our `matmul` (which transposes it first from 8 rows of A
+//! up), and with B stored row-major. Contenders run in turn, round robin, and the median of `--reps` runs
 //! is reported, so load on the machine shifts all columns alike; compare within a row.
 
 use std::time::Instant;
@@ -21,6 +23,18 @@ fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, got {v}")))
         .unwrap_or(default)
+}
+
+/// Seconds for one product straight through the `gemm` crate, B strided as (b_rs, b_cs).
+#[allow(clippy::too_many_arguments)]
+fn time_gemm_crate(threads: usize, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], b_rs: isize, b_cs: isize, c: &mut [f32]) -> f64 {
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let start = Instant::now();
+    // SAFETY: a is m×k row-major, b a k×n view inside its slice, c m×n row-major.
+    unsafe {
+        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), b_cs, b_rs, 1.0, 1.0, false, false, false, par);
+    }
+    start.elapsed().as_secs_f64()
 }
 
 /// Seconds for one product, B strided as (b_rs, b_cs).
@@ -39,7 +53,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let threads = arg("--threads", 1);
     let reps = arg("--reps", 7).max(1);
-    let shapes: [(usize, usize, usize, &str); 8] = [
+    let shapes: [(usize, usize, usize, &str); 12] = [
+        (32, 1024, 144, "conv weight grad 16->32 3x3 on 32x32: gW = dY·colᵀ"),
+        (16, 1024, 1024, "MLP 1024-1024, batch 16"),
+        (2, 1024, 1024, "MLP 1024-1024, batch 2"),
+        (4, 1024, 1024, "MLP 1024-1024, batch 4"),
         (64, 784, 256, "MLP 784-256 fc1, batch 64"),
         (64, 1024, 1024, "MLP 1024-1024, batch 64"),
         (64, 2048, 512, "MLP 2048-512, batch 64"),
@@ -50,8 +68,8 @@ fn main() {
         (1, 1024, 1024, "batch 1"),
     ];
     println!("SGEMM GFLOP/s, {threads} thread(s), median of {reps} round-robin runs\n");
-    println!("| m×k×n | what | Wᵀ view (as Linear) | B row-major | row-major / Wᵀ view |");
-    println!("|---|---|---:|---:|---:|");
+    println!("| m×k×n | what | Wᵀ view, gemm crate | Wᵀ view, ours | B row-major, ours | ours / gemm crate on Wᵀ |");
+    println!("|---|---|---:|---:|---:|---:|");
     for (m, k, n, what) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32) * 1e-3 - 0.5).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 1000) as f32) * 1e-3 - 0.5).collect();
@@ -64,15 +82,18 @@ fn main() {
         }
         let mut c = vec![0.0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
-        let (mut t_view, mut t_rm) = (Vec::new(), Vec::new());
+        let (mut t_crate, mut t_view, mut t_rm) = (Vec::new(), Vec::new(), Vec::new());
         let mut results = Vec::new();
         // One warm-up of each, then the timed rounds.
         for round in 0..=reps {
+            let tc = time_gemm_crate(threads, m, k, n, &a, &w, 1, k as isize, &mut c);
+            results.push(c.clone());
             let tv = time_one(threads, m, k, n, &a, &w, 1, k as isize, &mut c);
             results.push(c.clone());
             let tr = time_one(threads, m, k, n, &a, &b_rm, n as isize, 1, &mut c);
             results.push(c.clone());
             if round > 0 {
+                t_crate.push(tc);
                 t_view.push(tv);
                 t_rm.push(tr);
             }
@@ -84,7 +105,8 @@ fn main() {
             }
             results.clear();
         }
-        let (v, r) = (flops / median(t_view) / 1e9, flops / median(t_rm) / 1e9);
-        println!("| {m}×{k}×{n} | {what} | {v:.1} | {r:.1} | {:.2}× |", r / v);
+        let gflops = |t: Vec<f64>| flops / median(t) / 1e9;
+        let (g, v, r) = (gflops(t_crate), gflops(t_view), gflops(t_rm));
+        println!("| {m}×{k}×{n} | {what} | {g:.1} | {v:.1} | {r:.1} | {:.2}× |", v / g);
     }
 }

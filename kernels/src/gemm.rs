@@ -5,9 +5,26 @@
 //! (which dispatches on `TypeId` and packs strided operands itself); bf16, which `gemm` lacks,
 //! is widened to f32, multiplied and rounded back once.
 
-use crate::{threads, Float};
+use crate::{threads, transpose, Float};
 use half::bf16;
 use std::any::TypeId;
+use std::cell::Cell;
+
+/// From this many rows of A up, an f32 B whose contraction index is contiguous (a view of a
+/// row-major `[n, k]` matrix, as `x·Wᵀ` gives) is transposed to row-major before `gemm` sees
+/// it: `gemm` packs such a B an element at a time at a stride of `k`, 3–9× slower than a
+/// row-major B at these sizes (`gemm_layouts` example). Below it the product is close to a
+/// matrix-vector one that reads each element of B about once, and the copy would not pay.
+const TRANSPOSE_B_MIN_M: usize = 2;
+
+/// Transposed copies of B above this size are not kept for reuse, so a thread does not hold on
+/// to the largest one it ever made.
+const KEEP_SCRATCH_MAX: usize = 4 << 20;
+
+thread_local! {
+    /// Per-thread buffer for transposed B operands, reused across products.
+    static B_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
 
 /// A strided matrix view into a slice: element (i, j) is at `offset + i*rs + j*cs`.
 #[derive(Clone, Copy, Debug)]
@@ -175,6 +192,22 @@ pub fn matmul_with_threads<T: Float>(
         return;
     }
     let par = parallelism(threads, m, k, n);
+    if TypeId::of::<T>() == TypeId::of::<f32>() && b_view.rs == 1 && b_view.cs > 1 && n > 1 && m >= TRANSPOSE_B_MIN_M {
+        // SAFETY: T is f32 (checked just above), so the slice casts are identities.
+        let b32: &[f32] = unsafe { std::slice::from_raw_parts(b.as_ptr().cast(), b.len()) };
+        let mut bt = B_SCRATCH.take();
+        let ldb = transpose::padded_ld(n);
+        bt.resize((k - 1) * ldb + n, 0.0);
+        // B (k×n, column j contiguous) is the row-major n×k matrix at its offset, rows `cs` apart.
+        transpose::transpose_f32(n, k, b32, b_view.offset, b_view.cs as usize, &mut bt, ldb);
+        let bt_t: &[T] = unsafe { std::slice::from_raw_parts(bt.as_ptr().cast(), bt.len()) };
+        // SAFETY: as below, with B now the freshly filled `bt` (rows `ldb` apart).
+        unsafe { gemm_raw(m, k, n, a, a_view, bt_t, View::new(0, ldb as isize, 1), c, c_view, accumulate, par) };
+        if bt.len() <= KEEP_SCRATCH_MAX {
+            B_SCRATCH.set(bt);
+        }
+        return;
+    }
     if TypeId::of::<T>() == TypeId::of::<bf16>() {
         matmul_via_f32(m, k, n, a, a_view, b, b_view, c, c_view, accumulate, par);
     } else {
@@ -502,6 +535,27 @@ mod tests {
     #[test]
     fn matmul_bf16() {
         check_type::<bf16>(1e-2, 4);
+    }
+
+    /// f32 B given as Wᵀ (a view of a row-major `[n, k]` matrix with padded rows, at an
+    /// offset) is transposed before `gemm` from two rows of A up, into a buffer whose rows are
+    /// padded when `n` is a multiple of 256: every such shape, threaded or not, accumulating or
+    /// not, against the f64 reference.
+    #[test]
+    fn matmul_f32_with_transposed_b() {
+        let mut rng = Rng::new(6);
+        for &(m, k, n) in &[(1, 33, 256), (2, 7, 3), (3, 64, 256), (9, 100, 512), (70, 31, 300), (16, 1, 260)] {
+            for (threads, acc) in [(1, false), (2, true), (4, false)] {
+                let (offset, ld) = (5, k + 3);
+                let b = Operand::<f32> { data: rng.vec(offset + n * ld), view: View::new(offset, 1, ld as isize) };
+                let a = operand::<f32>(&mut rng, m, k, 0);
+                let c0: Vec<f32> = rng.vec(m * n);
+                let want = reference(m, k, n, &a, &b, &c0, acc);
+                let mut c = c0.clone();
+                matmul_with_threads(threads, m, k, n, &a.data, 0, k as isize, 1, &b.data, offset, 1, ld as isize, &mut c, n as isize, 1, acc);
+                assert_close(&c, &want, 1e-6 * k as f64, &format!("m={m} k={k} n={n} threads={threads} acc={acc}"));
+            }
+        }
     }
 
     #[test]

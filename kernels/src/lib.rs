@@ -4,6 +4,7 @@
 //! shapes and strides; they know nothing of tensors, autograd or devices. The runtime crate
 //! (`tensorbrain`) owns layouts and dispatch and calls in here.
 
+pub mod cpu;
 pub mod fast_math;
 pub mod float;
 pub mod fused;
@@ -21,6 +22,7 @@ pub mod remap;
 pub mod scan;
 pub mod scatter;
 pub mod threads;
+pub mod transpose;
 pub mod strided;
 
 pub use float::Float;

@@ -19,7 +19,6 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod convert;
-mod cpu;
 mod epilogue;
 mod im2col;
 mod pack;
@@ -27,7 +26,7 @@ mod pool;
 mod scalar;
 
 pub use convert::{dequantize_u8, min_max, quantize_u8};
-pub use cpu::{active_level, CpuLevel, ENV_VAR};
+pub use crate::cpu::{active_level, CpuLevel, ENV_VAR};
 pub use epilogue::{quantize_u8_one, round_half_even, Epilogue, Output};
 pub use im2col::{im2col_u8, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 pub use pack::{PackedI8, K_GROUP, PANEL};

@@ -1,4 +1,5 @@
-//! Which instruction set the integer kernels run on, chosen once per process.
+//! Which instruction set the SIMD kernels run on (the integer GEMM, the float transposes and
+//! the fused elementwise kernels), chosen once per process.
 //!
 //! The best level the CPU supports is used unless `TENSORBRAIN_CPU` pins one
 //! (`scalar`, `avx2`, `avx512`; `auto` or unset means the best), so every path can be run and
@@ -10,14 +11,16 @@ use std::sync::OnceLock;
 /// The environment variable that pins the level.
 pub const ENV_VAR: &str = "TENSORBRAIN_CPU";
 
-/// An instruction-set level of the integer GEMM, lowest first.
+/// An instruction-set level of the SIMD kernels, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CpuLevel {
     /// Portable Rust, no SIMD intrinsics.
     Scalar,
-    /// AVX2: 8-bit operands widened to i16, multiplied and pair-summed by `vpmaddwd`.
+    /// AVX2 with FMA: 8-lane f32 kernels; the integer GEMM widens 8-bit operands to i16 and
+    /// pair-sums them with `vpmaddwd`.
     Avx2,
-    /// AVX-512 VNNI: `vpdpbusd`, four u8×i8 products summed into each i32 lane.
+    /// AVX-512 (F, BW, DQ, VL) with VNNI: 16-lane f32 kernels; the integer GEMM sums four
+    /// u8×i8 products into each i32 lane with `vpdpbusd`.
     Avx512Vnni,
 }
 
@@ -42,11 +45,14 @@ impl CpuLevel {
         match self {
             CpuLevel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            CpuLevel::Avx2 => is_x86_feature_detected!("avx2"),
+            CpuLevel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             CpuLevel::Avx512Vnni => {
-                is_x86_feature_detected!("avx512f")
+                CpuLevel::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512dq")
+                    && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -58,8 +64,8 @@ impl CpuLevel {
     pub fn required_features(self) -> &'static str {
         match self {
             CpuLevel::Scalar => "nothing",
-            CpuLevel::Avx2 => "avx2",
-            CpuLevel::Avx512Vnni => "avx512f, avx512bw and avx512vnni",
+            CpuLevel::Avx2 => "avx2 and fma",
+            CpuLevel::Avx512Vnni => "avx2, fma, avx512f, avx512bw, avx512dq, avx512vl and avx512vnni",
         }
     }
 
@@ -101,7 +107,7 @@ impl std::fmt::Display for CpuLevel {
     }
 }
 
-/// The level the integer kernels use in this process: read from `TENSORBRAIN_CPU` on first use.
+/// The level the SIMD kernels use in this process: read from `TENSORBRAIN_CPU` on first use.
 ///
 /// # Panics
 /// If `TENSORBRAIN_CPU` names an unknown level or one this CPU cannot run.
