@@ -28,13 +28,16 @@ fn pow2(n: i32) -> f32 {
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(EXP_MIN, EXP_MAX);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // t = n + 1.5·2^23 holds n in its low mantissa bits: the integer comes from the bits, not
+    // from a saturating float-to-int conversion, which does not vectorise.
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let z = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
     let y = p * z + r + 1.0;
     // n is in -150..=128: scale in two halves so each factor is a normal float.
-    let n = n as i32;
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let half = n >> 1;
     let e = y * pow2(half) * pow2(n - half);
     let e = if x > EXP_MAX { f32::INFINITY } else { e };
