@@ -5,9 +5,10 @@
 //!
 //! * forward:          `out[g]  = W[g] · col`                    (`[O/g, OH·OW]`)
 //! * backward (input): `col     = W[g]ᵀ · grad_out[g]`, then col2im scatters `col` back
-//! * backward (weight): `gW[g] += grad_out[g] · colᵀ`, summed over the batch.
+//! * backward (weight): `gW[g]ᵀ += col · grad_out[g]ᵀ`, summed over the batch.
 //!
-//! Transposes are strided views, never copies. A 1×1 kernel with stride 1 and no padding needs
+//! Transposes are strided views (`matmul` copies one into row-major where `gemm` would read it
+//! slowly). A 1×1 kernel with stride 1 and no padding needs
 //! no unrolling at all: `col` is the input itself. Work is split across the batch with rayon
 //! when there is enough of it; otherwise (e.g. batch 1) gemm threads each product instead.
 
@@ -499,50 +500,58 @@ pub fn conv2d_backward_weight<T: Float>(
     } else {
         Vec::new()
     };
-    if ranges.len() <= 1 {
-        let mut grad_w = vec![T::zero(); g.w_len()];
+    // Sums are kept transposed, `[groups, C/g·KH·KW, O/g]`: see `backward_weight_sample`.
+    let grad_w_t = if ranges.len() <= 1 {
+        let mut grad_w_t = vec![T::zero(); g.w_len()];
         let mut scratch = Vec::new();
         for s in 0..g.n {
-            backward_weight_sample(
-                &g,
-                grad_out,
-                x,
-                s,
-                &mut grad_w,
-                &mut scratch,
-                threads::num_threads(),
-            );
+            backward_weight_sample(&g, grad_out, x, s, &mut grad_w_t, &mut scratch, threads::num_threads());
         }
-        return grad_w;
-    }
-    // Each thread sums its own run of samples; the partial sums are added at the end (the
-    // weight is small next to the activations, so the extra copies are cheap).
-    let partials: Vec<Vec<T>> = ranges
-        .into_par_iter()
-        .map(|range| {
-            let mut part = vec![T::zero(); g.w_len()];
-            let mut scratch = Vec::new();
-            for s in range {
-                backward_weight_sample(&g, grad_out, x, s, &mut part, &mut scratch, 1);
-            }
-            part
-        })
-        .collect();
-    let (first, rest) = partials.split_first().expect("at least two partial sums");
-    let mut grad_w = first.clone();
-    for part in rest {
-        grad_w.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b);
+        grad_w_t
+    } else {
+        // Each thread sums its own run of samples; the partial sums are added at the end (the
+        // weight is small next to the activations, so the extra copies are cheap).
+        let partials: Vec<Vec<T>> = ranges
+            .into_par_iter()
+            .map(|range| {
+                let mut part = vec![T::zero(); g.w_len()];
+                let mut scratch = Vec::new();
+                for s in range {
+                    backward_weight_sample(&g, grad_out, x, s, &mut part, &mut scratch, 1);
+                }
+                part
+            })
+            .collect();
+        let (first, rest) = partials.split_first().expect("at least two partial sums");
+        let mut sum = first.clone();
+        for part in rest {
+            sum.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b);
+        }
+        sum
+    };
+    let (k, og) = (g.col_rows(), g.og());
+    let mut grad_w = vec![T::zero(); g.w_len()];
+    for (gw, gwt) in grad_w.chunks_mut(og * k).zip(grad_w_t.chunks(k * og)) {
+        for (o, row) in gw.chunks_mut(k).enumerate() {
+            row.iter_mut().zip(gwt[o..].iter().step_by(og)).for_each(|(d, &v)| *d = v);
+        }
     }
     grad_w
 }
 
-/// Adds sample `s`'s contribution to `grad_w`.
+/// Adds sample `s`'s contribution to `grad_w_t`, the weight gradient transposed per group
+/// (`[groups, C/g·KH·KW, O/g]`).
+///
+/// Computed as `gWᵀ += col · grad_outᵀ` rather than `gW += grad_out · colᵀ`: the contraction
+/// runs over output pixels, which are contiguous in both `col` and `grad_out`, so one of them
+/// has to be transposed for the GEMM (`matmul` does it), and `grad_out` (O/g rows) is the
+/// smaller of the two (`col` has C/g·KH·KW rows: 9× more for a 3×3 kernel with C = O).
 fn backward_weight_sample<T: Float>(
     g: &Geometry,
     grad_out: &[T],
     x: &[T],
     s: usize,
-    grad_w: &mut [T],
+    grad_w_t: &mut [T],
     scratch: &mut Vec<T>,
     gemm_threads: usize,
 ) {
@@ -550,12 +559,11 @@ fn backward_weight_sample<T: Float>(
     let go_s = &grad_out[s * g.o * ohw..][..g.o * ohw];
     let x_s = &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()];
     for grp in 0..g.groups {
-        let col = col_matrix(g, &x_s[grp * in_len..][..in_len], scratch);
-        let col_t = Operand::rows(col, 0, ohw).t();
-        let go_g = Operand::rows(go_s, grp * og * ohw, ohw);
-        let gw_g = &mut grad_w[grp * og * k..][..og * k];
-        // gW_g [og, k] += grad_out_g [og, ohw] · colᵀ [ohw, k]
-        matmul_into(gemm_threads, og, ohw, k, go_g, col_t, gw_g, true);
+        let col = Operand::rows(col_matrix(g, &x_s[grp * in_len..][..in_len], scratch), 0, ohw);
+        let go_g_t = Operand::rows(go_s, grp * og * ohw, ohw).t();
+        let gwt_g = &mut grad_w_t[grp * k * og..][..k * og];
+        // gW_gᵀ [k, og] += col [k, ohw] · grad_out_gᵀ [ohw, og]
+        matmul_into(gemm_threads, k, ohw, og, col, go_g_t, gwt_g, true);
     }
 }
 
