@@ -255,9 +255,34 @@ pub fn zip3_map<C: Copy + Sync, A: Copy + Sync, B: Copy + Sync, D: Send>(
 ) {
     let plan = Rows::new(shape, [c.2, a.2, b.2], [c.1, a.1, b.1]);
     let [sc, sa, sb] = plan.inner_strides;
+    // Dense rows, with either value operand possibly a broadcast scalar (`where(mask, x, 0)`),
+    // run as zipped slices that vectorise; other strides index element by element.
     for_each_row(&plan, out, |[oc, oa, ob], row| {
-        for (i, d) in row.iter_mut().enumerate() {
-            *d = f(c.0[oc + i * sc], a.0[oa + i * sa], b.0[ob + i * sb]);
+        let n = row.len();
+        match (sc, sa, sb) {
+            (1, 1, 1) => {
+                let (cs, as_, bs) = (&c.0[oc..oc + n], &a.0[oa..oa + n], &b.0[ob..ob + n]);
+                for (d, ((&cv, &av), &bv)) in row.iter_mut().zip(cs.iter().zip(as_).zip(bs)) {
+                    *d = f(cv, av, bv);
+                }
+            }
+            (1, 1, 0) => {
+                let (cs, as_, bv) = (&c.0[oc..oc + n], &a.0[oa..oa + n], b.0[ob]);
+                for (d, (&cv, &av)) in row.iter_mut().zip(cs.iter().zip(as_)) {
+                    *d = f(cv, av, bv);
+                }
+            }
+            (1, 0, 1) => {
+                let (cs, av, bs) = (&c.0[oc..oc + n], a.0[oa], &b.0[ob..ob + n]);
+                for (d, (&cv, &bv)) in row.iter_mut().zip(cs.iter().zip(bs)) {
+                    *d = f(cv, av, bv);
+                }
+            }
+            _ => {
+                for (i, d) in row.iter_mut().enumerate() {
+                    *d = f(c.0[oc + i * sc], a.0[oa + i * sa], b.0[ob + i * sb]);
+                }
+            }
         }
     });
 }
@@ -297,6 +322,28 @@ pub fn reduce_rows<T: Sync, R: Send>(src: &[T], row_len: usize, rows: usize, f: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every stride pattern of `zip3_map` (dense, either value broadcast, transposed) against
+    /// an index-by-index reference.
+    #[test]
+    fn zip3_map_on_dense_broadcast_and_strided_operands() {
+        let (rows, cols) = (3, 70);
+        let c: Vec<bool> = (0..rows * cols).map(|i| i % 3 == 0).collect();
+        let a: Vec<i32> = (0..rows * cols).map(|i| i as i32).collect();
+        let b: Vec<i32> = (0..rows * cols).map(|i| -(i as i32)).collect();
+        let dense = [cols, 1];
+        let cases: [(&[usize], &[usize]); 4] = [(&dense, &dense), (&dense, &[0, 0]), (&[0, 0], &dense), (&[1, rows], &dense)];
+        for (sa, sb) in cases {
+            let mut out = vec![0; rows * cols];
+            zip3_map((&c, 0, &dense), (&a, 0, sa), (&b, 0, sb), &[rows, cols], &mut out, |c, a, b| if c { a } else { b });
+            for i in 0..rows {
+                for j in 0..cols {
+                    let want = if c[i * cols + j] { a[i * sa[0] + j * sa[1]] } else { b[i * sb[0] + j * sb[1]] };
+                    assert_eq!(out[i * cols + j], want, "strides {sa:?} {sb:?} at ({i}, {j})");
+                }
+            }
+        }
+    }
 
     #[test]
     fn copies_a_transposed_view() {
