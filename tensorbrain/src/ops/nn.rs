@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use rayon::prelude::*;
+use tensorbrain_kernels::cpu::CpuLevel;
 use tensorbrain_kernels::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dParams};
 use tensorbrain_kernels::pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool2d_output_size};
 use tensorbrain_kernels::strided::PARALLEL_THRESHOLD;
@@ -32,6 +33,9 @@ trait SoftmaxElem: Element + Copy + Send + Sync {
     const EXACT: bool;
     fn up(self) -> Self::Acc;
     fn down(a: Self::Acc) -> Self;
+    /// `exp` in `Acc`: the vectorisable polynomial of `tensorbrain_kernels::fast_math` (within
+    /// 4e-7 relative) for f32, libm for f64.
+    fn exp_acc(a: Self::Acc) -> Self::Acc;
 }
 
 impl SoftmaxElem for f32 {
@@ -44,6 +48,10 @@ impl SoftmaxElem for f32 {
     #[inline(always)]
     fn down(a: f32) -> f32 {
         a
+    }
+    #[inline(always)]
+    fn exp_acc(a: f32) -> f32 {
+        tensorbrain_kernels::fast_math::exp_f32(a)
     }
 }
 
@@ -58,6 +66,10 @@ impl SoftmaxElem for f64 {
     fn down(a: f64) -> f64 {
         a
     }
+    #[inline(always)]
+    fn exp_acc(a: f64) -> f64 {
+        a.exp()
+    }
 }
 
 impl SoftmaxElem for f16 {
@@ -70,6 +82,10 @@ impl SoftmaxElem for f16 {
     #[inline(always)]
     fn down(a: f32) -> f16 {
         f16::from_f32(a)
+    }
+    #[inline(always)]
+    fn exp_acc(a: f32) -> f32 {
+        tensorbrain_kernels::fast_math::exp_f32(a)
     }
 }
 
@@ -84,9 +100,14 @@ impl SoftmaxElem for bf16 {
     fn down(a: f32) -> bf16 {
         bf16::from_f32(a)
     }
+    #[inline(always)]
+    fn exp_acc(a: f32) -> f32 {
+        tensorbrain_kernels::fast_math::exp_f32(a)
+    }
 }
 
 /// Softmax of one contiguous row: max-subtracted, so large inputs do not overflow.
+#[inline(always)]
 fn softmax_row<T: SoftmaxElem>(x: &[T], out: &mut [T], log: bool) {
     let mut max = <T::Acc as num_traits::Float>::neg_infinity();
     for &v in x {
@@ -96,7 +117,7 @@ fn softmax_row<T: SoftmaxElem>(x: &[T], out: &mut [T], log: bool) {
     let mut sum = T::Acc::zero();
     if log {
         for &v in x {
-            sum = sum + (v.up() - max).exp();
+            sum = sum + T::exp_acc(v.up() - max);
         }
         let lse = sum.ln();
         for (o, &v) in out.iter_mut().zip(x) {
@@ -105,7 +126,7 @@ fn softmax_row<T: SoftmaxElem>(x: &[T], out: &mut [T], log: bool) {
         return;
     }
     for (o, &v) in out.iter_mut().zip(x) {
-        let e = (v.up() - max).exp();
+        let e = T::exp_acc(v.up() - max);
         sum = sum + e;
         if T::EXACT {
             *o = T::down(e);
@@ -113,7 +134,7 @@ fn softmax_row<T: SoftmaxElem>(x: &[T], out: &mut [T], log: bool) {
     }
     let inv = T::Acc::one() / sum;
     for (o, &v) in out.iter_mut().zip(x) {
-        let e = if T::EXACT { o.up() } else { (v.up() - max).exp() };
+        let e = if T::EXACT { o.up() } else { T::exp_acc(v.up() - max) };
         *o = T::down(e * inv);
     }
 }
@@ -121,6 +142,7 @@ fn softmax_row<T: SoftmaxElem>(x: &[T], out: &mut [T], log: bool) {
 /// Softmax over the middle dim of a contiguous `[len, inner]` block (the reduced dim is not
 /// the last): every pass runs along rows of `inner` contiguous columns, which vectorises.
 /// `scratch` holds `2 * inner` accumulators.
+#[inline(always)]
 fn softmax_block<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool, scratch: &mut Vec<T::Acc>) {
     scratch.clear();
     scratch.resize(inner, <T::Acc as num_traits::Float>::neg_infinity());
@@ -134,7 +156,7 @@ fn softmax_block<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool
     }
     for (xr, or) in x.chunks_exact(inner).zip(out.chunks_exact_mut(inner)) {
         for (((s, &m), &v), o) in sum.iter_mut().zip(max.iter()).zip(xr).zip(or.iter_mut()) {
-            let e = (v.up() - m).exp();
+            let e = T::exp_acc(v.up() - m);
             *s = *s + e;
             if T::EXACT && !log {
                 *o = T::down(e);
@@ -153,10 +175,41 @@ fn softmax_block<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool
         sum.iter_mut().for_each(|s| *s = T::Acc::one() / *s);
         for (xr, or) in x.chunks_exact(inner).zip(out.chunks_exact_mut(inner)) {
             for (((o, &v), &m), &inv) in or.iter_mut().zip(xr).zip(max.iter()).zip(sum.iter()) {
-                let e = if T::EXACT { o.up() } else { (v.up() - m).exp() };
+                let e = if T::EXACT { o.up() } else { T::exp_acc(v.up() - m) };
                 *o = T::down(e * inv);
             }
         }
+    }
+}
+
+/// One `[len, inner]` block of softmax on `level` (supported by this CPU): the same code
+/// compiled for AVX2+FMA or AVX-512, so that its `exp` runs 8 or 16 lanes at a time.
+fn softmax_on_level<T: SoftmaxElem>(level: CpuLevel, x: &[T], out: &mut [T], inner: usize, log: bool, scratch: &mut Vec<T::Acc>) {
+    #[inline(always)]
+    fn any<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool, scratch: &mut Vec<T::Acc>) {
+        if inner == 1 {
+            softmax_row(x, out, log)
+        } else {
+            softmax_block(x, out, inner, log, scratch)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool, scratch: &mut Vec<T::Acc>) {
+        any(x, out, inner, log, scratch)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")]
+    unsafe fn avx512<T: SoftmaxElem>(x: &[T], out: &mut [T], inner: usize, log: bool, scratch: &mut Vec<T::Acc>) {
+        any(x, out, inner, log, scratch)
+    }
+    match level {
+        // SAFETY: `active_level` only returns levels this CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        CpuLevel::Avx512Vnni => unsafe { avx512(x, out, inner, log, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        CpuLevel::Avx2 => unsafe { avx2(x, out, inner, log, scratch) },
+        _ => any(x, out, inner, log, scratch),
     }
 }
 
@@ -168,13 +221,8 @@ fn softmax_kernel<T: SoftmaxElem>(x: &[T], len: usize, inner: usize, log: bool) 
     if block == 0 {
         return out;
     }
-    let run = |scratch: &mut Vec<T::Acc>, (xb, ob): (&[T], &mut [T])| {
-        if inner == 1 {
-            softmax_row(xb, ob, log)
-        } else {
-            softmax_block(xb, ob, inner, log, scratch)
-        }
-    };
+    let level = tensorbrain_kernels::cpu::active_level();
+    let run = |scratch: &mut Vec<T::Acc>, (xb, ob): (&[T], &mut [T])| softmax_on_level(level, xb, ob, inner, log, scratch);
     if x.len() >= PARALLEL_THRESHOLD && x.len() > block {
         let min_blocks = (PARALLEL_THRESHOLD / block).max(1);
         x.par_chunks(block).zip(out.par_chunks_mut(block)).with_min_len(min_blocks).for_each_init(Vec::new, run);
@@ -343,6 +391,31 @@ fn check_conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -
         ));
     }
     Ok(())
+}
+
+/// conv2d of 4-D `x` by `w` (+ `bias`), all of element type `T`, not recorded, with
+/// `then(s, out_s)` run on each sample's output as soon as it is computed (see
+/// `tensorbrain_kernels::conv::conv2d_forward_then`): compiled graphs fuse their conv
+/// epilogues through it. Shapes are validated as by [`Tensor::try_conv2d`].
+pub(crate) fn conv2d_forward_then<T: Element + Float>(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams, then: impl Fn(usize, &mut [T]) + Sync + Send) -> Result<Tensor> {
+    const OP: &str = "conv2d";
+    check_same(OP, x, w)?;
+    if let Some(b) = bias {
+        check_same(OP, x, b)?;
+    }
+    if x.rank() != 4 || x.dtype() != T::DTYPE {
+        return Err(Error::invalid(OP, x.shape(), format!("the fused conv takes a 4-D {:?} input, got {:?}", T::DTYPE, x.dtype())));
+    }
+    check_conv(x, w, bias, &p)?;
+    let (x_shape, w_shape) = (shape4(x.shape()), shape4(w.shape()));
+    let (oh, ow) = p.output_size(x_shape[2], x_shape[3], w_shape[2], w_shape[3]).expect("validated");
+    let v = x.with_contiguous::<T, _>(|xd| {
+        w.with_contiguous::<T, _>(|wd| match bias {
+            Some(b) => b.with_contiguous::<T, _>(|bd| tensorbrain_kernels::conv::conv2d_forward_then(xd, x_shape, wd, w_shape, Some(bd), &p, &then)),
+            None => tensorbrain_kernels::conv::conv2d_forward_then(xd, x_shape, wd, w_shape, None, &p, &then),
+        })
+    });
+    Ok(Tensor::from_storage(T::wrap(v), &[x_shape[0], w_shape[0], oh, ow]))
 }
 
 /// The conv2d forward on validated 4-D operands, recorded.

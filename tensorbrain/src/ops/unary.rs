@@ -8,6 +8,7 @@
 //! connected without a reference cycle).
 
 use half::{bf16, f16};
+use tensorbrain_kernels::fused::{self, Instr, Operand as FusedOperand, Program, UnaryFn as FusedUnary};
 use tensorbrain_kernels::strided::map_vec;
 use tensorbrain_kernels::Float;
 
@@ -129,6 +130,22 @@ macro_rules! math_map {
 
 pub(crate) use math_map;
 
+/// `f` over an f32 tensor through the fused elementwise kernel: the polynomial `exp` and `tanh`
+/// of `tensorbrain_kernels::fast_math` (within 4e-7 relative of f64) on the CPU's widest SIMD
+/// level, where a libm call per element was 6× slower than PyTorch on a [256, 2048] tensor.
+/// `None` for other dtypes, which take the generic map.
+fn vectorised_f32(x: &Tensor, f: FusedUnary) -> Option<Tensor> {
+    if x.dtype() != crate::DType::F32 {
+        return None;
+    }
+    let program = Program::new(&[Instr::Load(0), Instr::Unary(f, 0)], 1, 1).expect("a load and one unary function form a valid program");
+    let storage = x.storage();
+    let l = x.layout();
+    let input = FusedOperand::Strided { data: storage.cpu().as_slice::<f32>(), offset: l.offset, strides: &l.strides };
+    let out = fused::eval_vec(&program, &[input], &l.shape);
+    Some(Tensor::from_storage(f32::wrap(out), &l.shape))
+}
+
 /// `1/sqrt(2)`, `sqrt(2/pi)`, `1/sqrt(2*pi)`, `2/sqrt(pi)`.
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
@@ -173,7 +190,10 @@ impl Tensor {
     }
 
     pub fn try_exp(&self) -> Result<Tensor> {
-        let out = float_map!(self, "exp", |x| x.exp())?;
+        let out = match vectorised_f32(self, FusedUnary::Exp) {
+            Some(out) => out,
+            None => float_map!(self, "exp", |x| x.exp())?,
+        };
         Ok(self.record_unary(UnaryOp::Exp, out))
     }
 
@@ -226,12 +246,18 @@ impl Tensor {
     }
 
     pub fn try_tanh(&self) -> Result<Tensor> {
-        let out = math_map!(self, "tanh", |x| x.tanh())?;
+        let out = match vectorised_f32(self, FusedUnary::Tanh) {
+            Some(out) => out,
+            None => math_map!(self, "tanh", |x| x.tanh())?,
+        };
         Ok(self.record_unary(UnaryOp::Tanh, out))
     }
 
     pub fn try_sigmoid(&self) -> Result<Tensor> {
-        let out = math_map!(self, "sigmoid", |x| M::one() / (M::one() + (-x).exp()))?;
+        let out = match vectorised_f32(self, FusedUnary::Sigmoid) {
+            Some(out) => out,
+            None => math_map!(self, "sigmoid", |x| M::one() / (M::one() + (-x).exp()))?,
+        };
         Ok(self.record_unary(UnaryOp::Sigmoid, out))
     }
 
@@ -262,15 +288,21 @@ impl Tensor {
     }
 
     pub fn try_gelu_tanh(&self) -> Result<Tensor> {
-        let out = math_map!(self, "gelu_tanh", |x| {
-            let inner = M::from_f64(SQRT_2_OVER_PI) * (x + M::from_f64(GELU_TANH_KAPPA) * x * x * x);
-            M::from_f64(0.5) * x * (M::one() + inner.tanh())
-        })?;
+        let out = match vectorised_f32(self, FusedUnary::GeluTanh) {
+            Some(out) => out,
+            None => math_map!(self, "gelu_tanh", |x| {
+                let inner = M::from_f64(SQRT_2_OVER_PI) * (x + M::from_f64(GELU_TANH_KAPPA) * x * x * x);
+                M::from_f64(0.5) * x * (M::one() + inner.tanh())
+            })?,
+        };
         Ok(self.record_unary(UnaryOp::GeluTanh, out))
     }
 
     pub fn try_silu(&self) -> Result<Tensor> {
-        let out = math_map!(self, "silu", |x| x / (M::one() + (-x).exp()))?;
+        let out = match vectorised_f32(self, FusedUnary::Silu) {
+            Some(out) => out,
+            None => math_map!(self, "silu", |x| x / (M::one() + (-x).exp()))?,
+        };
         Ok(self.record_unary(UnaryOp::Silu, out))
     }
 
