@@ -334,6 +334,25 @@ pub fn conv2d_forward<T: Float>(
     bias: Option<&[T]>,
     p: &Conv2dParams,
 ) -> Vec<T> {
+    conv2d_forward_then(x, x_shape, w, w_shape, bias, p, |_, _| {})
+}
+
+/// [`conv2d_forward`], then `then(s, out_s)` on each sample's output `[O, OH, OW]` right after
+/// it is computed, on the same thread and while it is still in cache: the place for a fused
+/// elementwise epilogue (batch norm, activation), which then costs no extra pass over memory
+/// and no extra split across threads.
+///
+/// # Panics
+/// As [`conv2d_forward`].
+pub fn conv2d_forward_then<T: Float, F: Fn(usize, &mut [T]) + Sync + Send>(
+    x: &[T],
+    x_shape: [usize; 4],
+    w: &[T],
+    w_shape: [usize; 4],
+    bias: Option<&[T]>,
+    p: &Conv2dParams,
+    then: F,
+) -> Vec<T> {
     let g = Geometry::new(x_shape, w_shape, p);
     assert_eq!(
         x.len(),
@@ -371,6 +390,7 @@ pub fn conv2d_forward<T: Float>(
                 col,
                 gemm_threads,
             );
+            then(s, out_s);
         },
     );
     out
@@ -762,6 +782,28 @@ mod tests {
             // The large cases sum over ~2000 products: f32 rounding grows with that.
             check_case::<f32>(&mut rng, case, 1e-4);
         }
+    }
+
+    /// `then` sees every sample's finished output exactly once, and what it writes is returned.
+    #[test]
+    fn forward_then_runs_once_per_sample_on_the_finished_output() {
+        let mut rng = Rng::new(21);
+        let (x_shape, w_shape) = ([5, 3, 7, 6], [4, 3, 3, 3]);
+        let p = Conv2dParams { padding: [1, 1], ..Default::default() };
+        let x: Vec<f32> = rng.vec(5 * 3 * 7 * 6);
+        let w: Vec<f32> = rng.vec(4 * 3 * 3 * 3);
+        let plain = conv2d_forward(&x, x_shape, &w, w_shape, None, &p);
+        let per_sample = plain.len() / 5;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let out = conv2d_forward_then(&x, x_shape, &w, w_shape, None, &p, |s, out_s: &mut [f32]| {
+            assert_eq!(out_s, &plain[s * per_sample..][..per_sample], "sample {s} before the epilogue");
+            out_s.iter_mut().for_each(|v| *v = v.max(0.0) * 2.0);
+            seen.lock().unwrap().push(s);
+        });
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        assert!(out.iter().zip(&plain).all(|(o, v)| *o == v.max(0.0) * 2.0));
     }
 
     #[test]

@@ -16,9 +16,6 @@ const EPILOGUE_BLOCK: usize = 1 << 14;
 /// typical per-core L2, so that it stays there from one block to the next.
 const EPILOGUE_MAX_RHS_BYTES: usize = 1 << 18;
 
-/// Output elements per conv chunk whose tail runs right after it (256 KiB of f32).
-const CONV_CHUNK: usize = 1 << 16;
-
 /// A program lowered for the kernel, with the IR form kept for the fallback path.
 #[derive(Clone, Debug)]
 pub(crate) struct Lowered {
@@ -271,7 +268,9 @@ fn matmul_epilogue<T: FusedFloat + Element>(tail: &Lowered, a: &Tensor, b: &Tens
     Ok(Some(Tensor::from_storage(T::wrap(c), &shape)))
 }
 
-/// Conv in chunks of samples; each chunk's tail runs while its output is still in cache.
+/// The conv, with the tail run on each sample's output inside the conv kernel, on the thread
+/// that computed it and while it is still in cache (in place: the tail reads the conv result as
+/// [`Operand::Output`]).
 fn conv_epilogue<T: FusedFloat + Element>(g: &tensorbrain_ir::op::ConvGeometry, tail: &Lowered, hin: &[&Tensor], ext: &[&Tensor]) -> Result<Option<Tensor>> {
     let (x, w) = (hin[0], hin[1]);
     let bias = hin.get(2).copied();
@@ -280,36 +279,20 @@ fn conv_epilogue<T: FusedFloat + Element>(g: &tensorbrain_ir::op::ConvGeometry, 
     }
     let p = tensorbrain_kernels::conv::Conv2dParams { stride: g.stride, padding: g.padding, dilation: g.dilation, groups: g.groups };
     let Some((oh, ow)) = p.output_size(x.shape()[2], x.shape()[3], w.shape()[2], w.shape()[3]) else { return Ok(None) };
-    let n = x.shape()[0];
-    let shape = vec![n, w.shape()[0], oh, ow];
+    let shape = vec![x.shape()[0], w.shape()[0], oh, ow];
     let per_sample = shape[1] * oh * ow;
     let mut all_shapes: Vec<&[usize]> = vec![&shape];
     all_shapes.extend(ext.iter().map(|t| t.shape()));
     if out_shape(tail, &all_shapes)? != shape || per_sample == 0 {
         return Ok(None);
     }
-    let chunk = (CONV_CHUNK / per_sample).max(threads::num_threads()).clamp(1, n);
     let guards: Vec<_> = ext.iter().map(|t| t.storage()).collect();
     let layouts: Vec<Layout> = ext.iter().map(|t| t.layout().broadcast_to(&shape)).collect();
-    let mut out: Vec<T> = Vec::with_capacity(n * per_sample);
-    let spare = &mut out.spare_capacity_mut()[..n * per_sample];
-    for (ci, piece) in spare.chunks_mut(chunk * per_sample).enumerate() {
-        let s0 = ci * chunk;
-        let len = piece.len() / per_sample;
-        let y = x.try_narrow(0, s0, len)?.try_conv2d(w, bias, g.stride, g.padding, g.dilation, g.groups)?;
-        let gy = y.storage();
-        let chunk_shape = [len, shape[1], oh, ow];
-        let yl = y.layout();
-        let mut ops: Vec<Operand<T>> = vec![Operand::Strided { data: gy.cpu().as_slice::<T>(), offset: yl.offset, strides: &yl.strides }];
-        // The other inputs, viewed from this chunk's first sample.
-        let shifted: Vec<usize> = layouts.iter().map(|l| l.offset + s0 * l.strides[0]).collect();
-        ops.extend(guards.iter().zip(&layouts).zip(&shifted).map(|((gd, l), &off)| Operand::Strided { data: gd.cpu().as_slice::<T>(), offset: off, strides: &l.strides }));
-        kf::eval(&tail.kernel, &ops, &chunk_shape, piece);
-    }
-    // SAFETY: every chunk of the output was written by `eval`.
-    unsafe { out.set_len(n * per_sample) };
+    let mut ops: Vec<Operand<T>> = vec![Operand::Output];
+    ops.extend(guards.iter().zip(&layouts).map(|(gd, l)| Operand::Strided { data: gd.cpu().as_slice::<T>(), offset: l.offset, strides: &l.strides }));
+    let y = crate::ops::nn::conv2d_forward_then::<T>(x, w, bias, p, |s, out_s| kf::eval_range(&tail.kernel, &ops, &shape, s * per_sample, out_s))?;
     drop(guards);
-    Ok(Some(Tensor::from_storage(T::wrap(out), &shape)))
+    Ok(Some(y))
 }
 
 /// Distinct elements a tensor view reads (broadcast dims count once), in bytes.
