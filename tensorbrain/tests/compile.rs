@@ -384,6 +384,8 @@ fn matmul_epilogue_over_many_row_blocks_and_batched_input() {
     close("linear epilogue vs eager", &y[0], &(xv.linear(&p["fc.weight"], Some(&p["fc.bias"])).relu() + &rv));
 }
 
+/// The epilogue runs inside the conv kernel, sample by sample (6 samples, so both threads get
+/// several and the tail's broadcast inputs are read at every sample's offset).
 #[test]
 fn conv_epilogue_in_sample_chunks() {
     let mut b = GraphBuilder::new();
@@ -397,6 +399,28 @@ fn conv_epilogue_in_sample_chunks() {
     let xv = randn(&[6, 3, 32, 32]);
     let (_, fast, _) = fused_vs_unfused("conv epilogue", &g, &[xv], &p);
     assert_eq!(fast.kernel_count(), 1, "{}", fast.fused());
+}
+
+#[test]
+fn time_kernels_times_every_kernel_of_a_run() {
+    let g = cnn_graph();
+    let tg = training_graph(&backward(&g).unwrap());
+    let x = randn(&[3, 2, 8, 8]);
+    let w = randn(&[3, 5]);
+    let c = compile(&tg, &Options::default()).unwrap();
+    let times = c.time_kernels(&[x.clone(), w.clone()], &cnn_params()).unwrap();
+    let (_, stats) = c.profile(&[x, w], &cnn_params()).unwrap();
+    assert_eq!(times.len(), stats.kernels, "{times:?}");
+    assert!(times.windows(2).all(|p| p[0].node < p[1].node), "execution order: {times:?}");
+    for t in &times {
+        assert!(t.seconds >= 0.0 && t.seconds < 10.0, "{t:?}");
+        assert_eq!(t.out_shape, c.fused().nodes[t.node].shape.0.iter().map(|d| d.known().unwrap()).collect::<Vec<_>>(), "{t:?}");
+    }
+    assert!(times.iter().any(|t| t.name.starts_with("conv2d_backward_weight")), "{times:?}");
+    // In inference the conv carries its affine + relu as an epilogue.
+    let forward = compile(&g, &Options::default()).unwrap();
+    let names: Vec<String> = forward.time_kernels(&[randn(&[3, 2, 8, 8])], &cnn_params()).unwrap().into_iter().map(|t| t.name).collect();
+    assert!(names.iter().any(|n| n.starts_with("conv2d") && n.ends_with("+epilogue")), "{names:?}");
 }
 
 #[test]

@@ -90,6 +90,17 @@ pub struct Stats {
     pub bytes: usize,
 }
 
+/// One kernel of a run timed by [`CompiledGraph::time_kernels`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The node's index in the fused graph, and what it runs: an op's name, `fused` for an
+    /// elementwise program, `<op>+epilogue` for an op with a fused tail.
+    pub node: usize,
+    pub name: String,
+    pub out_shape: Vec<usize>,
+    pub seconds: f64,
+}
+
 /// An optimised, fused graph ready to run.
 #[derive(Clone, Debug)]
 pub struct CompiledGraph {
@@ -206,14 +217,21 @@ impl CompiledGraph {
     /// Runs the graph: `inputs` in the order of the graph's `Input` nodes, parameters by path.
     /// Returns the outputs in order.
     pub fn run(&self, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>> {
-        self.execute(inputs, params, None)
+        self.execute(inputs, params, None, None)
     }
 
     /// [`CompiledGraph::run`], also counting kernels and bytes moved.
     pub fn profile(&self, inputs: &[Tensor], params: &Params) -> Result<(Vec<Tensor>, Stats)> {
         let mut stats = Stats::default();
-        let out = self.execute(inputs, params, Some(&mut stats))?;
+        let out = self.execute(inputs, params, Some(&mut stats), None)?;
         Ok((out, stats))
+    }
+
+    /// Runs once and times each kernel, in execution order: where a compiled graph's time goes.
+    pub fn time_kernels(&self, inputs: &[Tensor], params: &Params) -> Result<Vec<KernelTime>> {
+        let mut times = Vec::new();
+        self.execute(inputs, params, None, Some(&mut times))?;
+        Ok(times)
     }
 
     fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
@@ -259,7 +277,7 @@ impl CompiledGraph {
         Ok(t)
     }
 
-    fn execute(&self, inputs: &[Tensor], params: &Params, mut stats: Option<&mut Stats>) -> Result<Vec<Tensor>> {
+    fn execute(&self, inputs: &[Tensor], params: &Params, mut stats: Option<&mut Stats>, mut times: Option<&mut Vec<KernelTime>>) -> Result<Vec<Tensor>> {
         self.check_inputs(inputs)?;
         no_grad(|| {
             let n = self.fused.nodes.len();
@@ -269,6 +287,7 @@ impl CompiledGraph {
                 let args: Vec<Tensor> = node.inputs.iter().map(|&a| vals[a].clone().expect("inputs are computed before use")).collect();
                 let refs: Vec<&Tensor> = args.iter().collect();
                 let shape_args: Vec<&[usize]> = node.shape_of.iter().map(|&a| shapes[a].as_slice()).collect();
+                let started = std::time::Instant::now();
                 let out = match step {
                     Step::Input(k) => inputs[*k].detach(),
                     Step::Param(path) => self.param(params, path)?.detach(),
@@ -276,6 +295,16 @@ impl CompiledGraph {
                     Step::Fused(p) => run::run_fused(p, &refs)?,
                     Step::Epilogue { head, head_inputs, tail } => run::run_epilogue(head, *head_inputs, tail, &refs)?,
                 };
+                if let (Some(t), true) = (times.as_deref_mut(), node.is_kernel()) {
+                    let name = match step {
+                        Step::Op(op) => op.name().to_string(),
+                        Step::Fused(_) => "fused".to_string(),
+                        Step::Epilogue { head, .. } => format!("{}+epilogue", head.name()),
+                        Step::Input(_) => "input".to_string(),
+                        Step::Param(_) => "param".to_string(),
+                    };
+                    t.push(KernelTime { node: i, name, out_shape: out.shape().to_vec(), seconds: started.elapsed().as_secs_f64() });
+                }
                 if let Some(s) = stats.as_deref_mut() {
                     if node.is_kernel() {
                         s.kernels += 1;
