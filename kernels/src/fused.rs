@@ -10,6 +10,7 @@
 use std::mem::MaybeUninit;
 
 use crate::cpu::CpuLevel;
+use smallvec::SmallVec;
 use crate::{threads, Float};
 
 /// Elements per block: 256 f32 registers are 1 KiB each, so a program's registers stay in L1.
@@ -390,6 +391,7 @@ pub fn eval<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], shape: 
 
 /// [`eval`] on a chosen instruction-set level, which this CPU must support.
 fn eval_with_level<T: FusedFloat>(level: CpuLevel, program: &Program, inputs: &[Operand<'_, T>], shape: &[usize], out: &mut [MaybeUninit<T>]) {
+    assert!(level.is_supported(), "fused kernel: this CPU cannot run the {level} kernels");
     let numel: usize = shape.iter().product();
     assert_eq!(out.len(), numel, "fused kernel: output length vs shape {shape:?}");
     check(program, inputs);
@@ -433,15 +435,17 @@ pub fn eval_range<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], s
     }
 }
 
-/// Runs one block on `level` (supported by this CPU): the same code
+/// Runs one block on `level`, which the caller has checked this CPU supports: the same code
 /// compiled three times, so that the per-instruction loops (and the polynomial `exp`/`tanh`
 /// inside them) become 8- or 16-lane AVX2/AVX-512 code instead of the 4-lane SSE2 the default
 /// target allows. No fused multiply-adds are formed (Rust never contracts `a * b + c`), so every
 /// level computes the same bits.
 fn run_block<T: FusedFloat>(level: CpuLevel, program: &Program, inputs: &[Operand<'_, T>], plan: &Plan, start: usize, out: &mut [MaybeUninit<T>], regs: &mut [T]) {
-    assert!(level.is_supported(), "fused kernel: this CPU cannot run the {level} kernels");
+    // Checked once per call by the public entry points, not per block.
+    debug_assert!(level.is_supported(), "fused kernel: this CPU cannot run the {level} kernels");
     match level {
-        // SAFETY: the level is supported (checked above).
+        // SAFETY: the callers pass only supported levels (`eval_with_level` asserts it,
+        // `eval_range` uses `active_level`).
         #[cfg(target_arch = "x86_64")]
         CpuLevel::Avx512Vnni => unsafe { run_block_avx512(program, inputs, plan, start, out, regs) },
         #[cfg(target_arch = "x86_64")]
@@ -468,12 +472,28 @@ fn run_block_body<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], p
     debug_assert!(n <= BLOCK);
     let reg_ptr = regs.as_mut_ptr();
     let out_ptr = out.as_mut_ptr();
-    // SAFETY: registers are disjoint `BLOCK`-element pieces of `regs` (initialised when
-    // allocated); `Program::new` never gives an instruction a destination equal to one of its
-    // operands, and the output is a separate buffer, so each step's `&mut` destination aliases
-    // none of its `&` operands.
-    let src = |r: usize| unsafe { reg::<T>(reg_ptr, r, n) };
+    // Where each register's `n` values are: its own `BLOCK`-element piece of `regs`, or, after
+    // a load of a dense input, that input's elements themselves, read in place instead of
+    // copied (the copies were a memcpy per input per block).
+    // SAFETY (for every `add` below): `r < regs` and `regs` holds `regs * BLOCK` elements.
+    let mut views: SmallVec<[*const T; 16]> = (0..program.regs).map(|r| unsafe { reg_ptr.add(r * BLOCK) } as *const T).collect();
     for step in &program.steps {
+        if let (Instr::Load(k), true) = (step.instr, step.dst != OUT) {
+            if let (Operand::Strided { data, .. }, true) = (inputs[k], plan.dense[k]) {
+                let offset = plan.inputs[k].as_ref().expect("strided input").2;
+                views[step.dst] = data[offset + start..offset + start + n].as_ptr();
+                continue;
+            }
+        }
+        if step.dst != OUT {
+            views[step.dst] = unsafe { reg_ptr.add(step.dst * BLOCK) };
+        }
+        // SAFETY: a view is either a live `n`-element slice of an input (borrowed for the
+        // whole call, never written) or an initialised register (initialised when allocated);
+        // `Program::new` never gives an instruction a destination equal to one of its
+        // operands, and the output is a separate buffer, so each step's `&mut` destination
+        // aliases none of the `&` operands it reads.
+        let src = |r: usize| unsafe { std::slice::from_raw_parts(views[r], n) };
         let dst: &mut [MaybeUninit<T>] = unsafe {
             if step.dst == OUT {
                 std::slice::from_raw_parts_mut(out_ptr, n)
@@ -516,16 +536,6 @@ fn run_block_body<T: FusedFloat>(program: &Program, inputs: &[Operand<'_, T>], p
             }
         }
     }
-}
-
-/// Register `r` of a block of `n` elements.
-///
-/// # Safety
-/// `p` must point at `regs * BLOCK` initialised elements with `r < regs`, and no `&mut` to
-/// that register may be live.
-#[inline(always)]
-unsafe fn reg<'a, T>(p: *mut T, r: usize, n: usize) -> &'a [T] {
-    std::slice::from_raw_parts(p.add(r * BLOCK), n)
 }
 
 #[inline(always)]
