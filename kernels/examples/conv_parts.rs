@@ -9,24 +9,13 @@
 //! Each part runs `--reps` times round robin with the others and the median is printed, so load
 //! on the machine shifts all columns alike.
 
+mod common;
+
 use std::time::Instant;
 
+use common::{arg, median};
 use tensorbrain_kernels::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dParams};
 use tensorbrain_kernels::threads::set_num_threads;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, got {v}")))
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let threads = arg("--threads", 2);

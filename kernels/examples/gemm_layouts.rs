@@ -12,18 +12,12 @@
 //! up), and with B stored row-major. Contenders run in turn, round robin, and the median of `--reps` runs
 //! is reported, so load on the machine shifts all columns alike; compare within a row.
 
+mod common;
+
 use std::time::Instant;
 
+use common::{arg, median};
 use tensorbrain_kernels::gemm::matmul_with_threads;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, got {v}")))
-        .unwrap_or(default)
-}
 
 /// Seconds for one product straight through the `gemm` crate, B strided as (b_rs, b_cs).
 #[allow(clippy::too_many_arguments)]
@@ -43,11 +37,6 @@ fn time_one(threads: usize, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], 
     let start = Instant::now();
     matmul_with_threads(threads, m, k, n, a, 0, k as isize, 1, b, 0, b_rs, b_cs, c, n as isize, 1, false);
     start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 /// From this many rows of A up, an f32 B whose contraction index is contiguous (a view of a
 /// row-major `[n, k]` matrix, as `x·Wᵀ` gives) is transposed to row-major before `gemm` sees
-/// it: `gemm` packs such a B an element at a time at a stride of `k`, 3–9× slower than a
+/// it: `gemm` packs such a B an element at a time at a stride of `k`, 3–18× slower than a
 /// row-major B at these sizes (`gemm_layouts` example). Below it the product is close to a
 /// matrix-vector one that reads each element of B about once, and the copy would not pay.
 const TRANSPOSE_B_MIN_M: usize = 2;
