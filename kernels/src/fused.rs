@@ -216,42 +216,69 @@ fn operands(i: &Instr) -> Vec<usize> {
     }
 }
 
-/// A float the fused kernels compute in: f32 or f64.
+/// A float the fused kernels compute in: f32 or f64. The f32 functions are the vectorisable
+/// ones of [`crate::fast_math`] (their ulp bounds are stated and tested there); f64 uses libm.
 pub trait FusedFloat: Float {
-    fn erf(self) -> Self;
-    /// `exp` as fused kernels compute it: vectorisable for f32 ([`crate::fast_math`]).
     fn fused_exp(self) -> Self;
-    /// `tanh` as fused kernels compute it: vectorisable for f32.
+    fn fused_log(self) -> Self;
     fn fused_tanh(self) -> Self;
+    fn fused_erf(self) -> Self;
+    fn fused_sigmoid(self) -> Self;
+    /// Exact (erf) GELU, `x·Φ(x)`.
+    fn fused_gelu(self) -> Self;
 }
 
 impl FusedFloat for f32 {
-    #[inline(always)]
-    fn erf(self) -> f32 {
-        libm::erff(self)
-    }
     #[inline(always)]
     fn fused_exp(self) -> f32 {
         crate::fast_math::exp_f32(self)
     }
     #[inline(always)]
+    fn fused_log(self) -> f32 {
+        crate::fast_math::log_f32(self)
+    }
+    #[inline(always)]
     fn fused_tanh(self) -> f32 {
         crate::fast_math::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn fused_erf(self) -> f32 {
+        crate::fast_math::erf_f32(self)
+    }
+    #[inline(always)]
+    fn fused_sigmoid(self) -> f32 {
+        crate::fast_math::sigmoid_f32(self)
+    }
+    #[inline(always)]
+    fn fused_gelu(self) -> f32 {
+        crate::fast_math::gelu_f32(self)
     }
 }
 
 impl FusedFloat for f64 {
     #[inline(always)]
-    fn erf(self) -> f64 {
-        libm::erf(self)
-    }
-    #[inline(always)]
     fn fused_exp(self) -> f64 {
         self.exp()
     }
     #[inline(always)]
+    fn fused_log(self) -> f64 {
+        self.ln()
+    }
+    #[inline(always)]
     fn fused_tanh(self) -> f64 {
         self.tanh()
+    }
+    #[inline(always)]
+    fn fused_erf(self) -> f64 {
+        libm::erf(self)
+    }
+    #[inline(always)]
+    fn fused_sigmoid(self) -> f64 {
+        1.0 / (1.0 + (-self).exp())
+    }
+    #[inline(always)]
+    fn fused_gelu(self) -> f64 {
+        self * 0.5 * (1.0 + libm::erf(self * std::f64::consts::FRAC_1_SQRT_2))
     }
 }
 
@@ -552,24 +579,21 @@ fn unary<T: FusedFloat>(f: UnaryFn, x: &[T], d: &mut [MaybeUninit<T>]) {
     match f {
         UnaryFn::Neg => map1(x, d, |v| -v),
         UnaryFn::Exp => map1(x, d, |v| v.fused_exp()),
-        UnaryFn::Log => map1(x, d, |v| v.ln()),
+        UnaryFn::Log => map1(x, d, |v| v.fused_log()),
         UnaryFn::Sqrt => map1(x, d, |v| v.sqrt()),
         UnaryFn::Rsqrt => map1(x, d, |v| one / v.sqrt()),
         UnaryFn::Abs => map1(x, d, |v| v.abs()),
         UnaryFn::Sin => map1(x, d, |v| v.sin()),
         UnaryFn::Cos => map1(x, d, |v| v.cos()),
         UnaryFn::Tanh => map1(x, d, |v| v.fused_tanh()),
-        UnaryFn::Sigmoid => map1(x, d, |v| one / (one + (-v).fused_exp())),
+        UnaryFn::Sigmoid => map1(x, d, |v| v.fused_sigmoid()),
         UnaryFn::Relu => map1(x, d, |v| if v <= zero { zero } else { v }),
-        UnaryFn::Gelu => {
-            let (h, k) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2));
-            map1(x, d, |v| v * h * (one + (v * k).erf()))
-        }
+        UnaryFn::Gelu => map1(x, d, |v| v.fused_gelu()),
         UnaryFn::GeluTanh => {
             let (k, kappa, h) = (c(0.797_884_560_802_865_4), c(0.044715), c(0.5));
             map1(x, d, |v| h * v * (one + (k * (v + kappa * v * v * v)).fused_tanh()))
         }
-        UnaryFn::Silu => map1(x, d, |v| v / (one + (-v).fused_exp())),
+        UnaryFn::Silu => map1(x, d, |v| v * v.fused_sigmoid()),
         UnaryFn::Softplus => {
             let t = c(20.0);
             map1(x, d, |v| if v > t { v } else { v.exp().ln_1p() })
@@ -577,7 +601,7 @@ fn unary<T: FusedFloat>(f: UnaryFn, x: &[T], d: &mut [MaybeUninit<T>]) {
         UnaryFn::Log1p => map1(x, d, |v| v.ln_1p()),
         UnaryFn::Square => map1(x, d, |v| v * v),
         UnaryFn::Reciprocal => map1(x, d, |v| one / v),
-        UnaryFn::Erf => map1(x, d, |v| v.erf()),
+        UnaryFn::Erf => map1(x, d, |v| v.fused_erf()),
         UnaryFn::Elu(a) => {
             let a = c(a);
             map1(x, d, |v| if v > zero { v } else { a * v.exp_m1() })

@@ -14,14 +14,14 @@ pub fn unary<T: FusedFloat>(f: UnaryFn, v: T) -> T {
     match f {
         UnaryFn::Neg => -v,
         UnaryFn::Exp => v.fused_exp(),
-        UnaryFn::Log => v.ln(),
+        UnaryFn::Log => v.fused_log(),
         UnaryFn::Sqrt => v.sqrt(),
         UnaryFn::Rsqrt => one / v.sqrt(),
         UnaryFn::Abs => v.abs(),
         UnaryFn::Sin => v.sin(),
         UnaryFn::Cos => v.cos(),
         UnaryFn::Tanh => v.fused_tanh(),
-        UnaryFn::Sigmoid => one / (one + (-v).fused_exp()),
+        UnaryFn::Sigmoid => v.fused_sigmoid(),
         UnaryFn::Relu => {
             if v <= zero {
                 zero
@@ -29,9 +29,9 @@ pub fn unary<T: FusedFloat>(f: UnaryFn, v: T) -> T {
                 v
             }
         }
-        UnaryFn::Gelu => v * c(0.5) * (one + (v * c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+        UnaryFn::Gelu => v.fused_gelu(),
         UnaryFn::GeluTanh => c(0.5) * v * (one + (c(0.797_884_560_802_865_4) * (v + c(0.044715) * v * v * v)).fused_tanh()),
-        UnaryFn::Silu => v / (one + (-v).fused_exp()),
+        UnaryFn::Silu => v * v.fused_sigmoid(),
         UnaryFn::Softplus => {
             if v > c(20.0) {
                 v
@@ -42,7 +42,7 @@ pub fn unary<T: FusedFloat>(f: UnaryFn, v: T) -> T {
         UnaryFn::Log1p => v.ln_1p(),
         UnaryFn::Square => v * v,
         UnaryFn::Reciprocal => one / v,
-        UnaryFn::Erf => v.erf(),
+        UnaryFn::Erf => v.fused_erf(),
         UnaryFn::Elu(a) => {
             if v > zero {
                 v
