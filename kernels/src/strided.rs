@@ -6,6 +6,7 @@
 //! can vectorise; only the outer index is computed with divisions, once per row.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use smallvec::SmallVec;
 
 type Dims = SmallVec<[usize; 6]>;
@@ -111,13 +112,24 @@ pub fn for_each_row<D: Send, const N: usize>(
 
 /// `f` over a dense source into a new vector, without first zero-filling the output.
 fn dense_map_vec<S: Copy + Sync, D: Send>(src: &[S], f: impl Fn(S) -> D + Sync + Send) -> Vec<D> {
-    if src.len() >= PARALLEL_THRESHOLD {
-        let mut out = Vec::with_capacity(src.len());
-        src.par_iter().map(|&x| f(x)).collect_into_vec(&mut out);
-        out
-    } else {
-        src.iter().map(|&x| f(x)).collect()
-    }
+    dense_vec(src.len(), |start, out| {
+        for (o, &x) in out.iter_mut().zip(&src[start..]) {
+            *o = MaybeUninit::new(f(x));
+        }
+    })
+}
+
+/// A new vector of `len` elements that `fill(start, piece)` writes piece by piece: one
+/// contiguous run of [`PARALLEL_THRESHOLD`]-element pieces per thread of the kernel budget, each
+/// piece a plain loop that LLVM vectorises. (rayon's `par_iter().zip().map().collect_into_vec()`
+/// went element by element through its producer chain and ignored the thread budget: the
+/// tape's elementwise fwd+bwd on [256, 2048] was slower on 2 threads than on 1.)
+fn dense_vec<D: Send>(len: usize, fill: impl Fn(usize, &mut [MaybeUninit<D>]) + Sync + Send) -> Vec<D> {
+    let mut out: Vec<D> = Vec::with_capacity(len);
+    crate::threads::for_each_chunk_mut(&mut out.spare_capacity_mut()[..len], PARALLEL_THRESHOLD, len, |i, piece| fill(i * PARALLEL_THRESHOLD, piece));
+    // SAFETY: the pieces cover `0..len` and `fill` wrote every element of its piece.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// [`map`] into a new vector (dense sources skip zero-filling the output).
@@ -154,12 +166,13 @@ pub fn zip_map_vec<A: Copy + Sync, B: Copy + Sync, D: Copy + Default + Send>(
     let plan = Rows::new(shape, [a_strides, b_strides], [a_offset, b_offset]);
     if plan.rows == 1 && plan.inner_strides == [1, 1] {
         let (a, b) = (&a[a_offset..a_offset + numel], &b[b_offset..b_offset + numel]);
-        if numel >= PARALLEL_THRESHOLD {
-            let mut out = Vec::with_capacity(numel);
-            a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out);
-            return out;
-        }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return dense_vec(numel, |start, out| {
+            let n = out.len();
+            let (a, b) = (&a[start..start + n], &b[start..start + n]);
+            for i in 0..n {
+                out[i] = MaybeUninit::new(f(a[i], b[i]));
+            }
+        });
     }
     let mut out = vec![D::default(); numel];
     zip_map(a, a_offset, a_strides, b, b_offset, b_strides, shape, &mut out, f);
