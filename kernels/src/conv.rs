@@ -13,6 +13,9 @@
 //! when there is enough of it; otherwise (e.g. batch 1) gemm threads each product instead.
 
 use crate::gemm::matmul_with_threads;
+
+#[path = "conv_shifted.rs"]
+mod shifted;
 use crate::{threads, Float};
 use rayon::prelude::*;
 
@@ -375,6 +378,20 @@ pub fn conv2d_forward_then<T: Float, F: Fn(usize, &mut [T]) + Sync + Send>(
     let mut out = vec![T::zero(); g.out_len()];
     let gemm_threads = g.gemm_threads();
     let sample_work = if g.split_batch() { g.work() } else { 0 };
+    if shifted::applies(&g) {
+        let w_taps = shifted::forward_taps(&g, w);
+        let sh = shifted::Shifted::forward(&g);
+        let (og, in_len, group_w) = (g.og(), g.cg() * g.in_plane(), g.og() * g.col_rows());
+        threads::for_each_chunk_mut_init(&mut out, g.o * g.out_plane(), sample_work, shifted::Scratch::default, |scratch, s, out_s| {
+            let x_s = &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()];
+            for (grp, out_g) in out_s.chunks_mut(og * g.out_plane()).enumerate() {
+                let bias_of = |ch: usize| bias.map_or(T::zero(), |b| b[grp * og + ch]);
+                sh.run(&x_s[grp * in_len..][..in_len], &w_taps[grp * group_w..][..group_w], out_g, bias_of, scratch, gemm_threads);
+            }
+            then(s, out_s);
+        });
+        return out;
+    }
     threads::for_each_chunk_mut_init(
         &mut out,
         g.o * g.out_plane(),
@@ -448,6 +465,18 @@ pub fn conv2d_backward_input<T: Float>(
     let gemm_threads = g.gemm_threads();
     let sample_work = if g.split_batch() { g.work() } else { 0 };
     let go_len = g.o * g.out_plane();
+    if shifted::applies_to_input_gradient(&g) {
+        let w_taps = shifted::input_gradient_taps(&g, w);
+        let sh = shifted::Shifted::input_gradient(&g);
+        let (og_len, in_len, group_w) = (g.og() * g.out_plane(), g.cg() * g.in_plane(), g.og() * g.col_rows());
+        threads::for_each_chunk_mut_init(&mut grad_x, g.c * g.in_plane(), sample_work, shifted::Scratch::default, |scratch, s, gx_s| {
+            let go_s = &grad_out[s * go_len..][..go_len];
+            for (grp, gx_g) in gx_s.chunks_mut(in_len).enumerate() {
+                sh.run(&go_s[grp * og_len..][..og_len], &w_taps[grp * group_w..][..group_w], gx_g, |_| T::zero(), scratch, gemm_threads);
+            }
+        });
+        return grad_x;
+    }
     threads::for_each_chunk_mut_init(
         &mut grad_x,
         g.c * g.in_plane(),
@@ -520,6 +549,35 @@ pub fn conv2d_backward_weight<T: Float>(
     } else {
         Vec::new()
     };
+    if shifted::applies(&g) {
+        let sh = shifted::Shifted::forward(&g);
+        let (og_len, in_len, group_w) = (g.og() * g.out_plane(), g.cg() * g.in_plane(), g.og() * g.col_rows());
+        let sample = |s: usize, part: &mut [T], scratch: &mut shifted::Scratch<T>, gemm_threads: usize| {
+            let x_s = &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()];
+            let go_s = &grad_out[s * g.o * g.out_plane()..][..g.o * g.out_plane()];
+            for (grp, part_g) in part.chunks_mut(group_w).enumerate() {
+                sh.weight_gradient(&x_s[grp * in_len..][..in_len], &go_s[grp * og_len..][..og_len], part_g, scratch, gemm_threads);
+            }
+        };
+        let taps_t = if ranges.len() <= 1 {
+            let mut sum = vec![T::zero(); g.w_len()];
+            let mut scratch = shifted::Scratch::default();
+            (0..g.n).for_each(|s| sample(s, &mut sum, &mut scratch, threads::num_threads()));
+            sum
+        } else {
+            let partials: Vec<Vec<T>> = ranges
+                .into_par_iter()
+                .map(|range| {
+                    let mut part = vec![T::zero(); g.w_len()];
+                    let mut scratch = shifted::Scratch::default();
+                    range.for_each(|s| sample(s, &mut part, &mut scratch, 1));
+                    part
+                })
+                .collect();
+            add_partials(partials)
+        };
+        return shifted::weight_from_taps(&g, &taps_t);
+    }
     // Sums are kept transposed, `[groups, C/g·KH·KW, O/g]`: see `backward_weight_sample`.
     let grad_w_t = if ranges.len() <= 1 {
         let mut grad_w_t = vec![T::zero(); g.w_len()];
@@ -542,12 +600,7 @@ pub fn conv2d_backward_weight<T: Float>(
                 part
             })
             .collect();
-        let (first, rest) = partials.split_first().expect("at least two partial sums");
-        let mut sum = first.clone();
-        for part in rest {
-            sum.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b);
-        }
-        sum
+        add_partials(partials)
     };
     let (k, og) = (g.col_rows(), g.og());
     let mut grad_w = vec![T::zero(); g.w_len()];
@@ -557,6 +610,16 @@ pub fn conv2d_backward_weight<T: Float>(
         }
     }
     grad_w
+}
+
+/// The sum of per-thread partial sums.
+fn add_partials<T: Float>(partials: Vec<Vec<T>>) -> Vec<T> {
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().expect("at least one partial sum");
+    for part in parts {
+        sum.iter_mut().zip(&part).for_each(|(a, &b)| *a = *a + b);
+    }
+    sum
 }
 
 /// Adds sample `s`'s contribution to `grad_w_t`, the weight gradient transposed per group
@@ -644,13 +707,18 @@ mod tests {
     }
 
     fn random_case(rng: &mut Rng) -> Case {
+        let (cg, og) = (1 + rng.below(3), 1 + rng.below(3));
+        let (sh, sw) = (1 + rng.below(3), 1 + rng.below(3));
+        random_case_with(rng, cg, og, sh, sw)
+    }
+
+    /// A random case with `cg` input and `og` output channels per group.
+    fn random_case_with(rng: &mut Rng, cg: usize, og: usize, stride_h: usize, stride_w: usize) -> Case {
         let groups = [1, 1, 2, 3][rng.below(4)];
-        let cg = 1 + rng.below(3);
-        let og = 1 + rng.below(3);
         let kh = 1 + rng.below(3);
         let kw = 1 + rng.below(3);
         let p = Conv2dParams {
-            stride: [1 + rng.below(3), 1 + rng.below(3)],
+            stride: [stride_h, stride_w],
             padding: [rng.below(3), rng.below(3)],
             dilation: [1 + rng.below(2), 1 + rng.below(2)],
             groups,
@@ -722,6 +790,31 @@ mod tests {
         }
     }
 
+    /// Random stride-1 cases wide enough (16 channels per group) for the im2col-free path.
+    fn check_random_shifted<T: Float>(seed: u64, tol: f64) {
+        let mut rng = Rng::new(seed);
+        let mut checked = 0;
+        while checked < 40 {
+            let case = random_case_with(&mut rng, 16, 16, 1, 1);
+            let [_, _, kh, kw] = case.w_shape;
+            if case.p.output_size(case.x_shape[2], case.x_shape[3], kh, kw).is_none() {
+                continue;
+            }
+            let g = Geometry::new(case.x_shape, case.w_shape, &case.p);
+            if !shifted::applies(&g) {
+                continue;
+            }
+            check_case::<T>(&mut rng, &case, tol);
+            checked += 1;
+        }
+    }
+
+    #[test]
+    fn conv_random_shifted() {
+        check_random_shifted::<f64>(24, 1e-12);
+        check_random_shifted::<f32>(25, 1e-4);
+    }
+
     #[test]
     fn conv_random_f32() {
         check_random::<f32>(21, 1e-5);
@@ -776,8 +869,25 @@ mod tests {
                 w_shape: [32, 8, 3, 3],
                 p: p([2, 2], [1, 1], [2, 2], 2),
             },
+            // im2col-free (shifted) path over several output tiles: 30 wide rows of 32 and
+            // 27 of 35 positions, more than one 512-position tile; dilated, uneven padding,
+            // grouped.
+            Case {
+                x_shape: [2, 16, 30, 30],
+                w_shape: [16, 16, 3, 3],
+                p: p([1, 1], [1, 1], [1, 1], 1),
+            },
+            Case {
+                x_shape: [2, 32, 31, 33],
+                w_shape: [32, 16, 3, 2],
+                p: p([1, 1], [0, 1], [2, 2], 2),
+            },
         ];
         for case in &cases {
+            let g = Geometry::new(case.x_shape, case.w_shape, &case.p);
+            if case.x_shape[2] >= 30 {
+                assert!(shifted::applies(&g) && shifted::applies_to_input_gradient(&g), "the shifted path should take {:?}", case.p);
+            }
             check_case::<f64>(&mut rng, case, 1e-12);
             // The large cases sum over ~2000 products: f32 rounding grows with that.
             check_case::<f32>(&mut rng, case, 1e-4);

@@ -1,0 +1,272 @@
+//! Stride-1 convolutions without im2col: the "shifted GEMM" form.
+//!
+//! With the input zero-padded to `[C, Hp, Wp]` and the output computed over "wide" rows of `Wp`
+//! positions (the last `Wp - OW` of each row are junk and dropped), output position
+//! `p = y·Wp + x` of kernel tap `(ki, kj)` reads padded input element `p + ki·dh·Wp + kj·dw` of
+//! each channel plane. So for a fixed tap the input is an ordinary strided `[C, P]` matrix (row
+//! stride `Hp·Wp`, column stride 1) and the convolution is a sum of one GEMM per tap:
+//! `out[O, P] = Σ_tap W_tap[O, C] · X_tap[C, P]`.
+//!
+//! im2col writes `KH·KW` copies of the input (7.2 MB per sample for ResNet's 64-channel 56×56
+//! 3×3 conv) and the GEMM then reads them back from memory; here the only copy is the padded
+//! input (0.86 MB), and the output is produced in tiles of [`TILE`] positions whose accumulator
+//! and input slices stay in L2 across the taps.
+//!
+//! The input gradient of a stride-1 convolution is itself such a convolution, of `grad_out`
+//! with the kernel flipped and its channel axes swapped, padded by `d·(k-1) - p`; the weight
+//! gradient is one GEMM per tap with the contraction over positions.
+
+use super::{matmul_into, Geometry, Operand};
+use crate::Float;
+
+/// Output positions per tile: the tile's accumulator (`O/g × TILE`) and each tap's input slice
+/// (`C/g × TILE`) stay in L2 (128 KiB each at 64 channels).
+const TILE: usize = 512;
+
+/// Fewest channels a tap's GEMM may contract over. Below it the per-tap GEMMs are too thin and
+/// im2col's single deep one wins: MNIST's first conv (1 input channel) took 2.5 ms shifted
+/// against 0.6 ms with im2col, forward, batch 64, 1 thread (`conv_parts`).
+const MIN_CONTRACTION: usize = 16;
+
+/// Whether the shifted form is possible: stride 1, a kernel larger than 1×1 (pointwise convs
+/// need no unrolling anyway), and padding no larger than the dilated kernel's reach, so that
+/// the input gradient is a convolution with non-negative padding.
+fn possible(g: &Geometry) -> bool {
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    g.stride == [1, 1] && !g.is_pointwise() && ph <= dh * (g.kh - 1) && pw <= dw * (g.kw - 1)
+}
+
+/// Whether the forward and the weight gradient take the shifted form (they contract over the
+/// input channels of a group).
+pub(super) fn applies(g: &Geometry) -> bool {
+    possible(g) && g.cg() >= MIN_CONTRACTION
+}
+
+/// Whether the input gradient takes the shifted form (it contracts over output channels).
+pub(super) fn applies_to_input_gradient(g: &Geometry) -> bool {
+    possible(g) && g.og() >= MIN_CONTRACTION
+}
+
+/// The padded, wide-row geometry of one convolution of `c` channels of `h`×`w` planes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shifted {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ph: usize,
+    pw: usize,
+    dh: usize,
+    dw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Shifted {
+    /// Forward of one group: `c = C/g` inputs, `o = O/g` outputs.
+    pub(super) fn forward(g: &Geometry) -> Shifted {
+        Shifted {
+            c: g.cg(),
+            h: g.h,
+            w: g.w,
+            o: g.og(),
+            kh: g.kh,
+            kw: g.kw,
+            ph: g.padding[0],
+            pw: g.padding[1],
+            dh: g.dilation[0],
+            dw: g.dilation[1],
+            oh: g.oh,
+            ow: g.ow,
+        }
+    }
+
+    /// The input gradient of one group as a forward convolution of `grad_out`: `O/g` input
+    /// channels of `OH×OW`, `C/g` outputs of `H×W`, padding `d·(k-1) - p`.
+    pub(super) fn input_gradient(g: &Geometry) -> Shifted {
+        let [dh, dw] = g.dilation;
+        Shifted {
+            c: g.og(),
+            h: g.oh,
+            w: g.ow,
+            o: g.cg(),
+            kh: g.kh,
+            kw: g.kw,
+            ph: dh * (g.kh - 1) - g.padding[0],
+            pw: dw * (g.kw - 1) - g.padding[1],
+            dh,
+            dw,
+            oh: g.h,
+            ow: g.w,
+        }
+    }
+
+    fn hp(&self) -> usize {
+        self.h + 2 * self.ph
+    }
+    fn wp(&self) -> usize {
+        self.w + 2 * self.pw
+    }
+    fn plane(&self) -> usize {
+        self.hp() * self.wp()
+    }
+    /// Wide output positions: `OH` rows of `Wp`.
+    fn positions(&self) -> usize {
+        self.oh * self.wp()
+    }
+    fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+    /// Offset of tap `t`'s window in a padded plane.
+    fn shift(&self, t: usize) -> usize {
+        let (ki, kj) = (t / self.kw, t % self.kw);
+        ki * self.dh * self.wp() + kj * self.dw
+    }
+    /// Padded input length: the last tap of the last wide position reads `(KW-1)·dw` past
+    /// the last plane (junk columns only), so that much zero tail follows it.
+    fn padded_len(&self) -> usize {
+        self.c * self.plane() + (self.kw - 1) * self.dw
+    }
+
+    /// `x` (`[c, h, w]`) zero-padded into `xp` (`[c, Hp, Wp]` plus the tail).
+    fn pad<T: Float>(&self, x: &[T], xp: &mut Vec<T>) {
+        let (h, w, wp, ph, pw) = (self.h, self.w, self.wp(), self.ph, self.pw);
+        xp.clear();
+        xp.resize(self.padded_len(), T::zero());
+        for ch in 0..self.c {
+            let dst = &mut xp[ch * self.plane()..][..self.plane()];
+            for y in 0..h {
+                dst[(y + ph) * wp + pw..][..w].copy_from_slice(&x[(ch * h + y) * w..][..w]);
+            }
+        }
+    }
+
+    /// Convolution of one group: `x` `[c, h, w]`, `w_taps` `[taps, o, c]` (tap-major), into
+    /// `out` `[o, OH, OW]`, each output channel starting from `init(channel)`.
+    pub(super) fn run<T: Float>(&self, x: &[T], w_taps: &[T], out: &mut [T], init: impl Fn(usize) -> T, scratch: &mut Scratch<T>, gemm_threads: usize) {
+        let (c, o, wp, ow, ohw) = (self.c, self.o, self.wp(), self.ow, self.oh * self.ow);
+        self.pad(x, &mut scratch.padded);
+        let positions = self.positions();
+        let mut p0 = 0;
+        while p0 < positions {
+            let n = TILE.min(positions - p0);
+            scratch.acc.resize(o * n, T::zero());
+            for t in 0..self.taps() {
+                let a = Operand::rows(w_taps, t * o * c, c);
+                let b = Operand { data: &scratch.padded[..], offset: p0 + self.shift(t), rs: self.plane() as isize, cs: 1 };
+                matmul_into(gemm_threads, o, c, n, a, b, &mut scratch.acc, t > 0);
+            }
+            // Keep the valid columns of each wide row.
+            for ch in 0..o {
+                let acc = &scratch.acc[ch * n..][..n];
+                let bias = init(ch);
+                let mut p = p0;
+                while p < p0 + n {
+                    let (y, x0) = (p / wp, p % wp);
+                    let run_end = (p - x0 + wp).min(p0 + n);
+                    if x0 < ow {
+                        let len = ow.min(x0 + run_end - p) - x0;
+                        let dst = &mut out[ch * ohw + y * ow + x0..][..len];
+                        for (d, &v) in dst.iter_mut().zip(&acc[p - p0..]) {
+                            *d = v + bias;
+                        }
+                    }
+                    p = run_end;
+                }
+            }
+            p0 += n;
+        }
+    }
+
+    /// Adds the weight gradient of one group to `grad_w_taps` (`[taps, c, o]`: tap-major, each
+    /// tap's block transposed): `Σ_p X_tap[c, p] · grad_out_wide[o, p]`, with `grad_out`
+    /// (`[o, OH, OW]`) laid out wide and transposed once into `scratch.acc` (`[P, o]`, zero in
+    /// the junk rows) so every tap's GEMM reads it row-major.
+    pub(super) fn weight_gradient<T: Float>(&self, x: &[T], grad_out: &[T], grad_w_taps: &mut [T], scratch: &mut Scratch<T>, gemm_threads: usize) {
+        let (c, o, wp, ow, ohw) = (self.c, self.o, self.wp(), self.ow, self.oh * self.ow);
+        self.pad(x, &mut scratch.padded);
+        let positions = self.positions();
+        let go_t = &mut scratch.acc;
+        go_t.clear();
+        go_t.resize(positions * o, T::zero());
+        for ch in 0..o {
+            for y in 0..self.oh {
+                for (x, &v) in grad_out[ch * ohw + y * ow..][..ow].iter().enumerate() {
+                    go_t[(y * wp + x) * o + ch] = v;
+                }
+            }
+        }
+        for t in 0..self.taps() {
+            let a = Operand { data: &scratch.padded[..], offset: self.shift(t), rs: self.plane() as isize, cs: 1 };
+            let b = Operand::rows(&go_t[..], 0, o);
+            matmul_into(gemm_threads, c, positions, o, a, b, &mut grad_w_taps[t * c * o..][..c * o], true);
+        }
+    }
+}
+
+/// Per-thread buffers: the padded input and the tile accumulator (or the transposed wide
+/// `grad_out` for the weight gradient).
+pub(super) struct Scratch<T> {
+    padded: Vec<T>,
+    acc: Vec<T>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch { padded: Vec::new(), acc: Vec::new() }
+    }
+}
+
+/// `w` `[O, C/g, KH, KW]` as `[groups, taps, O/g, C/g]`: each tap's `[O/g, C/g]` block
+/// row-major, the forward GEMM's A operand.
+pub(super) fn forward_taps<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
+    let mut out = vec![T::zero(); w.len()];
+    for grp in 0..g.groups {
+        for o in 0..og {
+            for c in 0..cg {
+                for t in 0..taps {
+                    out[((grp * taps + t) * og + o) * cg + c] = w[((grp * og + o) * cg + c) * taps + t];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `w` as the input gradient's kernel, `[groups, taps, C/g, O/g]`: flipped in space (tap `t`
+/// of the gradient is tap `taps-1-t` of the forward) with the channel axes swapped.
+pub(super) fn input_gradient_taps<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
+    let mut out = vec![T::zero(); w.len()];
+    for grp in 0..g.groups {
+        for o in 0..og {
+            for c in 0..cg {
+                for t in 0..taps {
+                    out[((grp * taps + (taps - 1 - t)) * cg + c) * og + o] = w[((grp * og + o) * cg + c) * taps + t];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The weight gradient from its tap-major, transposed form `[groups, taps, C/g, O/g]` to
+/// `[O, C/g, KH, KW]`.
+pub(super) fn weight_from_taps<T: Float>(g: &Geometry, taps_t: &[T]) -> Vec<T> {
+    let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
+    let mut out = vec![T::zero(); taps_t.len()];
+    for grp in 0..g.groups {
+        for t in 0..taps {
+            for c in 0..cg {
+                for o in 0..og {
+                    out[((grp * og + o) * cg + c) * taps + t] = taps_t[((grp * taps + t) * cg + c) * og + o];
+                }
+            }
+        }
+    }
+    out
+}
