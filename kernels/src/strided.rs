@@ -203,8 +203,18 @@ pub fn map<S: Copy + Sync, D: Send>(
     }
     let s0 = plan.inner_strides[0];
     for_each_row(&plan, out, |[o], row| {
-        for (i, d) in row.iter_mut().enumerate() {
-            *d = f(src[o + i * s0]);
+        // Unit-stride rows get their own loop so it vectorises: a permuted copy such as a
+        // reduction over dims [0, 2, 3] of NCHW (batch norm's statistics) copies whole planes,
+        // and the strided loop took 11% of a ResNet block's training step.
+        if s0 == 1 {
+            let n = row.len();
+            for (d, &v) in row.iter_mut().zip(&src[o..o + n]) {
+                *d = f(v);
+            }
+        } else {
+            for (i, d) in row.iter_mut().enumerate() {
+                *d = f(src[o + i * s0]);
+            }
         }
     });
 }
