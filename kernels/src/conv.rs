@@ -1,4 +1,5 @@
-//! 2-D convolution (NCHW, PyTorch semantics) by im2col + GEMM.
+//! 2-D convolution (NCHW, PyTorch semantics) by im2col + GEMM, or, for stride-1 convolutions
+//! with enough channels, by one GEMM per kernel tap without im2col (`conv_shifted.rs`).
 //!
 //! For one sample and one group, im2col unrolls the input into a matrix `col` of shape
 //! `[C/g · KH · KW, OH · OW]` (zeros where the window hangs over the padding), so that
@@ -13,11 +14,11 @@
 //! when there is enough of it; otherwise (e.g. batch 1) gemm threads each product instead.
 
 use crate::gemm::matmul_with_threads;
+use crate::{threads, Float};
+use rayon::prelude::*;
 
 #[path = "conv_shifted.rs"]
 mod shifted;
-use crate::{threads, Float};
-use rayon::prelude::*;
 
 /// Convolution hyper-parameters, as in `torch.nn.functional.conv2d`; `[height, width]` pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
