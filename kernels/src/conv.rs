@@ -16,6 +16,7 @@
 use crate::gemm::matmul_with_threads;
 use crate::{threads, Float};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[path = "conv_shifted.rs"]
 mod shifted;
@@ -376,23 +377,23 @@ pub fn conv2d_forward_then<T: Float, F: Fn(usize, &mut [T]) + Sync + Send>(
             g.o
         );
     }
-    let mut out = vec![T::zero(); g.out_len()];
     let gemm_threads = g.gemm_threads();
     let sample_work = if g.split_batch() { g.work() } else { 0 };
     if shifted::applies(&g) {
         let w_taps = shifted::forward_taps(&g, w);
         let sh = shifted::Shifted::forward(&g);
         let (og, in_len, group_w) = (g.og(), g.cg() * g.in_plane(), g.og() * g.col_rows());
-        threads::for_each_chunk_mut_init(&mut out, g.o * g.out_plane(), sample_work, shifted::Scratch::default, |scratch, s, out_s| {
+        return filled_by_samples(g.out_len(), g.o * g.out_plane(), sample_work, shifted::Scratch::default, |scratch, s, out_s| {
             let x_s = &x[s * g.c * g.in_plane()..][..g.c * g.in_plane()];
             for (grp, out_g) in out_s.chunks_mut(og * g.out_plane()).enumerate() {
                 let bias_of = |ch: usize| bias.map_or(T::zero(), |b| b[grp * og + ch]);
                 sh.run(&x_s[grp * in_len..][..in_len], &w_taps[grp * group_w..][..group_w], out_g, bias_of, scratch, gemm_threads);
             }
-            then(s, out_s);
+            // SAFETY: `run` wrote every element of every group of this sample.
+            then(s, unsafe { assume_init_mut(out_s) });
         });
-        return out;
     }
+    let mut out = vec![T::zero(); g.out_len()];
     threads::for_each_chunk_mut_init(
         &mut out,
         g.o * g.out_plane(),
@@ -462,7 +463,6 @@ pub fn conv2d_backward_input<T: Float>(
         g.w_len(),
         "conv2d_backward_input: weight length vs shape {w_shape:?}"
     );
-    let mut grad_x = vec![T::zero(); g.x_len()];
     let gemm_threads = g.gemm_threads();
     let sample_work = if g.split_batch() { g.work() } else { 0 };
     let go_len = g.o * g.out_plane();
@@ -470,14 +470,14 @@ pub fn conv2d_backward_input<T: Float>(
         let w_taps = shifted::input_gradient_taps(&g, w);
         let sh = shifted::Shifted::input_gradient(&g);
         let (og_len, in_len, group_w) = (g.og() * g.out_plane(), g.cg() * g.in_plane(), g.og() * g.col_rows());
-        threads::for_each_chunk_mut_init(&mut grad_x, g.c * g.in_plane(), sample_work, shifted::Scratch::default, |scratch, s, gx_s| {
+        return filled_by_samples(g.x_len(), g.c * g.in_plane(), sample_work, shifted::Scratch::default, |scratch, s, gx_s| {
             let go_s = &grad_out[s * go_len..][..go_len];
             for (grp, gx_g) in gx_s.chunks_mut(in_len).enumerate() {
                 sh.run(&go_s[grp * og_len..][..og_len], &w_taps[grp * group_w..][..group_w], gx_g, |_| T::zero(), scratch, gemm_threads);
             }
         });
-        return grad_x;
     }
+    let mut grad_x = vec![T::zero(); g.x_len()];
     threads::for_each_chunk_mut_init(
         &mut grad_x,
         g.c * g.in_plane(),
@@ -611,6 +611,31 @@ pub fn conv2d_backward_weight<T: Float>(
         }
     }
     grad_w
+}
+
+/// A new vector of `len` elements written sample by sample: `fill(scratch, s, piece)` must
+/// write every element of sample `s`'s `per_sample`-element piece. It is not zero-filled first.
+fn filled_by_samples<T: Float, S>(
+    len: usize,
+    per_sample: usize,
+    work: usize,
+    scratch: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    threads::for_each_chunk_mut_init(&mut out.spare_capacity_mut()[..len], per_sample, work, scratch, fill);
+    // SAFETY: the pieces cover `0..len` and `fill` wrote every element of each.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `piece` as initialised values.
+///
+/// # Safety
+/// Every element of `piece` must have been written.
+unsafe fn assume_init_mut<T>(piece: &mut [MaybeUninit<T>]) -> &mut [T] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the caller vouches that all are written.
+    unsafe { &mut *(piece as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// The sum of per-thread partial sums.
