@@ -31,18 +31,14 @@ const TILE: usize = 512;
 /// input gradient (32 → 1 channel), batch 64, 1 thread (`conv_parts`).
 const MIN_CHANNELS: usize = 16;
 
-/// Whether the shifted form is possible: stride 1, a kernel larger than 1×1 (pointwise convs
-/// need no unrolling anyway), padding no larger than the dilated kernel's reach (so that the
-/// input gradient is a convolution with non-negative padding), and wide enough GEMMs.
-fn possible(g: &Geometry) -> bool {
+/// Whether the forward and the weight gradient take the shifted form: stride 1, a kernel
+/// larger than 1×1 (pointwise convs need no unrolling anyway), padding no larger than the
+/// dilated kernel's reach (so that the input gradient is a convolution with non-negative
+/// padding), and wide enough GEMMs.
+pub(super) fn applies(g: &Geometry) -> bool {
     let [ph, pw] = g.padding;
     let [dh, dw] = g.dilation;
     g.stride == [1, 1] && !g.is_pointwise() && ph <= dh * (g.kh - 1) && pw <= dw * (g.kw - 1) && g.cg().min(g.og()) >= MIN_CHANNELS
-}
-
-/// Whether the forward and the weight gradient take the shifted form.
-pub(super) fn applies(g: &Geometry) -> bool {
-    possible(g)
 }
 
 /// Whether the input gradient takes the shifted form: only for padded convolutions. The input
@@ -50,7 +46,7 @@ pub(super) fn applies(g: &Geometry) -> bool {
 /// MNIST's conv2 (32 → 64, 26×26, batch 64) took 10.5–11.2 ms with im2col against 12.9–13.5
 /// shifted, 1 thread, while padded 16- and 64-channel convs gained 15–25%.
 pub(super) fn applies_to_input_gradient(g: &Geometry) -> bool {
-    possible(g) && g.padding != [0, 0]
+    applies(g) && g.padding != [0, 0]
 }
 
 /// The padded, wide-row geometry of one convolution of `c` channels of `h`×`w` planes.
