@@ -225,53 +225,46 @@ impl<T> Default for Scratch<T> {
     }
 }
 
-/// `w` `[O, C/g, KH, KW]` as `[groups, taps, O/g, C/g]`: each tap's `[O/g, C/g]` block
-/// row-major, the forward GEMM's A operand.
-pub(super) fn forward_taps<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+/// A weight-sized buffer with element `(group, o, c, tap)` moved from index `from(..)` of
+/// `src` to index `to(..)` of the result: the three layouts below differ only in these maps.
+fn relayout<T: Float>(g: &Geometry, src: &[T], from: impl Fn(usize, usize, usize, usize) -> usize, to: impl Fn(usize, usize, usize, usize) -> usize) -> Vec<T> {
     let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
-    let mut out = vec![T::zero(); w.len()];
+    let mut out = vec![T::zero(); src.len()];
     for grp in 0..g.groups {
         for o in 0..og {
             for c in 0..cg {
                 for t in 0..taps {
-                    out[((grp * taps + t) * og + o) * cg + c] = w[((grp * og + o) * cg + c) * taps + t];
+                    out[to(grp, o, c, t)] = src[from(grp, o, c, t)];
                 }
             }
         }
     }
     out
+}
+
+/// PyTorch's weight layout `[O, C/g, KH, KW]`.
+fn weight_index(g: &Geometry) -> impl Fn(usize, usize, usize, usize) -> usize {
+    let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
+    move |grp, o, c, t| ((grp * og + o) * cg + c) * taps + t
+}
+
+/// `w` `[O, C/g, KH, KW]` as `[groups, taps, O/g, C/g]`: each tap's `[O/g, C/g]` block
+/// row-major, the forward GEMM's A operand.
+pub(super) fn forward_taps<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
+    relayout(g, w, weight_index(g), |grp, o, c, t| ((grp * taps + t) * og + o) * cg + c)
 }
 
 /// `w` as the input gradient's kernel, `[groups, taps, C/g, O/g]`: flipped in space (tap `t`
 /// of the gradient is tap `taps-1-t` of the forward) with the channel axes swapped.
 pub(super) fn input_gradient_taps<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
-    let mut out = vec![T::zero(); w.len()];
-    for grp in 0..g.groups {
-        for o in 0..og {
-            for c in 0..cg {
-                for t in 0..taps {
-                    out[((grp * taps + (taps - 1 - t)) * cg + c) * og + o] = w[((grp * og + o) * cg + c) * taps + t];
-                }
-            }
-        }
-    }
-    out
+    relayout(g, w, weight_index(g), |grp, o, c, t| ((grp * taps + (taps - 1 - t)) * cg + c) * og + o)
 }
 
 /// The weight gradient from its tap-major, transposed form `[groups, taps, C/g, O/g]` to
 /// `[O, C/g, KH, KW]`.
 pub(super) fn weight_from_taps<T: Float>(g: &Geometry, taps_t: &[T]) -> Vec<T> {
     let (og, cg, taps) = (g.og(), g.cg(), g.kh * g.kw);
-    let mut out = vec![T::zero(); taps_t.len()];
-    for grp in 0..g.groups {
-        for t in 0..taps {
-            for c in 0..cg {
-                for o in 0..og {
-                    out[((grp * og + o) * cg + c) * taps + t] = taps_t[((grp * taps + t) * cg + c) * og + o];
-                }
-            }
-        }
-    }
-    out
+    relayout(g, taps_t, |grp, o, c, t| ((grp * taps + t) * cg + c) * og + o, weight_index(g))
 }
