@@ -16,23 +16,23 @@
 
 #[path = "serve/src/mnist_models.rs"]
 mod mnist_models;
+#[path = "common/bench.rs"]
+mod bench;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use tensorbrain::autograd::grad;
-use tensorbrain::compile::{compile, training_graph, CompiledGraph, GraphBuilder, Options, Params};
+use tensorbrain::compile::{compile, training_graph, CompiledGraph, Options, Params};
 use tensorbrain::ir::autodiff::backward;
-use tensorbrain::ir::Graph;
 use tensorbrain_kernels::cpu::CpuLevel;
 use tensorbrain::nn::StaticModel;
 use tensorbrain::optim::{Adam, AdamOptions, Optimizer};
 use tensorbrain::prelude::*;
 
+use bench::{best_ms, best_of, conv_block, conv_block_params, elementwise_block, elementwise_eager, tape_step};
 use mnist_models::{Cnn, Mlp};
 
 #[derive(Parser, Debug)]
@@ -252,21 +252,6 @@ fn print_table(args: &Args, levels: &[CpuLevel], sides: &[Side], r: &Results) {
 // The benchmarks, as one worker process runs them. Row names must match
 // benches/bench_all_pytorch.py's.
 
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn ms(reps: usize, f: impl FnMut()) -> f64 {
-    best_of(reps, f) * 1e3
-}
-
 type Emit<'a> = dyn FnMut(&str, f64, &str) + 'a;
 
 /// The benchmark groups, by the name `--only` matches.
@@ -319,54 +304,31 @@ impl MlpLogits {
     }
 }
 
-fn tape_step(out: Tensor, wrt: &[Tensor]) {
-    let loss = out.mean(&[], false);
-    std::hint::black_box(grad(&loss, wrt, None, false).unwrap());
-}
-
 fn mlp_rows(emit: &mut Emit<'_>) {
     let mlp = MlpLogits::init(0);
     let x = Tensor::randn(&[64, 784], DType::F32);
     let go = Tensor::full(&[64, 10], 1.0 / 640.0, DType::F32);
     emit(
         "MLP 784-256-10 b64 fwd+bwd, #[model]",
-        ms(200, || {
+        best_ms(200, || {
             let (_, saved) = mlp.forward_train(std::slice::from_ref(&x), false).unwrap();
             std::hint::black_box(<MlpLogits as StaticModel>::backward(&saved, &go).unwrap());
         }),
         "ms",
     );
     let params = mlp.parameters();
-    emit("MLP 784-256-10 b64 fwd+bwd, tape", ms(200, || tape_step(mlp.fc2.forward(&mlp.fc1.forward(&x).unwrap().relu()).unwrap().log_softmax(1), &params)), "ms");
-}
-
-/// conv 16->32 3x3 + per-channel affine (batch norm in eval) + relu, batch 32, 32×32.
-fn conv_block() -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.input("x", &[32, 16, 32, 32]);
-    let h = b.conv2d(x, "conv", 16, 32, 3, 1, 1);
-    let h = b.channel_affine(h, "bn", 32);
-    let y = b.relu(h);
-    b.finish(&[y])
+    emit("MLP 784-256-10 b64 fwd+bwd, tape", best_ms(200, || tape_step(mlp.fc2.forward(&mlp.fc1.forward(&x).unwrap().relu()).unwrap().log_softmax(1), &params)), "ms");
 }
 
 fn run_ms(reps: usize, g: &CompiledGraph, inputs: &[Tensor], p: &Params) -> f64 {
-    ms(reps, || {
+    best_ms(reps, || {
         std::hint::black_box(g.run(inputs, p).unwrap());
     })
 }
 
 fn conv_rows(emit: &mut Emit<'_>) {
     let g = conv_block();
-    let p: Params = [
-        ("conv.weight", Tensor::randn(&[32, 16, 3, 3], DType::F32) * 0.1),
-        ("conv.bias", Tensor::randn(&[32], DType::F32)),
-        ("bn.scale", Tensor::randn(&[32, 1, 1], DType::F32).abs() + 0.5),
-        ("bn.shift", Tensor::randn(&[32, 1, 1], DType::F32)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let p = conv_block_params();
     let x = Tensor::randn(&[32, 16, 32, 32], DType::F32);
     let fused = compile(&g, &Options::default()).unwrap();
     let unfused = compile(&g, &Options::unfused()).unwrap();
@@ -377,22 +339,8 @@ fn conv_rows(emit: &mut Emit<'_>) {
     emit("conv+affine+relu b32 fwd+bwd, fused", run_ms(10, &tg, &[x, go], &p), "ms");
 }
 
-/// Three stages of `x * sigmoid(x) * 0.5 + tanh(x)` on [256, 2048].
-fn elementwise_block() -> Graph {
-    let mut b = GraphBuilder::new();
-    let mut h = b.input("x", &[256, 2048]);
-    for _ in 0..3 {
-        let s = b.sigmoid(h);
-        let m = b.mul(h, s);
-        let m = b.mul_scalar(m, 0.5);
-        let t = b.tanh(h);
-        h = b.add(m, t);
-    }
-    b.finish(&[h])
-}
-
 fn elementwise_rows(emit: &mut Emit<'_>) {
-    let g = elementwise_block();
+    let g = elementwise_block(256, 2048);
     let x = Tensor::randn(&[256, 2048], DType::F32);
     let none = Params::new();
     emit("3× (x·sig(x)·.5+tanh x) fwd, fused", run_ms(20, &compile(&g, &Options::default()).unwrap(), &[x.clone()], &none), "ms");
@@ -400,14 +348,7 @@ fn elementwise_rows(emit: &mut Emit<'_>) {
     let go = Tensor::full(&[256, 2048], 1.0 / (256.0 * 2048.0), DType::F32);
     emit("3× (x·sig(x)·.5+tanh x) fwd+bwd, fused", run_ms(10, &tg, &[x.clone(), go], &none), "ms");
     let xg = x.detach().set_requires_grad(true);
-    let eager = |x: &Tensor| {
-        let mut h = x.clone();
-        for _ in 0..3 {
-            h = &(&(&h * &h.sigmoid()) * 0.5) + &h.tanh();
-        }
-        h
-    };
-    emit("3× (x·sig(x)·.5+tanh x) fwd+bwd, tape", ms(10, || tape_step(eager(&xg), std::slice::from_ref(&xg))), "ms");
+    emit("3× (x·sig(x)·.5+tanh x) fwd+bwd, tape", best_ms(10, || tape_step(elementwise_eager(&xg), std::slice::from_ref(&xg))), "ms");
 }
 
 /// ResNet-18's basic block at its first stage's size: 64 channels, 56×56.
@@ -433,7 +374,7 @@ fn resnet_block_row(emit: &mut Emit<'_>) {
     let x = Tensor::randn(&[8, 64, 56, 56], DType::F32).set_requires_grad(true);
     let mut wrt = block.parameters();
     wrt.push(x.clone());
-    emit("ResNet basic block 64ch 56² b8 fwd+bwd, tape", ms(5, || tape_step(block.forward_dyn(std::slice::from_ref(&x)).unwrap(), &wrt)), "ms");
+    emit("ResNet basic block 64ch 56² b8 fwd+bwd, tape", best_ms(5, || tape_step(block.forward_dyn(std::slice::from_ref(&x)).unwrap(), &wrt)), "ms");
 }
 
 /// Adam steps on random MNIST-shaped batches of 64 (what one epoch of `examples/mnist` spends

@@ -8,21 +8,13 @@
 //! one least disturbed.
 
 use std::process::Command;
-use std::time::Instant;
 
 use tensorbrain::prelude::*;
 use tensorbrain::set_num_threads;
 
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+#[path = "common/bench.rs"]
+mod bench;
+use bench::best_of;
 
 fn sgemm_gflops(n: usize) -> f64 {
     let a = Tensor::randn(&[n, n], DType::F32);

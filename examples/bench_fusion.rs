@@ -9,14 +9,15 @@
 //!
 //! `benches/bench_fusion_pytorch.py` measures the same models in PyTorch eager.
 
-use std::time::Instant;
-
-use tensorbrain::autograd::grad;
-use tensorbrain::compile::{compile, freeze, param_training_graph, training_graph, CompiledGraph, GraphBuilder, Options, Params};
+use tensorbrain::compile::{compile, freeze, param_training_graph, training_graph, CompiledGraph, Options, Params};
 use tensorbrain::ir::autodiff::backward;
 use tensorbrain::ir::Graph;
 use tensorbrain::nn::StaticModel;
 use tensorbrain::prelude::*;
+
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{best_ms, conv_block, conv_block_params, elementwise_block, elementwise_eager, tape_step};
 
 #[model]
 pub struct Mlp {
@@ -32,17 +33,6 @@ impl Mlp {
 }
 
 const THREADS: usize = 2;
-
-fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn header() {
     println!(
@@ -79,46 +69,9 @@ fn row_compiled(name: &str, reps: usize, fused: &CompiledGraph, unfused: &Compil
     );
 }
 
-/// conv 16->32 3x3 + per-channel affine (batch norm in eval) + relu.
-fn conv_block() -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.input("x", &[32, 16, 32, 32]);
-    let h = b.conv2d(x, "conv", 16, 32, 3, 1, 1);
-    let h = b.channel_affine(h, "bn", 32);
-    let y = b.relu(h);
-    b.finish(&[y])
-}
-
 fn conv_eager(p: &Params, x: &Tensor) -> Tensor {
     let h = x.conv2d(&p["conv.weight"], Some(&p["conv.bias"]), [1, 1], [1, 1], [1, 1], 1);
     (h * &p["bn.scale"] + &p["bn.shift"]).relu()
-}
-
-/// Three stages of `x * sigmoid(x) * 0.5 + tanh(x)`.
-fn elementwise_block(rows: usize, cols: usize) -> Graph {
-    let mut b = GraphBuilder::new();
-    let mut h = b.input("x", &[rows, cols]);
-    for _ in 0..3 {
-        let s = b.sigmoid(h);
-        let m = b.mul(h, s);
-        let m = b.mul_scalar(m, 0.5);
-        let t = b.tanh(h);
-        h = b.add(m, t);
-    }
-    b.finish(&[h])
-}
-
-fn elementwise_eager(x: &Tensor) -> Tensor {
-    let mut h = x.clone();
-    for _ in 0..3 {
-        h = &(&(&h * &h.sigmoid()) * 0.5) + &h.tanh();
-    }
-    h
-}
-
-fn tape_step(out: Tensor, wrt: &[Tensor]) {
-    let loss = out.mean(&[], false);
-    std::hint::black_box(grad(&loss, wrt, None, false).unwrap());
 }
 
 /// The code `#[model]` generated at compile time (fused kernels as Rust, no interpreter):
@@ -164,15 +117,7 @@ fn main() {
 
     // ---- conv + per-channel affine + relu ----
     let g = conv_block();
-    let p: Params = [
-        ("conv.weight", Tensor::randn(&[32, 16, 3, 3], DType::F32) * 0.1),
-        ("conv.bias", Tensor::randn(&[32], DType::F32)),
-        ("bn.scale", Tensor::randn(&[32, 1, 1], DType::F32).abs() + 0.5),
-        ("bn.shift", Tensor::randn(&[32, 1, 1], DType::F32)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let p = conv_block_params();
     let x = Tensor::randn(&[32, 16, 32, 32], DType::F32);
     row("conv+affine+relu b32 forward", 20, &g, &[x.clone()], &p, || {
         no_grad(|| std::hint::black_box(conv_eager(&p, &x)));
