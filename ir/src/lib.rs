@@ -15,5 +15,5 @@ pub mod passes;
 pub mod shape;
 
 pub use graph::{Graph, Node, NodeId};
-pub use op::{BinaryOp, Op, PoolKind, ReduceOp, ScalarOp, UnaryOp};
+pub use op::{BinaryOp, Op, PoolKind, QLayerOp, QuantParams, ReduceOp, ScalarOp, UnaryOp};
 pub use shape::{Atom, Dim, Poly, Shape, ShapeError};

@@ -187,6 +187,32 @@ pub struct PoolGeometry {
     pub padding: [usize; 2],
 }
 
+/// The parameters of a per-tensor affine u8 value: `real = scale · (q − zero_point)`, q in
+/// 0..=255. Quantization rounds half to even and clamps, as PyTorch does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuantParams {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// The int8 layer a [`Op::QLinear`] or [`Op::QConv2d`] runs: which packed weights (held by
+/// the runtime beside the graph, by `layer` name), and what its epilogue does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QLayerOp {
+    /// The layer's name in user code (`fc1`), which also keys its i8 weights, their scales and
+    /// the f32 bias.
+    pub layer: String,
+    /// Output features (Linear) or channels (Conv2d).
+    pub out: usize,
+    /// ReLU fused into the epilogue.
+    pub relu: bool,
+    /// `None`: the input is f32 and quantized per call from its own range (dynamic
+    /// quantization); `Some(p)`: the input is u8 in `p`.
+    pub input: Option<QuantParams>,
+    /// `None`: f32 output; `Some(p)`: the epilogue requantizes to u8 in `p`.
+    pub output: Option<QuantParams>,
+}
+
 /// One IR op. Inputs are listed on the [`crate::Node`]; the comment on each variant says what
 /// they are.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,6 +298,21 @@ pub enum Op {
     /// [grad_out]: the nested model's generated backward for the call at node `forward`;
     /// gives the grad of its input (shape of `shape_of[0]`).
     CallBackward { path: String, forward: usize },
+    /// [x] f32 → u8 in the given parameters.
+    Quantize(QuantParams),
+    /// [q] u8 → f32.
+    Dequantize(QuantParams),
+    /// [q] u8 in `from` → u8 in `to`.
+    Requantize { from: QuantParams, to: QuantParams },
+    /// [x] `[..., in]` → `[..., out]`: an int8 Linear (u8 × i8 → i32) with bias, ReLU and
+    /// requantization fused into its output stage.
+    QLinear(QLayerOp),
+    /// [x] `[N, C, H, W]` → `[N, out, H', W']`: an int8 convolution with a `kernel` window,
+    /// through the same GEMM and epilogue as [`Op::QLinear`].
+    QConv2d { layer: QLayerOp, kernel: [usize; 2], geometry: ConvGeometry },
+    /// [indices] → `[..., dim]` f32: rows of an i8 embedding table (per-row scales, held by
+    /// the runtime under `table`), dequantized.
+    QEmbedding { table: String, dim: usize },
 }
 
 impl Op {
@@ -324,6 +365,12 @@ impl Op {
             Op::NarrowBackward { dim, start, .. } => format!("narrow_backward({dim}, {start})"),
             Op::Call { path, .. } => format!("call {path}"),
             Op::CallBackward { path, .. } => format!("call_backward {path}"),
+            Op::Quantize(p) => format!("quantize s{} z{}", p.scale, p.zero_point),
+            Op::Dequantize(p) => format!("dequantize s{} z{}", p.scale, p.zero_point),
+            Op::Requantize { from, to } => format!("requantize s{} z{} -> s{} z{}", from.scale, from.zero_point, to.scale, to.zero_point),
+            Op::QLinear(l) => format!("qlinear {}{}", l.layer, q_io(l)),
+            Op::QConv2d { layer, kernel, .. } => format!("qconv2d {} {}x{}{}", layer.layer, kernel[0], kernel[1], q_io(layer)),
+            Op::QEmbedding { table, .. } => format!("qembedding {table}"),
         }
     }
 
@@ -438,9 +485,41 @@ impl Op {
             }
 
             Op::Call { out, .. } => out.clone(),
+            Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize { .. } => one(),
+            Op::QLinear(l) => {
+                let mut s = one();
+                if s.rank() == 0 {
+                    return Err(ShapeError::new(format!("qlinear `{}` needs an input of rank >= 1", l.layer)));
+                }
+                *s.0.last_mut().expect("rank >= 1") = Dim::Known(l.out);
+                s
+            }
+            Op::QConv2d { layer, kernel, geometry } => {
+                let x = inputs[0];
+                let c = match x.0.get(1) {
+                    Some(c) => c.clone(),
+                    None => return Err(ShapeError::new(format!("qconv2d `{}` expects [N, C, H, W], got {x}", layer.layer))),
+                };
+                let w = Shape(vec![Dim::Known(layer.out), c, Dim::Known(kernel[0]), Dim::Known(kernel[1])]);
+                conv2d(&[x, &w], geometry)?
+            }
+            Op::QEmbedding { dim, .. } => {
+                let mut s = one();
+                s.0.push(Dim::Known(*dim));
+                s
+            }
 
         })
     }
+}
+
+/// ` u8 -> f32`-style suffix of an int8 layer's name.
+fn q_io(l: &QLayerOp) -> String {
+    let side = |p: &Option<QuantParams>| match p {
+        Some(p) => format!("u8(s{} z{})", p.scale, p.zero_point),
+        None => "f32".to_string(),
+    };
+    format!(" {}{} -> {}", side(&l.input), if l.relu { " +relu" } else { "" }, side(&l.output))
 }
 
 fn kind_name(k: PoolKind) -> &'static str {

@@ -462,7 +462,47 @@ pub(crate) fn op_tokens(op: &Op) -> TokenStream {
             quote!(#ir::Op::Call { path: #path.to_string(), out: #out })
         }
         Op::CallBackward { path, forward } => quote!(#ir::Op::CallBackward { path: #path.to_string(), forward: #forward }),
+        // The int8 ops come from the runtime's quantization pass, never from `forward`; they
+        // are emitted like any other op so that every graph can be written out.
+        Op::Quantize(p) => {
+            let p = qparams(p);
+            quote!(#ir::Op::Quantize(#p))
+        }
+        Op::Dequantize(p) => {
+            let p = qparams(p);
+            quote!(#ir::Op::Dequantize(#p))
+        }
+        Op::Requantize { from, to } => {
+            let (from, to) = (qparams(from), qparams(to));
+            quote!(#ir::Op::Requantize { from: #from, to: #to })
+        }
+        Op::QLinear(l) => {
+            let l = qlayer(l);
+            quote!(#ir::Op::QLinear(#l))
+        }
+        Op::QConv2d { layer, kernel, geometry } => {
+            let (l, g, k0, k1) = (qlayer(layer), conv(geometry), kernel[0], kernel[1]);
+            quote!(#ir::Op::QConv2d { layer: #l, kernel: [#k0, #k1], geometry: #g })
+        }
+        Op::QEmbedding { table, dim } => quote!(#ir::Op::QEmbedding { table: #table.to_string(), dim: #dim }),
     }
+}
+
+fn qparams(p: &tensorbrain_ir::QuantParams) -> TokenStream {
+    let (s, z) = (p.scale, p.zero_point);
+    quote!(::tensorbrain::ir::QuantParams { scale: #s, zero_point: #z })
+}
+
+fn qlayer(l: &tensorbrain_ir::QLayerOp) -> TokenStream {
+    let opt = |p: &Option<tensorbrain_ir::QuantParams>| match p {
+        Some(p) => {
+            let p = qparams(p);
+            quote!(Some(#p))
+        }
+        None => quote!(None),
+    };
+    let (name, out, relu, input, output) = (&l.layer, l.out, l.relu, opt(&l.input), opt(&l.output));
+    quote!(::tensorbrain::ir::QLayerOp { layer: #name.to_string(), out: #out, relu: #relu, input: #input, output: #output })
 }
 
 pub fn graph_tokens(bw: &Backward) -> TokenStream {

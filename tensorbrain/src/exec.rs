@@ -73,6 +73,11 @@ pub fn apply_env(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]], env: &SymEnv)
     }
 }
 
+/// The runtime form of an IR op's per-tensor u8 parameters.
+fn u8_params(p: &tensorbrain_ir::QuantParams) -> crate::quant::QParams {
+    crate::quant::QParams::per_tensor(crate::quant::QDType::U8, p.scale, p.zero_point)
+}
+
 /// Applies `op` to `inputs`. `shapes` carries the shapes of the node's `shape_of` references.
 pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor> {
     let x = || inputs[0];
@@ -81,6 +86,15 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
         Op::Param { path, .. } => return Err(Error::Msg(format!("internal: parameter {path} is bound by the caller"))),
         Op::Call { path, .. } | Op::CallBackward { path, .. } => {
             return Err(Error::Msg(format!("internal: nested model {path} is called by generated code")))
+        }
+        Op::Quantize(p) => crate::quant::quantize_tensor(x(), &u8_params(p))?,
+        Op::Dequantize(p) => crate::quant::dequantize(x(), &u8_params(p))?,
+        Op::Requantize { from, to } => crate::quant::requantize(x(), &u8_params(from), &u8_params(to))?,
+        Op::QLinear(tensorbrain_ir::QLayerOp { layer, .. }) | Op::QConv2d { layer: tensorbrain_ir::QLayerOp { layer, .. }, .. } => {
+            return Err(Error::Msg(format!("internal: int8 layer `{layer}` runs in the quantized graph that holds its weights")))
+        }
+        Op::QEmbedding { table, .. } => {
+            return Err(Error::Msg(format!("internal: int8 embedding `{table}` runs in the quantized graph that holds its table")))
         }
         Op::Fill { value, shape } => {
             let s: Option<Vec<usize>> = shape.0.iter().map(|d| d.known()).collect();

@@ -1,5 +1,5 @@
 //! Graph-to-graph passes: checks, clean-ups, constant folding, algebraic simplification,
-//! inference-time freezing and elementwise fusion.
+//! inference-time freezing, elementwise fusion and the int8 rewrite.
 //!
 //! Every pass is a function from a [`Graph`] to a new [`Graph`] with the same inputs and the
 //! same outputs (in order, with the same shapes); only the nodes in between change. [`optimize`]
@@ -12,6 +12,7 @@ pub mod dce;
 pub mod fold;
 pub mod freeze;
 pub mod fusion;
+pub mod quantize;
 pub mod simplify;
 pub mod verify;
 
@@ -26,6 +27,7 @@ pub use dce::dce;
 pub use fold::{fold_constants, FoldOptions};
 pub use freeze::{const_nodes, fold_affine, remove_dropout};
 pub use fusion::{fuse, FuseOptions, FusedGraph, Kernel, Program};
+pub use quantize::{fold_qdq, insert_int8, Replacement};
 pub use simplify::simplify;
 pub use verify::{verify, verify_interface};
 
