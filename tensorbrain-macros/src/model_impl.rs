@@ -435,6 +435,10 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 Ok(())
             }
 
+            fn ir(&self) -> ::core::option::Option<::tensorbrain::ir::autodiff::Backward> {
+                ::core::option::Option::Some(self.graph())
+            }
+
             fn forward_train(&self, inputs: &[::tensorbrain::Tensor], input_grads: bool) -> ::tensorbrain::Result<(::tensorbrain::Tensor, Self::Saved)> {
                 let () = Self::__TB_REQUIRES;
                 match (#pick, input_grads) { #(#train_arms)* _ => unreachable!() }

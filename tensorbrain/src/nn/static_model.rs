@@ -29,6 +29,13 @@ pub trait StaticModel: Module {
     fn set_inference_override(&mut self, _run: InferenceOverride) -> Result<()> {
         Err(Error::Msg(format!("{} cannot take an inference override", std::any::type_name::<Self>())))
     }
+
+    /// The IR of `forward` in the current training mode with its generated backward (what
+    /// `#[model]`'s `graph()` gives), for passes that work on any model (quantization);
+    /// `None` for hand-written static layers.
+    fn ir(&self) -> Option<tensorbrain_ir::autodiff::Backward> {
+        None
+    }
 }
 
 /// A replacement for a model's inference forward, installed at run time: after

@@ -1,6 +1,6 @@
 //! Finding what can run in int8 in a frozen forward graph: chains `x @ Wᵀ (+ b) (relu)` and
-//! `conv2d(x, W, b) (relu)` whose weight and bias are parameters. Everything else is listed
-//! with the reason it stays f32.
+//! `conv2d(x, W, b) (relu)` whose weight and bias are parameters, and embedding lookups into a
+//! parameter table. Everything else is listed with the reason it stays f32.
 
 use tensorbrain_ir::passes::users;
 use tensorbrain_ir::op::ConvGeometry;
@@ -22,8 +22,6 @@ pub struct Chain {
     pub kind: ChainKind,
     /// The layer's name in user code (`fc1`).
     pub label: String,
-    /// The Matmul or Conv2d node.
-    pub head: NodeId,
     /// The activation input of the head.
     pub input: NodeId,
     /// A Linear's weight as `[out, in]` (transposed back if the graph holds `Wᵀ`); a
@@ -35,6 +33,19 @@ pub struct Chain {
     pub tail: NodeId,
     /// Every node the chain replaces.
     pub nodes: Vec<NodeId>,
+}
+
+/// An embedding lookup whose table is a parameter: it runs on an i8 table.
+#[derive(Clone, Debug)]
+pub struct EmbeddingUse {
+    /// The layer's name in user code (`embed`).
+    pub label: String,
+    /// The Embedding node.
+    pub node: NodeId,
+    /// The indices it reads.
+    pub indices: NodeId,
+    /// The f32 table, `[num_embeddings, dim]`.
+    pub table: Tensor,
 }
 
 /// A compute node that stays f32, and why.
@@ -88,6 +99,7 @@ fn fold_into(chain: &mut Chain, norm: &ChannelAffine) -> Result<()> {
 #[derive(Clone, Debug)]
 pub struct Analysis {
     pub chains: Vec<Chain>,
+    pub embeddings: Vec<EmbeddingUse>,
     pub kept: Vec<KeptF32>,
     /// Batch norms that run in f32, by node.
     pub norms: Vec<(NodeId, ChannelAffine)>,
@@ -119,6 +131,7 @@ pub fn find_chains(g: &Graph, params: &Params) -> Result<Analysis> {
         }
     };
     let mut chains = Vec::new();
+    let mut embeddings = Vec::new();
     let mut kept = Vec::new();
     let mut norms = Vec::new();
     let mut taken = vec![false; g.nodes.len()];
@@ -164,7 +177,6 @@ pub fn find_chains(g: &Graph, params: &Params) -> Result<Analysis> {
             let mut chain = Chain {
                 kind: ChainKind::Conv2d(geometry),
                 label: node.label.clone(),
-                head: i,
                 input: x,
                 weight,
                 bias: bias.flatten(),
@@ -203,7 +215,7 @@ pub fn find_chains(g: &Graph, params: &Params) -> Result<Analysis> {
             continue;
         }
         let n = weight.shape()[0];
-        let mut chain = Chain { kind: ChainKind::Linear, label: node.label.clone(), head: i, input: x, weight, bias: None, relu: false, tail: i, nodes: vec![i] };
+        let mut chain = Chain { kind: ChainKind::Linear, label: node.label.clone(), input: x, weight, bias: None, relu: false, tail: i, nodes: vec![i] };
         if let Some(u) = sole_user(chain.tail) {
             if let Op::Binary(BinaryOp::Add) = g.nodes[u].op {
                 let other = if g.nodes[u].inputs[0] == chain.tail { g.nodes[u].inputs[1] } else { g.nodes[u].inputs[0] };
@@ -239,8 +251,14 @@ pub fn find_chains(g: &Graph, params: &Params) -> Result<Analysis> {
             }
             continue;
         }
+        if let Op::Embedding = node.op {
+            match param(node.inputs[0]).filter(|t| t.rank() == 2) {
+                Some(table) => embeddings.push(EmbeddingUse { label: node.label.clone(), node: i, indices: node.inputs[1], table }),
+                None => kept.push(KeptF32 { label: node.label.clone(), op: node.op.name(), why: "the table is not a 2-D parameter".into() }),
+            }
+            continue;
+        }
         let why = match node.op {
-            Op::Embedding => "embeddings stay f32",
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Reduce { .. } | Op::Pool2d { .. } => "not a GEMM: runs in f32",
             Op::Unary(_) | Op::Binary(_) | Op::Scalar { .. } => "elementwise op outside a Linear chain: runs in f32",
             _ => continue, // inputs, parameters and data movement
@@ -256,5 +274,5 @@ pub fn find_chains(g: &Graph, params: &Params) -> Result<Analysis> {
             _ => None,
         })
         .collect();
-    Ok(Analysis { chains, kept, norms, all_norms })
+    Ok(Analysis { chains, embeddings, kept, norms, all_norms })
 }

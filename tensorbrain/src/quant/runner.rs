@@ -1,18 +1,31 @@
-//! `QuantizedGraph`: a frozen forward graph in which every Linear chain runs as a [`QLinear`],
-//! every convolution chain as a [`QConv2d`], and every other op runs in f32 through the same op implementations the compiled graphs
-//! use. Between two int8 layers of a statically quantized graph the activation stays u8.
+//! `QuantizedGraph`: a frozen forward graph rewritten into int8 IR ops, and the interpreter
+//! that runs it.
+//!
+//! Building one takes three steps, each a plain function:
+//! 1. [`find_chains`] picks what can run in int8 (Linear and Conv2d chains, embeddings).
+//! 2. [`insert_int8`] rewrites the graph: each chain becomes a [`Op::QLinear`] or
+//!    [`Op::QConv2d`] reading its input through an [`Op::Quantize`] (static mode) or as f32
+//!    (dynamic mode); each embedding a [`Op::QEmbedding`].
+//! 3. [`fold_qdq`] removes the f32 round trips between int8 ops, so that in a static graph an
+//!    activation stays u8 from one int8 layer to the next (through max pooling and flattening),
+//!    each layer requantizing straight to the next one's input parameters.
+//!
+//! The result is ordinary IR (print it with [`QuantizedGraph::graph`]). The interpreter holds
+//! the packed weights each int8 op names, and runs every other op in f32 through the same op
+//! implementations the compiled graphs use.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
-use tensorbrain_ir::passes::users;
-use tensorbrain_ir::{Graph, NodeId, Op, PoolKind};
+use tensorbrain_ir::passes::{fold_qdq, insert_int8, Replacement};
+use tensorbrain_ir::{Graph, NodeId, Op, PoolKind, QLayerOp, QuantParams};
 use tensorbrain_kernels::int8;
 
-use super::chains::{find_chains, Analysis, Chain, ChainKind, ChannelAffine};
+use super::chains::{find_chains, Analysis, Chain, ChainKind, ChannelAffine, EmbeddingUse};
 use super::config::{Mode, QuantConfig};
 use super::observer::Observer;
 use super::qconv::QConv2d;
+use super::qembedding::QEmbedding;
 use super::qlinear::{with_data, Act, InputQuant, QLinear};
 use super::report::{QuantReport, QuantizedLayer};
 use super::scheme::{QDType, QParams, QSpec};
@@ -29,12 +42,10 @@ pub enum QLayer {
 
 impl QLayer {
     /// Builds the layer a chain describes.
-    fn from_chain(ch: &Chain, config: &QuantConfig, input: InputQuant, output: Option<QParams>) -> Result<QLayer> {
+    fn from_chain(name: &str, ch: &Chain, config: &QuantConfig, input: InputQuant, output: Option<QParams>) -> Result<QLayer> {
         Ok(match ch.kind {
-            ChainKind::Linear => QLayer::Linear(QLinear::from_f32(&ch.label, &ch.weight, ch.bias.as_ref(), ch.relu, config.weights, input, output)?),
-            ChainKind::Conv2d(g) => {
-                QLayer::Conv2d(QConv2d::from_f32(&ch.label, &ch.weight, ch.bias.as_ref(), ch.relu, g, config.weights, input, output)?)
-            }
+            ChainKind::Linear => QLayer::Linear(QLinear::from_f32(name, &ch.weight, ch.bias.as_ref(), ch.relu, config.weights, input, output)?),
+            ChainKind::Conv2d(g) => QLayer::Conv2d(QConv2d::from_f32(name, &ch.weight, ch.bias.as_ref(), ch.relu, g, config.weights, input, output)?),
         })
     }
 
@@ -77,33 +88,37 @@ impl QLayer {
     }
 }
 
-/// What the runner does at a node.
-#[derive(Clone, Debug)]
-enum Step {
-    Input(usize),
-    Param(String),
-    Op,
-    /// The chain ending here runs as `layers[layer]` on the value of `input`.
-    Layer { layer: usize, input: NodeId },
-    /// A batch norm that did not fold: `norms[k]` along dim 1, in f32.
-    Affine(usize),
-    /// Part of a chain (or a parameter only chains read): nothing to do.
-    Folded,
-}
-
-/// A quantized inference graph (see the module docs of [`super`]).
+/// A quantized inference graph (see the module docs).
 #[derive(Clone, Debug)]
 pub struct QuantizedGraph {
+    /// The int8 IR.
     graph: Graph,
+    /// The f32 parameters it still reads.
     params: Params,
-    steps: Vec<Step>,
-    last_use: Vec<usize>,
+    /// One per chain, in the order [`find_chains`] gives them; `layer_index` maps an int8 op's
+    /// layer name to its entry.
     layers: Vec<QLayer>,
+    layer_index: HashMap<String, usize>,
+    embeddings: Vec<QEmbedding>,
+    embedding_index: HashMap<String, usize>,
+    /// Batch norms that did not fold into a layer, by the path the graph calls.
     norms: Vec<ChannelAffine>,
+    /// For each node, the last node that reads it (its value is dropped after that).
+    last_use: Vec<usize>,
     report: QuantReport,
 }
 
 type Observe<'a> = &'a mut dyn FnMut(NodeId, &Tensor) -> Result<()>;
+
+/// Builds the int8 layer for chain `c` (named `name`) with its input and output parameters.
+type MakeLayer<'a> = dyn Fn(usize, &str, &Chain, InputQuant, Option<QParams>) -> Result<QLayer> + 'a;
+/// Builds the int8 table for embedding `k` (named `name`).
+type MakeTable<'a> = dyn Fn(usize, &str, &EmbeddingUse) -> Result<QEmbedding> + 'a;
+
+/// Quantizes the f32 table.
+fn table_from_f32(_: usize, name: &str, e: &EmbeddingUse) -> Result<QEmbedding> {
+    QEmbedding::from_f32(name, &e.table)
+}
 
 impl QuantizedGraph {
     /// Quantizes a frozen forward graph (see [`crate::compile::freeze`]) whose parameters are
@@ -114,152 +129,125 @@ impl QuantizedGraph {
     /// Static mode with no calibration batches; NaN or Inf in any observed activation (naming
     /// the layer and batch); a graph the runner cannot execute (nested model calls).
     pub fn build(graph: &Graph, params: Params, calib: &[Vec<Tensor>], config: &QuantConfig) -> Result<QuantizedGraph> {
-        let Analysis { chains, kept, norms, all_norms } = find_chains(graph, &params)?;
-        let flow = U8Flow::new(graph, &chains);
-        let mut layers = Vec::with_capacity(chains.len());
-        match config.mode {
-            Mode::Dynamic => {
-                for ch in &chains {
-                    layers.push(QLayer::from_chain(ch, config, InputQuant::Dynamic, None)?);
-                }
-            }
-            Mode::Static => {
-                if calib.is_empty() {
-                    return Err(Error::Msg(
-                        "quantize: the calibration set is empty; static quantization needs at least one batch of inputs \
-                         to choose activation ranges (or use QuantConfig::dynamic())"
-                            .into(),
-                    ));
-                }
-                let mut watched: HashMap<NodeId, (String, Box<dyn Observer>)> = HashMap::new();
-                for ch in &chains {
-                    // A layer reading a pooled (or flattened) u8 value takes the parameters of
-                    // the value before the pool, which the layer producing it requantizes to.
-                    let what = format!("input of `{}`", ch.label);
-                    watched.entry(flow.source[ch.input]).or_insert_with(|| (what, config.observer.build()));
-                    if flow.feeds_only_chains(ch) {
-                        let what = format!("output of `{}`", ch.label);
-                        watched.entry(ch.tail).or_insert_with(|| (what, config.observer.build()));
-                    }
-                }
-                let f32_plan = QuantizedGraph::assemble(graph, params.clone(), &[], Vec::new(), all_norms, QuantReport { mode: config.mode, quantized: vec![], kept_f32: vec![] });
-                for (b, batch) in calib.iter().enumerate() {
-                    let mut observe = |node: NodeId, value: &Tensor| -> Result<()> {
-                        let Some((what, obs)) = watched.get_mut(&node) else { return Ok(()) };
-                        obs.observe(&value.to_vec::<f32>()).map_err(|e| Error::Msg(format!("the {what} holds {e}")))
-                    };
-                    f32_plan.execute(batch, Some(&mut observe)).map_err(|e| Error::Msg(format!("quantize: calibration batch {b}: {e}")))?;
-                }
-                let qparams = |node: NodeId| -> Result<QParams> {
-                    let (what, obs) = &watched[&node];
-                    obs.qparams(QSpec::ACTIVATIONS).map_err(|e| Error::Msg(format!("quantize: the {what}: {e}")))
-                };
-                for ch in &chains {
-                    let input = InputQuant::Static(qparams(flow.source[ch.input])?);
-                    let output = if flow.feeds_only_chains(ch) { Some(qparams(ch.tail)?) } else { None };
-                    layers.push(QLayer::from_chain(ch, config, input, output)?);
-                }
-            }
-        }
-        let report = QuantReport { mode: config.mode, quantized: layers.iter().map(layer_report).collect(), kept_f32: kept };
-        Ok(QuantizedGraph::assemble(graph, params, &chains, layers, norms, report))
+        let analysis = find_chains(graph, &params)?;
+        let inputs: Vec<Option<QParams>> = match config.mode {
+            Mode::Dynamic => vec![None; analysis.chains.len()],
+            Mode::Static => calibrate(graph, &params, &analysis, calib, config)?,
+        };
+        let make: &MakeLayer = &|_, name, ch, input, output| QLayer::from_chain(name, ch, config, input, output);
+        QuantizedGraph::assemble(graph, params, analysis, &inputs, make, &table_from_f32, config.mode)
     }
 
     /// Static quantization with activation parameters chosen elsewhere (quantization-aware
-    /// training): `inputs` maps a layer's label to the u8 parameters of its input. A value
-    /// several layers read takes the parameters of the first of them, so that the layer
-    /// producing it can requantize to exactly what each reader expects.
+    /// training): `inputs` maps a layer's label to the u8 parameters of its input.
     ///
     /// # Errors
     /// A layer of the graph with no entry in `inputs`; as [`QuantizedGraph::build`].
     pub fn build_with_ranges(graph: &Graph, params: Params, inputs: &HashMap<String, QParams>, config: &QuantConfig) -> Result<QuantizedGraph> {
-        let Analysis { chains, kept, norms, .. } = find_chains(graph, &params)?;
-        let flow = U8Flow::new(graph, &chains);
-        // The parameters of a value: those of the first layer reading it (through pools).
-        let params_of = |value: NodeId| -> Result<QParams> {
-            let reader = chains.iter().find(|c| flow.source[c.input] == value).expect("only layer inputs are asked for");
-            inputs.get(&reader.label).cloned().ok_or_else(|| {
-                Error::Msg(format!("quantize: no activation range for the input of `{}` (the ranges given cover {:?})", reader.label, {
-                    let mut k: Vec<&String> = inputs.keys().collect();
-                    k.sort();
-                    k
-                }))
+        let analysis = find_chains(graph, &params)?;
+        let ranges = analysis
+            .chains
+            .iter()
+            .map(|ch| {
+                inputs.get(&ch.label).cloned().map(Some).ok_or_else(|| {
+                    let mut known: Vec<&String> = inputs.keys().collect();
+                    known.sort();
+                    Error::Msg(format!("quantize: no activation range for the input of `{}` (the ranges given cover {known:?})", ch.label))
+                })
             })
-        };
-        let mut layers = Vec::with_capacity(chains.len());
-        for ch in &chains {
-            let input = InputQuant::Static(params_of(flow.source[ch.input])?);
-            let output = if flow.feeds_only_chains(ch) { Some(params_of(ch.tail)?) } else { None };
-            layers.push(QLayer::from_chain(ch, config, input, output)?);
-        }
-        let config = QuantConfig { mode: Mode::Static, ..*config };
-        let report = QuantReport { mode: config.mode, quantized: layers.iter().map(layer_report).collect(), kept_f32: kept };
-        Ok(QuantizedGraph::assemble(graph, params, &chains, layers, norms, report))
+            .collect::<Result<Vec<_>>>()?;
+        let make: &MakeLayer = &|_, name, ch, input, output| QLayer::from_chain(name, ch, config, input, output);
+        QuantizedGraph::assemble(graph, params, analysis, &ranges, make, &table_from_f32, Mode::Static)
     }
 
-    /// Lays out the steps: chains replace their nodes; parameters only chains read are dropped.
+    /// Rewrites the graph into int8 ops and builds the layers they name. `inputs[c]` is chain
+    /// `c`'s input parameters (`None`: dynamic).
     fn assemble(
         graph: &Graph,
         mut params: Params,
-        chains: &[Chain],
-        layers: Vec<QLayer>,
-        norms: Vec<(NodeId, ChannelAffine)>,
-        report: QuantReport,
-    ) -> QuantizedGraph {
-        let n = graph.nodes.len();
-        let mut inputs_seen = 0;
-        let mut steps: Vec<Step> = graph
-            .nodes
-            .iter()
-            .map(|node| match &node.op {
-                Op::Input { .. } => {
-                    inputs_seen += 1;
-                    Step::Input(inputs_seen - 1)
-                }
-                Op::Param { path, .. } => Step::Param(path.clone()),
-                _ => Step::Op,
-            })
-            .collect();
-        for (k, (node, _)) in norms.iter().enumerate() {
-            steps[*node] = Step::Affine(k);
+        analysis: Analysis,
+        inputs: &[Option<QParams>],
+        make_layer: &MakeLayer,
+        make_table: &MakeTable,
+        mode: Mode,
+    ) -> Result<QuantizedGraph> {
+        let Analysis { chains, embeddings: uses, kept, norms, .. } = analysis;
+        let names = layer_names(chains.iter().map(|c| c.label.as_str()));
+        let table_names = layer_names(uses.iter().map(|e| e.label.as_str()));
+        let mut replacements = Vec::with_capacity(chains.len() + uses.len());
+        for ((ch, name), input) in chains.iter().zip(&names).zip(inputs) {
+            let input = input.as_ref().map(ir_params);
+            let layer = QLayerOp { layer: name.clone(), out: ch.weight.shape()[0], relu: ch.relu, input, output: None };
+            let op = match ch.kind {
+                ChainKind::Linear => Op::QLinear(layer),
+                ChainKind::Conv2d(geometry) => Op::QConv2d { layer, kernel: [ch.weight.shape()[2], ch.weight.shape()[3]], geometry },
+            };
+            replacements.push(Replacement { node: ch.tail, input: ch.input, op, quantize_input: input });
         }
-        let norms = norms.into_iter().map(|(_, n)| n).collect();
-        for (c, ch) in chains.iter().enumerate() {
-            ch.nodes.iter().for_each(|&i| steps[i] = Step::Folded);
-            steps[ch.tail] = Step::Layer { layer: c, input: ch.input };
+        for (e, name) in uses.iter().zip(&table_names) {
+            let op = Op::QEmbedding { table: name.clone(), dim: e.table.shape()[1] };
+            replacements.push(Replacement { node: e.node, input: e.indices, op, quantize_input: None });
         }
-        let deps = |i: usize, step: &Step| -> Vec<NodeId> {
-            match step {
-                Step::Op | Step::Affine(_) => graph.nodes[i].inputs.clone(),
-                Step::Layer { input, .. } => vec![*input],
-                _ => vec![],
-            }
-        };
-        let mut last_use = vec![0usize; n];
-        let mut read = vec![false; n];
-        for (i, step) in steps.iter().enumerate() {
-            for d in deps(i, step) {
-                last_use[d] = i;
-                read[d] = true;
+        let int8_graph = insert_int8(graph, &replacements).map_err(|e| Error::Msg(format!("quantize: {}", e.message)))?;
+        let int8_graph = fold_qdq(&int8_graph);
+        // What the folding decided each layer's output is.
+        let mut outputs: HashMap<&str, Option<QParams>> = HashMap::new();
+        for node in &int8_graph.nodes {
+            if let Op::QLinear(l) | Op::QConv2d { layer: l, .. } = &node.op {
+                outputs.insert(&l.layer, l.output.as_ref().map(|p| QParams::per_tensor(QDType::U8, p.scale, p.zero_point)));
             }
         }
-        for &o in &graph.outputs {
-            last_use[o] = usize::MAX;
-            read[o] = true;
+        let mut layers = Vec::with_capacity(chains.len());
+        for (c, ((ch, name), input)) in chains.iter().zip(&names).zip(inputs).enumerate() {
+            let input = match input {
+                Some(p) => InputQuant::Static(p.clone()),
+                None => InputQuant::Dynamic,
+            };
+            let output = outputs.get(name.as_str()).cloned().flatten();
+            layers.push(make_layer(c, name, ch, input, output)?);
         }
-        // Parameters nothing reads any more (chain weights now packed in the layers).
-        let mut kept_paths = HashSet::new();
-        for (i, step) in steps.iter_mut().enumerate() {
-            if let Step::Param(path) = step {
-                if read[i] {
-                    kept_paths.insert(path.clone());
-                } else {
-                    *step = Step::Folded;
+        let embeddings = uses.iter().zip(&table_names).enumerate().map(|(k, (e, name))| make_table(k, name, e)).collect::<Result<Vec<_>>>()?;
+        let norms: Vec<ChannelAffine> = norms.into_iter().map(|(_, n)| n).collect();
+        for node in &int8_graph.nodes {
+            if let Op::Call { path, .. } = &node.op {
+                if !norms.iter().any(|n| &n.path == path) {
+                    return Err(Error::Msg(format!("quantize: the graph calls `{path}`, which is not a batch norm the runner can apply")));
                 }
             }
         }
-        params.retain(|p, _| kept_paths.contains(p));
-        QuantizedGraph { graph: graph.clone(), params, steps, last_use, layers, norms, report }
+        let read: std::collections::HashSet<&str> =
+            int8_graph.nodes.iter().filter_map(|n| if let Op::Param { path, .. } = &n.op { Some(path.as_str()) } else { None }).collect();
+        params.retain(|p, _| read.contains(p.as_str()));
+        let mut quantized: Vec<QuantizedLayer> = layers.iter().map(layer_report).collect();
+        quantized.extend(embeddings.iter().map(embedding_report));
+        let report = QuantReport { mode, quantized, kept_f32: kept };
+        Ok(QuantizedGraph {
+            last_use: last_uses(&int8_graph),
+            graph: int8_graph,
+            params,
+            layer_index: names.into_iter().enumerate().map(|(i, n)| (n, i)).collect(),
+            layers,
+            embedding_index: table_names.into_iter().enumerate().map(|(i, n)| (n, i)).collect(),
+            embeddings,
+            norms,
+            report,
+        })
+    }
+
+    /// The graph as it is, in f32, with every batch norm applied by the interpreter (what
+    /// calibration observes).
+    fn f32_plan(graph: &Graph, params: &Params, all_norms: &[(NodeId, ChannelAffine)], mode: Mode) -> QuantizedGraph {
+        QuantizedGraph {
+            graph: graph.clone(),
+            params: params.clone(),
+            layers: Vec::new(),
+            layer_index: HashMap::new(),
+            embeddings: Vec::new(),
+            embedding_index: HashMap::new(),
+            norms: all_norms.iter().map(|(_, n)| n.clone()).collect(),
+            last_use: last_uses(graph),
+            report: QuantReport { mode, quantized: vec![], kept_f32: vec![] },
+        }
     }
 
     /// Runs the graph on `inputs` (in the order of its inputs); returns its outputs as f32.
@@ -268,7 +256,7 @@ impl QuantizedGraph {
     }
 
     fn execute(&self, inputs: &[Tensor], mut observe: Option<Observe<'_>>) -> Result<Vec<Tensor>> {
-        let expected = self.steps.iter().filter(|s| matches!(s, Step::Input(_))).count();
+        let expected = self.graph.inputs().len();
         if inputs.len() != expected {
             return Err(Error::Msg(format!("quantized graph takes {expected} input(s), got {}", inputs.len())));
         }
@@ -276,33 +264,47 @@ impl QuantizedGraph {
             let n = self.graph.nodes.len();
             let mut vals: Vec<Option<Act>> = vec![None; n];
             let mut shapes: Vec<Vec<usize>> = vec![Vec::new(); n];
-            for (i, (node, step)) in self.graph.nodes.iter().zip(&self.steps).enumerate() {
-                let out = match step {
-                    Step::Folded => continue,
-                    Step::Input(k) => Act::F32(inputs[*k].detach()),
-                    Step::Param(path) => Act::F32(
+            let mut next_input = 0;
+            for (i, node) in self.graph.nodes.iter().enumerate() {
+                let arg = |k: usize| vals[node.inputs[k]].as_ref().expect("inputs are computed before use");
+                let at = |e: Error| Error::Msg(format!("%{i} {} ({}): {e}", node.op.name(), node.label));
+                let out = match &node.op {
+                    Op::Input { .. } => {
+                        next_input += 1;
+                        Act::F32(inputs[next_input - 1].detach())
+                    }
+                    Op::Param { path, .. } => Act::F32(
                         self.params.get(path).ok_or_else(|| Error::Msg(format!("quantized graph: no value for parameter `{path}`")))?.clone(),
                     ),
-                    Step::Layer { layer, input } => {
-                        let x = vals[*input].as_ref().expect("inputs are computed before use");
-                        self.layers[*layer].forward(x)?
+                    Op::Quantize(p) => quantize_act(&arg(0).clone().into_f32(), p).map_err(at)?,
+                    Op::Dequantize(p) => match arg(0) {
+                        Act::U8 { scale, zero, .. } if (*scale, *zero) != (p.scale, p.zero_point) => {
+                            return Err(at(Error::Msg(format!("the input is u8 in scale {scale} zero {zero}"))))
+                        }
+                        a => Act::F32(a.clone().into_f32()),
+                    },
+                    Op::Requantize { to, .. } => quantize_act(&arg(0).clone().into_f32(), to).map_err(at)?,
+                    Op::QLinear(l) | Op::QConv2d { layer: l, .. } => {
+                        let layer = self.layer_index.get(&l.layer).ok_or_else(|| at(Error::Msg(format!("no int8 layer `{}`", l.layer))))?;
+                        self.layers[*layer].forward(arg(0))?
                     }
-                    Step::Affine(k) => {
-                        let x = vals[node.inputs[0]].clone().expect("inputs are computed before use").into_f32();
-                        Act::F32(channel_affine(&x, &self.norms[*k])?)
+                    Op::QEmbedding { table, .. } => {
+                        let e = self.embedding_index.get(table).ok_or_else(|| at(Error::Msg(format!("no int8 table `{table}`"))))?;
+                        Act::F32(self.embeddings[*e].forward(&arg(0).clone().into_f32())?)
                     }
-                    Step::Op if passes_u8(&node.op) && matches!(vals[node.inputs[0]], Some(Act::U8 { .. })) => {
-                        let Some(Act::U8 { data, scale, zero }) = &vals[node.inputs[0]] else { unreachable!("matched above") };
-                        Act::U8 { data: u8_op(&node.op, data).map_err(|e| Error::Msg(format!("%{i} {} ({}): {e}", node.op.name(), node.label)))?, scale: *scale, zero: *zero }
+                    Op::Call { path, .. } => {
+                        let norm = self.norms.iter().find(|n| &n.path == path).ok_or_else(|| at(Error::Msg("not a batch norm".into())))?;
+                        Act::F32(channel_affine(&arg(0).clone().into_f32(), norm)?)
                     }
-                    Step::Op => {
-                        let args: Vec<Tensor> =
-                            node.inputs.iter().map(|&a| vals[a].clone().expect("inputs are computed before use").into_f32()).collect();
+                    op if passes_u8(op) && matches!(arg(0), Act::U8 { .. }) => {
+                        let Act::U8 { data, scale, zero } = arg(0) else { unreachable!("matched above") };
+                        Act::U8 { data: u8_op(op, data).map_err(at)?, scale: *scale, zero: *zero }
+                    }
+                    op => {
+                        let args: Vec<Tensor> = node.inputs.iter().map(|&a| vals[a].clone().expect("inputs are computed before use").into_f32()).collect();
                         let refs: Vec<&Tensor> = args.iter().collect();
                         let shape_args: Vec<&[usize]> = node.shape_of.iter().map(|&a| shapes[a].as_slice()).collect();
-                        let out = crate::exec::apply(&node.op, &refs, &shape_args)
-                            .map_err(|e| Error::Msg(format!("%{i} {} ({}): {e}", node.op.name(), node.label)))?;
-                        Act::F32(out)
+                        Act::F32(crate::exec::apply(op, &refs, &shape_args).map_err(at)?)
                     }
                 };
                 if let (Some(obs), Act::F32(t)) = (observe.as_deref_mut(), &out) {
@@ -313,11 +315,6 @@ impl QuantizedGraph {
                 for &a in &node.inputs {
                     if self.last_use[a] == i {
                         vals[a] = None;
-                    }
-                }
-                if let Step::Layer { input, .. } = step {
-                    if self.last_use[*input] == i {
-                        vals[*input] = None;
                     }
                 }
             }
@@ -332,6 +329,94 @@ impl QuantizedGraph {
     pub fn layers(&self) -> &[QLayer] {
         &self.layers
     }
+
+    pub fn embeddings(&self) -> &[QEmbedding] {
+        &self.embeddings
+    }
+
+    /// The int8 IR: quantize/requantize/dequantize, `qlinear`/`qconv2d` with their fused
+    /// epilogues, `qembedding`, and the ops that stay f32 (print it, or `to_dot()`).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}
+
+/// Static mode: the input parameters of each chain, from the calibration batches run through
+/// the f32 graph.
+fn calibrate(graph: &Graph, params: &Params, analysis: &Analysis, calib: &[Vec<Tensor>], config: &QuantConfig) -> Result<Vec<Option<QParams>>> {
+    if calib.is_empty() {
+        return Err(Error::Msg(
+            "quantize: the calibration set is empty; static quantization needs at least one batch of inputs \
+             to choose activation ranges (or use QuantConfig::dynamic())"
+                .into(),
+        ));
+    }
+    let mut watched: HashMap<NodeId, (String, Box<dyn Observer>)> = HashMap::new();
+    for ch in &analysis.chains {
+        watched.entry(ch.input).or_insert_with(|| (format!("input of `{}`", ch.label), config.observer.build()));
+    }
+    let f32_plan = QuantizedGraph::f32_plan(graph, params, &analysis.all_norms, config.mode);
+    for (b, batch) in calib.iter().enumerate() {
+        let mut observe = |node: NodeId, value: &Tensor| -> Result<()> {
+            let Some((what, obs)) = watched.get_mut(&node) else { return Ok(()) };
+            obs.observe(&value.to_vec::<f32>()).map_err(|e| Error::Msg(format!("the {what} holds {e}")))
+        };
+        f32_plan.execute(batch, Some(&mut observe)).map_err(|e| Error::Msg(format!("quantize: calibration batch {b}: {e}")))?;
+    }
+    analysis
+        .chains
+        .iter()
+        .map(|ch| {
+            let (what, obs) = &watched[&ch.input];
+            obs.qparams(QSpec::ACTIVATIONS).map(Some).map_err(|e| Error::Msg(format!("quantize: the {what}: {e}")))
+        })
+        .collect()
+}
+
+/// Unique names for int8 layers: the label, or `label#k` for the k-th further use of a layer
+/// called more than once.
+fn layer_names<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    labels
+        .map(|l| {
+            let k = seen.entry(l).or_insert(0);
+            *k += 1;
+            if *k == 1 {
+                l.to_string()
+            } else {
+                format!("{l}#{}", *k - 1)
+            }
+        })
+        .collect()
+}
+
+fn ir_params(p: &QParams) -> QuantParams {
+    let (scale, zero_point) = p.get(0);
+    QuantParams { scale, zero_point }
+}
+
+/// For each node, the last node that reads it; outputs are never dropped.
+fn last_uses(graph: &Graph) -> Vec<usize> {
+    let mut last_use = vec![0usize; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for &d in &node.inputs {
+            last_use[d] = i;
+        }
+    }
+    for &o in &graph.outputs {
+        last_use[o] = usize::MAX;
+    }
+    last_use
+}
+
+/// Quantizes an f32 value to u8 in `p`.
+fn quantize_act(x: &Tensor, p: &QuantParams) -> Result<Act> {
+    let q = with_data(x, |v: &[f32]| {
+        let mut q = vec![0u8; v.len()];
+        int8::quantize_u8(v, p.scale, p.zero_point, &mut q);
+        q
+    });
+    Ok(Act::U8 { data: Tensor::from_vec(q, x.shape()), scale: p.scale, zero: p.zero_point })
 }
 
 /// Ops that commute with quantization, so that a u8 value passes through them in its own
@@ -350,43 +435,6 @@ fn u8_op(op: &Op, x: &Tensor) -> Result<Tensor> {
             Ok(Tensor::from_vec(out, &out_shape))
         }
         other => Err(Error::Msg(format!("internal: {} does not run on u8", other.name()))),
-    }
-}
-
-/// Where u8 activations can flow between int8 layers.
-struct U8Flow<'g> {
-    graph: &'g Graph,
-    /// For each node, the node whose value it carries through [`passes_u8`] ops (itself for
-    /// any other op).
-    source: Vec<NodeId>,
-    users: Vec<Vec<NodeId>>,
-    /// Each layer head's input.
-    head_inputs: HashMap<NodeId, NodeId>,
-}
-
-impl<'g> U8Flow<'g> {
-    fn new(graph: &'g Graph, chains: &[Chain]) -> U8Flow<'g> {
-        let mut source: Vec<NodeId> = (0..graph.nodes.len()).collect();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if passes_u8(&node.op) {
-                source[i] = source[node.inputs[0]];
-            }
-        }
-        U8Flow { graph, source, users: users(graph), head_inputs: chains.iter().map(|c| (c.head, c.input)).collect() }
-    }
-
-    /// Whether a layer's output reaches only other layers' inputs (through max pools and
-    /// flattens), so that it can stay u8 (static mode).
-    fn feeds_only_chains(&self, ch: &Chain) -> bool {
-        self.only_layers_read(ch.tail)
-    }
-
-    fn only_layers_read(&self, value: NodeId) -> bool {
-        !self.graph.outputs.contains(&value)
-            && !self.users[value].is_empty()
-            && self.users[value].iter().all(|&u| {
-                self.head_inputs.get(&u) == Some(&value) || (passes_u8(&self.graph.nodes[u].op) && self.only_layers_read(u))
-            })
     }
 }
 
@@ -423,6 +471,18 @@ fn layer_report(layer: &QLayer) -> QuantizedLayer {
             InputQuant::Static(p) => format!("scale {:.6} zero {}", p.scales[0], p.zero_points[0]),
         },
         output_u8: l.output_params().is_some(),
+    }
+}
+
+fn embedding_report(e: &QEmbedding) -> QuantizedLayer {
+    QuantizedLayer {
+        kind: "Embedding".into(),
+        name: e.name().to_string(),
+        in_features: e.num_embeddings(),
+        out_features: e.dim(),
+        relu: false,
+        input: "indices".into(),
+        output_u8: false,
     }
 }
 
@@ -465,6 +525,15 @@ impl QuantizedGraph {
                 "per_channel": l.weight_params().axis.is_some(),
             }));
         }
+        let mut tables = Vec::new();
+        for (i, e) in self.embeddings.iter().enumerate() {
+            let p = format!("int8.embedding.{i}");
+            tensors.push((format!("{p}.weight"), e.table().clone()));
+            let (s, z) = e.params().to_tensors();
+            tensors.push((format!("{p}.weight_scale"), s));
+            tensors.push((format!("{p}.weight_zero_point"), z));
+            tables.push(serde_json::json!({ "name": e.name() }));
+        }
         for norm in &self.norms {
             tensors.push((format!("affine.{}.scale", norm.path), Tensor::from_slice(&norm.scale, &[norm.scale.len()])));
             tensors.push((format!("affine.{}.shift", norm.path), Tensor::from_slice(&norm.shift, &[norm.shift.len()])));
@@ -474,7 +543,7 @@ impl QuantizedGraph {
         for path in f32_paths {
             tensors.push((format!("f32.{path}"), self.params[path].clone()));
         }
-        let header = serde_json::json!({ "mode": format!("{:?}", self.report.mode), "layers": meta });
+        let header = serde_json::json!({ "mode": format!("{:?}", self.report.mode), "layers": meta, "embeddings": tables });
         let metadata = HashMap::from([(META_KEY.to_string(), header.to_string())]);
         let bytes = crate::checkpoint::to_safetensors_bytes(&tensors, Some(metadata))?;
         crate::checkpoint::write_atomically(path, &bytes)
@@ -500,18 +569,18 @@ impl QuantizedGraph {
             other => return Err(bad(format!("unknown quantization mode {other:?}"))),
         };
         let entries = header["layers"].as_array().cloned().unwrap_or_default();
+        let table_entries = header["embeddings"].as_array().cloned().unwrap_or_default();
         let get = |name: &str| tensors.get(name).ok_or_else(|| bad(format!("missing tensor `{name}`")));
-        let Analysis { chains, kept, norms, .. } = find_chains(graph, params)?;
-        let norms = norms
-            .into_iter()
-            .map(|(node, n)| {
-                let scale = get(&format!("affine.{}.scale", n.path))?.to_vec::<f32>();
-                let shift = get(&format!("affine.{}.shift", n.path))?.to_vec::<f32>();
-                Ok((node, ChannelAffine { path: n.path, scale, shift }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if chains.len() != entries.len() {
-            return Err(bad(format!("the file has {} int8 layers but this model's graph has {}", entries.len(), chains.len())));
+        let mut analysis = find_chains(graph, params)?;
+        for (_, norm) in &mut analysis.norms {
+            norm.scale = get(&format!("affine.{}.scale", norm.path))?.to_vec::<f32>();
+            norm.shift = get(&format!("affine.{}.shift", norm.path))?.to_vec::<f32>();
+        }
+        if analysis.chains.len() != entries.len() {
+            return Err(bad(format!("the file has {} int8 layers but this model's graph has {}", entries.len(), analysis.chains.len())));
+        }
+        if analysis.embeddings.len() != table_entries.len() {
+            return Err(bad(format!("the file has {} int8 embeddings but this model's graph has {}", table_entries.len(), analysis.embeddings.len())));
         }
         let act = |p: &str, what: &str| -> Result<Option<QParams>> {
             match (tensors.get(&format!("{p}.{what}_scale")), tensors.get(&format!("{p}.{what}_zero_point"))) {
@@ -519,44 +588,58 @@ impl QuantizedGraph {
                 _ => Ok(None),
             }
         };
-        let mut layers = Vec::with_capacity(chains.len());
-        for (i, (ch, entry)) in chains.iter().zip(&entries).enumerate() {
-            let p = format!("int8.{i}");
+        let names = layer_names(analysis.chains.iter().map(|c| c.label.as_str()));
+        let mut inputs = Vec::with_capacity(entries.len());
+        for (i, ((ch, entry), name)) in analysis.chains.iter().zip(&entries).zip(&names).enumerate() {
             let kind = match ch.kind {
                 ChainKind::Linear => "linear",
                 ChainKind::Conv2d(_) => "conv2d",
             };
-            if entry["name"].as_str() != Some(ch.label.as_str()) || entry["relu"].as_bool() != Some(ch.relu) || entry["kind"].as_str() != Some(kind) {
-                return Err(bad(format!("int8 layer {i} is {entry} in the file but `{}` (relu {}) in this graph", ch.label, ch.relu)));
+            if entry["name"].as_str() != Some(name.as_str()) || entry["relu"].as_bool() != Some(ch.relu) || entry["kind"].as_str() != Some(kind) {
+                return Err(bad(format!("int8 layer {i} is {entry} in the file but `{name}` (relu {}) in this graph", ch.relu)));
             }
+            match (act(&format!("int8.{i}"), "input")?, mode) {
+                (Some(q), _) => inputs.push(Some(q)),
+                (None, Mode::Dynamic) => inputs.push(None),
+                (None, Mode::Static) => return Err(bad(format!("static layer `{name}` has no input scale"))),
+            }
+        }
+        let make: &MakeLayer = &|i, name, ch, input, output| {
+            let p = format!("int8.{i}");
             let w = get(&format!("{p}.weight"))?;
             if w.shape() != ch.weight.shape() {
-                return Err(bad(format!("`{p}.weight` is {:?} but layer `{}` is {:?}", w.shape(), ch.label, ch.weight.shape())));
+                return Err(bad(format!("`{p}.weight` is {:?} but layer `{name}` is {:?}", w.shape(), ch.weight.shape())));
             }
-            let axis = entry["per_channel"].as_bool().unwrap_or(false).then_some(0);
+            let axis = entries[i]["per_channel"].as_bool().unwrap_or(false).then_some(0);
             let wp = QParams::from_tensors(QDType::I8, axis, get(&format!("{p}.weight_scale"))?, get(&format!("{p}.weight_zero_point"))?)?;
             let bias = tensors.get(&format!("{p}.bias")).map(|b| b.to_vec::<f32>());
-            let input = match act(&p, "input")? {
-                Some(q) => InputQuant::Static(q),
-                None if mode == Mode::Dynamic => InputQuant::Dynamic,
-                None => return Err(bad(format!("static layer `{}` has no input scale", ch.label))),
-            };
-            let output = act(&p, "output")?;
             let wv = w.to_vec::<i8>();
-            layers.push(match ch.kind {
+            Ok(match ch.kind {
                 ChainKind::Linear => {
                     let (n, k) = (w.shape()[0], w.shape()[1]);
-                    QLayer::Linear(QLinear::from_parts(&ch.label, &wv, n, k, wp, bias, ch.relu, input, output)?)
+                    QLayer::Linear(QLinear::from_parts(name, &wv, n, k, wp, bias, ch.relu, input, output)?)
                 }
-                ChainKind::Conv2d(g) => QLayer::Conv2d(QConv2d::from_parts(&ch.label, &wv, w.shape(), wp, bias, ch.relu, g, input, output)?),
-            });
-        }
+                ChainKind::Conv2d(g) => QLayer::Conv2d(QConv2d::from_parts(name, &wv, w.shape(), wp, bias, ch.relu, g, input, output)?),
+            })
+        };
+        let make_table: &MakeTable = &|k, name, e| {
+            let p = format!("int8.embedding.{k}");
+            if table_entries[k]["name"].as_str() != Some(name) {
+                return Err(bad(format!("int8 embedding {k} is {} in the file but `{name}` in this graph", table_entries[k])));
+            }
+            let table = get(&format!("{p}.weight"))?;
+            if table.shape() != e.table.shape() {
+                return Err(bad(format!("`{p}.weight` is {:?} but embedding `{name}` is {:?}", table.shape(), e.table.shape())));
+            }
+            let params = QParams::from_tensors(QDType::I8, Some(0), get(&format!("{p}.weight_scale"))?, get(&format!("{p}.weight_zero_point"))?)?;
+            QEmbedding::from_parts(name, table.clone(), &params)
+        };
         let f32_params: Params = tensors.iter().filter_map(|(k, v)| k.strip_prefix("f32.").map(|p| (p.to_string(), v.clone()))).collect();
-        let report = QuantReport { mode, quantized: layers.iter().map(layer_report).collect(), kept_f32: kept };
-        let plan = QuantizedGraph::assemble(graph, f32_params, &chains, layers, norms, report);
-        for step in &plan.steps {
-            if let Step::Param(path) = step {
-                if !plan.params.contains_key(path) {
+        let available: std::collections::HashSet<String> = f32_params.keys().cloned().collect();
+        let plan = QuantizedGraph::assemble(graph, f32_params, analysis, &inputs, make, make_table, mode)?;
+        for node in &plan.graph.nodes {
+            if let Op::Param { path, .. } = &node.op {
+                if !available.contains(path) {
                     return Err(bad(format!("missing f32 parameter `f32.{path}`")));
                 }
             }
