@@ -25,7 +25,7 @@ mod pack;
 mod pool;
 mod scalar;
 
-pub use convert::{dequantize_u8, min_max, quantize_u8};
+pub use convert::{dequantize_u8, min_max, quantize_u8, quantize_u8_with_level};
 pub use crate::cpu::{active_level, CpuLevel, ENV_VAR};
 pub use epilogue::{quantize_u8_one, round_half_even, Epilogue, Output};
 pub use im2col::{im2col_u8, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};

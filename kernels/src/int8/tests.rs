@@ -149,6 +149,34 @@ fn quantize_rounds_half_to_even_and_clamps() {
 }
 
 #[test]
+fn quantize_gives_the_same_bytes_on_every_level() {
+    // Ties at every rounding boundary, values far outside the u8 range (and beyond 2^22,
+    // where the scalar rounding clamps first), infinities, NaN, and a tail shorter than a
+    // vector.
+    let mut src: Vec<f32> = (-600..600).map(|i| i as f32 * 0.25).collect();
+    src.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 5e6, -5e6, 8_388_609.0, -0.0, 1e-40]);
+    let mut state = 0x2545_f491u32;
+    src.extend((0..1000).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state as f32 / u32::MAX as f32 - 0.5) * 700.0
+    }));
+    src.push(0.5);
+    for (scale, zero) in [(1.0f32, 0), (0.5, 128), (0.037, 17), (3.0, 255)] {
+        let mut want = vec![0u8; src.len()];
+        quantize_u8_with_level(CpuLevel::Scalar, &src, scale, zero, &mut want);
+        for level in CpuLevel::supported() {
+            for len in [src.len(), 31, 16, 7] {
+                let mut got = vec![0u8; len];
+                quantize_u8_with_level(level, &src[..len], scale, zero, &mut got);
+                assert_eq!(got, want[..len], "{level}, scale {scale}, zero {zero}, {len} values");
+            }
+        }
+    }
+}
+
+#[test]
 fn levels_parse_by_name() {
     for level in CpuLevel::ALL {
         assert_eq!(CpuLevel::parse(level.name()), Some(level));
