@@ -2,6 +2,8 @@
 //! correction, the per-channel scale, bias, ReLU, and either f32 output or requantization to
 //! the next layer's u8 activations. Fused so the i32 results never go to memory.
 
+use crate::cpu::CpuLevel;
+
 /// Where and how the GEMM writes its results. Element (i, j) goes to `out[i * ldo + j]`.
 pub enum Output<'a> {
     /// Raw accumulators Σ a·w, no zero-point correction.
@@ -40,27 +42,35 @@ impl Epilogue<'_> {
     }
 }
 
-/// Columns of one tile row (tiles are at most 4 panels of 16); the u8 output stages a row's
-/// real values here.
-const ROW_BUFFER: usize = 256;
-
 impl Epilogue<'_> {
-    /// [`Epilogue::real`] for channels `j0..j0 + acc.len()` into `out`, one pass per step over
-    /// the row with the options decided once, so that each loop vectorises (the same
+    /// [`Epilogue::real`] for channels `j0..j0 + acc.len()`, each value handed to `store`: one
+    /// pass over the row with the options decided once, so that the loop vectorises (the same
     /// arithmetic, in the same order, as `real`).
-    #[inline]
-    pub fn real_row(&self, j0: usize, acc: &[i32], col_sums: &[i32], out: &mut [f32]) {
+    #[inline(always)]
+    fn each_real(&self, j0: usize, acc: &[i32], col_sums: &[i32], store: impl FnMut(usize, f32)) {
+        match (self.bias, self.relu) {
+            (Some(b), true) => self.each_real_with::<true, true>(j0, acc, col_sums, b, store),
+            (Some(b), false) => self.each_real_with::<true, false>(j0, acc, col_sums, b, store),
+            (None, true) => self.each_real_with::<false, true>(j0, acc, col_sums, &[], store),
+            (None, false) => self.each_real_with::<false, false>(j0, acc, col_sums, &[], store),
+        }
+    }
+
+    #[inline(always)]
+    fn each_real_with<const BIAS: bool, const RELU: bool>(&self, j0: usize, acc: &[i32], col_sums: &[i32], bias: &[f32], mut store: impl FnMut(usize, f32)) {
         let n = acc.len();
-        let (scales, sums, out) = (&self.scales[j0..j0 + n], &col_sums[j0..j0 + n], &mut out[..n]);
+        let (scales, sums) = (&self.scales[j0..j0 + n], &col_sums[j0..j0 + n]);
+        let bias = if BIAS { &bias[j0..j0 + n] } else { &[][..] };
         let z = self.a_zero;
-        for (((o, &a), &s), &cs) in out.iter_mut().zip(acc).zip(scales).zip(sums) {
-            *o = a.wrapping_sub(z.wrapping_mul(cs)) as f32 * s;
-        }
-        if let Some(b) = self.bias {
-            out.iter_mut().zip(&b[j0..j0 + n]).for_each(|(o, &b)| *o += b);
-        }
-        if self.relu {
-            out.iter_mut().for_each(|o| *o = o.max(0.0));
+        for j in 0..n {
+            let mut y = acc[j].wrapping_sub(z.wrapping_mul(sums[j])) as f32 * scales[j];
+            if BIAS {
+                y += bias[j];
+            }
+            if RELU {
+                y = y.max(0.0);
+            }
+            store(j, y);
         }
     }
 }
@@ -147,22 +157,50 @@ impl OutPtr {
         }
     }
 
-    /// Writes `cols` results of one row, channels `j0..j0+cols`, at element offset `at`.
+    /// Writes `cols` results of one row, channels `j0..j0+cols`, at element offset `at`, with
+    /// the epilogue compiled for `level` (which the caller checked the CPU supports).
     ///
     /// # Safety
-    /// `at..at+cols` must lie inside the output and belong to this thread.
+    /// `at..at+cols` must lie inside the output and belong to this thread; the CPU must
+    /// support `level`.
     #[inline]
-    pub(crate) unsafe fn write_row(&self, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
+    pub(crate) unsafe fn write_row(&self, level: CpuLevel, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
+        match level {
+            CpuLevel::Scalar => self.write_row_body(at, j0, acc, col_sums),
+            #[cfg(target_arch = "x86_64")]
+            CpuLevel::Avx2 => self.write_row_avx2(at, j0, acc, col_sums),
+            #[cfg(target_arch = "x86_64")]
+            CpuLevel::Avx512Vnni => self.write_row_avx512(at, j0, acc, col_sums),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("only scalar runs off x86_64"),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn write_row_avx2(&self, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
+        self.write_row_body(at, j0, acc, col_sums)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")]
+    unsafe fn write_row_avx512(&self, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
+        self.write_row_body(at, j0, acc, col_sums)
+    }
+
+    /// The row write itself; no FMA contraction happens (Rust never fuses `a * b + c`), so
+    /// every level gives the same bits.
+    #[inline(always)]
+    unsafe fn write_row_body(&self, at: usize, j0: usize, acc: &[i32], col_sums: &[i32]) {
         match *self {
             OutPtr::I32(p) => std::ptr::copy_nonoverlapping(acc.as_ptr(), p.add(at), acc.len()),
-            OutPtr::F32(p, e) => e.real_row(j0, acc, col_sums, std::slice::from_raw_parts_mut(p.add(at), acc.len())),
-            OutPtr::U8(p, e, inv_scale, zero) => {
-                let mut real = [0f32; ROW_BUFFER];
-                assert!(acc.len() <= ROW_BUFFER, "qgemm: a tile row of {} columns exceeds {ROW_BUFFER}", acc.len());
-                let real = &mut real[..acc.len()];
-                e.real_row(j0, acc, col_sums, real);
+            OutPtr::F32(p, e) => {
                 let out = std::slice::from_raw_parts_mut(p.add(at), acc.len());
-                out.iter_mut().zip(real.iter()).for_each(|(o, &y)| *o = quantize_u8_one(y, inv_scale, zero));
+                e.each_real(j0, acc, col_sums, |j, y| out[j] = y);
+            }
+            OutPtr::U8(p, e, inv_scale, zero) => {
+                let out = std::slice::from_raw_parts_mut(p.add(at), acc.len());
+                e.each_real(j0, acc, col_sums, |j, y| out[j] = quantize_u8_one(y, inv_scale, zero));
             }
         }
     }

@@ -1,6 +1,8 @@
-//! Layout helpers that let a convolution run on the int8 GEMM: im2col of u8 NCHW activations
+//! Layout helpers that let a convolution run on the int8 GEMM: im2col of u8 NCHW or NHWC activations
 //! (padding filled with the zero point, which is the real value 0) and the transpose of the
 //! GEMM's `[N·OH·OW, O]` result back to NCHW.
+
+use crate::threads;
 
 /// The geometry of a 2-D convolution on one NCHW input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,46 +103,52 @@ fn inside(out_width: usize, stride: usize, offset: usize, padding: usize, width:
 /// As [`im2col_u8`].
 pub fn im2col_u8_taps(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
     assert_eq!(x.len(), s.batch * s.channels * s.height * s.width, "im2col: input length does not match {s:?}");
+    if s.channels == 1 {
+        return im2col_u8(x, s, pad);
+    }
+    let last = pixels_last_to_channels_first(x, s.batch, s.channels, s.height * s.width);
+    im2col_u8_nhwc(&last, s, pad)
+}
+
+/// [`im2col_u8_taps`] of an input already held channels-last (`[N, H, W, C]`, as the GEMM
+/// leaves a convolution's output), with no transpose. Output rows are filled in parallel.
+///
+/// # Panics
+/// If `x` does not hold `N·H·W·C` bytes, or the kernel does not fit.
+pub fn im2col_u8_nhwc(x: &[u8], s: &ConvShape, pad: u8) -> Vec<u8> {
+    assert_eq!(x.len(), s.batch * s.channels * s.height * s.width, "im2col: input length does not match {s:?}");
     let (oh, ow) = s.output_size().unwrap_or_else(|| panic!("im2col: the kernel does not fit in {s:?}"));
     let (kh, kw, c) = (s.kernel[0], s.kernel[1], s.channels);
     if c == 1 {
-        // One channel: both column orders coincide, and the column-run loop is the faster.
+        // One channel: channels-last and channels-first are the same bytes.
         return im2col_u8(x, s, pad);
     }
     let k = c * kh * kw;
     let mut out = vec![pad; s.batch * oh * ow * k];
-    if out.is_empty() {
-        return out;
-    }
-    let pixels = s.height * s.width;
-    // `[batch, channels, pixels]` read as `[batch, P, C]` with P = channels, C = pixels: the
-    // same transpose as the GEMM output's, the other way round.
-    let last = pixels_last_to_channels_first(x, s.batch, c, pixels);
-    let mut rows = out.chunks_exact_mut(k);
-    for image in last.chunks_exact(pixels * c) {
-        for y in 0..oh {
-            for xo in 0..ow {
-                let row = rows.next().expect("one row per output pixel");
-                for i in 0..kh {
-                    let iy = (y * s.stride[0] + i * s.dilation[0]).wrapping_sub(s.padding[0]);
-                    if iy >= s.height {
-                        continue;
-                    }
-                    for j in 0..kw {
-                        let ix = (xo * s.stride[1] + j * s.dilation[1]).wrapping_sub(s.padding[1]);
-                        if ix < s.width {
-                            let at = (iy * s.width + ix) * c;
-                            copy_small(&mut row[(i * kw + j) * c..][..c], &image[at..at + c]);
-                        }
+    let image_len = s.height * s.width * c;
+    // One chunk per output row (ow pixels of k columns).
+    threads::for_each_chunk_mut(&mut out, ow * k, s.batch * oh * ow * k, |row_index, rows| {
+        let (n, y) = (row_index / oh, row_index % oh);
+        let image = &x[n * image_len..][..image_len];
+        for (xo, row) in rows.chunks_exact_mut(k).enumerate() {
+            for i in 0..kh {
+                let iy = (y * s.stride[0] + i * s.dilation[0]).wrapping_sub(s.padding[0]);
+                if iy >= s.height {
+                    continue;
+                }
+                for j in 0..kw {
+                    let ix = (xo * s.stride[1] + j * s.dilation[1]).wrapping_sub(s.padding[1]);
+                    if ix < s.width {
+                        let at = (iy * s.width + ix) * c;
+                        copy_small(&mut row[(i * kw + j) * c..][..c], &image[at..at + c]);
                     }
                 }
             }
         }
-    }
+    });
     out
 }
 
-/// `dst.copy_from_slice(src)` without a `memcpy` call for the few bytes of a narrow layer.
 #[inline]
 fn copy_small(dst: &mut [u8], src: &[u8]) {
     if src.len() >= 32 {

@@ -28,9 +28,9 @@ mod scalar;
 pub use convert::{dequantize_u8, min_max, quantize_u8, quantize_u8_with_level};
 pub use crate::cpu::{active_level, CpuLevel, ENV_VAR};
 pub use epilogue::{quantize_u8_one, round_half_even, Epilogue, Output};
-pub use im2col::{im2col_u8, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
+pub use im2col::{im2col_u8, im2col_u8_nhwc, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 pub use pack::{PackedI8, K_GROUP, PANEL};
-pub use pool::max_pool2d_u8;
+pub use pool::{max_pool2d_u8, max_pool2d_u8_nhwc};
 pub use scalar::gemm_u8i8_reference;
 
 use crate::threads;
@@ -85,9 +85,9 @@ pub fn qgemm_with_level(level: CpuLevel, m: usize, a: &[u8], lda: usize, w: &Pac
                 compute_tile(level, rows_a, lda, rows, k, weights, w.k_padded(), np, &mut acc);
                 for r in 0..rows {
                     let row = &acc[r * np * PANEL..r * np * PANEL + cols];
-                    // SAFETY: `out.check` proved (i0+r)*ldo + j0 + cols <= len, and this
-                    // thread alone owns columns j0..j0+cols.
-                    unsafe { dst.write_row((i0 + r) * ldo + j0, j0, row, w.col_sums()) };
+                    // SAFETY: `out.check` proved (i0+r)*ldo + j0 + cols <= len, this thread
+                    // alone owns columns j0..j0+cols, and the level was checked above.
+                    unsafe { dst.write_row(level, (i0 + r) * ldo + j0, j0, row, w.col_sums()) };
                 }
                 i0 += rows;
             }

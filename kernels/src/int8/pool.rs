@@ -37,3 +37,37 @@ pub fn max_pool2d_u8(x: &[u8], shape: [usize; 4], kernel: [usize; 2], stride: [u
     }
     (out, out_shape)
 }
+
+/// [`max_pool2d_u8`] on channels-last input: `[N, H, W, C]` u8 → `[N, OH, OW, C]`. Each window
+/// cell is a run of `C` bytes, so the max runs across channels (and vectorises). Output rows
+/// are filled in parallel.
+///
+/// # Panics
+/// As [`max_pool2d_u8`] (`shape` is `[N, H, W, C]`).
+pub fn max_pool2d_u8_nhwc(x: &[u8], shape: [usize; 4], kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> (Vec<u8>, [usize; 4]) {
+    let [n, h, w, c] = shape;
+    let g = Geometry::new([n, c, h, w], kernel, stride, padding);
+    assert_eq!(x.len(), n * h * w * c, "max_pool2d_u8_nhwc: input length does not match {shape:?}");
+    let out_shape = [n, g.oh, g.ow, c];
+    let mut out = vec![0u8; n * g.oh * g.ow * c];
+    if out.is_empty() {
+        return (out, out_shape);
+    }
+    let image_len = h * w * c;
+    crate::threads::for_each_chunk_mut(&mut out, g.ow * c, x.len(), |row_index, dst_row| {
+        let (image, r) = (row_index / g.oh, &g.rows[row_index % g.oh]);
+        let src = &x[image * image_len..][..image_len];
+        for (col, dst) in g.cols.iter().zip(dst_row.chunks_exact_mut(c)) {
+            // Every window holds at least one input cell (PyTorch's rule), and 0 is the
+            // smallest byte, so starting from 0 is starting from -inf.
+            dst.fill(0);
+            for iy in r.lo..r.hi {
+                for ix in col.lo..col.hi {
+                    let cell = &src[(iy * w + ix) * c..][..c];
+                    dst.iter_mut().zip(cell).for_each(|(d, &v)| *d = (*d).max(v));
+                }
+            }
+        }
+    });
+    (out, out_shape)
+}

@@ -296,3 +296,30 @@ fn u8_max_pool_is_the_max_of_each_window() {
         }
     }
 }
+
+/// `[N, C, H, W]` → `[N, H, W, C]`.
+fn to_nhwc(x: &[u8], [_, c, h, w]: [usize; 4]) -> Vec<u8> {
+    let mut out = vec![0u8; x.len()];
+    for (i, &v) in x.iter().enumerate() {
+        let (b, ch, p) = (i / (c * h * w), (i / (h * w)) % c, i % (h * w));
+        out[(b * h * w + p) * c + ch] = v;
+    }
+    out
+}
+
+#[test]
+fn channels_last_im2col_and_pool_match_the_channels_first_forms() {
+    let mut rng = Lcg(14);
+    for (channels, stride, padding, dilation) in [(1, [1, 1], [1, 1], [1, 1]), (4, [2, 1], [1, 2], [1, 1]), (16, [1, 1], [1, 1], [1, 1]), (3, [3, 2], [4, 3], [1, 2])] {
+        let s = ConvShape { batch: 3, channels, height: 7, width: 6, kernel: [3, 2], stride, padding, dilation };
+        let x = rng.u8s(3 * channels * 7 * 6);
+        let nhwc = to_nhwc(&x, [3, channels, 7, 6]);
+        assert_eq!(im2col_u8_nhwc(&nhwc, &s, 9), im2col_u8_taps(&x, &s, 9), "{s:?}");
+        for (kernel, stride, padding) in [([2, 2], [2, 2], [0, 0]), ([3, 3], [2, 1], [1, 1])] {
+            let (want, [n, c, oh, ow]) = max_pool2d_u8(&x, [3, channels, 7, 6], kernel, stride, padding);
+            let (got, got_shape) = max_pool2d_u8_nhwc(&nhwc, [3, 7, 6, channels], kernel, stride, padding);
+            assert_eq!(got_shape, [n, oh, ow, c]);
+            assert_eq!(got, to_nhwc(&want, [n, c, oh, ow]), "pool {kernel:?} {stride:?} {padding:?} on {channels} channels");
+        }
+    }
+}
