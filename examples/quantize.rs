@@ -28,7 +28,7 @@ use tensorbrain::nn::loss::cross_entropy;
 use tensorbrain::nn::{run_static, StaticModel};
 use tensorbrain::optim::{Adam, AdamOptions, Optimizer};
 use tensorbrain::prelude::*;
-use tensorbrain::quant::{self, ObserverKind, Qat, QuantConfig};
+use tensorbrain::quant::{ObserverKind, Qat, QuantConfig, Quantize};
 use tensorbrain_kernels::int8::{qgemm_with_level, CpuLevel, Output, PackedI8};
 
 #[derive(Parser)]
@@ -224,7 +224,7 @@ fn accuracy_row<M: StaticModel + ModuleExt>(
     let mut cells = vec![format!("{f32_acc:.2}%")];
     for config in [QuantConfig::dynamic(), QuantConfig::static_ptq(), QuantConfig::static_ptq().with_observer(ObserverKind::Mse)] {
         let mut q = copy_of(&model, fresh());
-        quant::quantize(&mut q, &graph, &calib, &config)?;
+        q.quantize(&calib, &config)?;
         let acc = accuracy(&q, test_x, &test_y)?;
         cells.push(format!("{acc:.2}% ({:+.2})", acc - f32_acc));
     }
@@ -366,9 +366,9 @@ fn our_rows<M: StaticModel + ModuleExt>(name: &str, fresh: impl Fn() -> M, graph
     let shape = |b: usize| std::iter::once(b).chain(input.iter().copied()).collect::<Vec<_>>();
     let calib: Vec<Vec<Tensor>> = (0..4).map(|_| vec![Tensor::rand(&shape(64), DType::F32)]).collect();
     let mut dynamic = copy_of(&model, fresh());
-    quant::quantize(&mut dynamic, &graph, &[], &QuantConfig::dynamic())?;
+    dynamic.quantize(Vec::<Tensor>::new(), &QuantConfig::dynamic())?;
     let mut fixed = copy_of(&model, fresh());
-    quant::quantize(&mut fixed, &graph, &calib, &QuantConfig::static_ptq())?;
+    fixed.quantize(&calib, &QuantConfig::static_ptq())?;
     let mut rows = Vec::new();
     for batch in [1, 64] {
         let x = Tensor::rand(&shape(batch), DType::F32);
@@ -433,9 +433,8 @@ fn size_table() -> tensorbrain::Result<()> {
     manual_seed(1);
     let mut model = Wide::init(1);
     model.eval();
-    let graph = model.graph();
     let mut fixed = copy_of(&model, Wide::init(0));
-    let plan = quant::quantize(&mut fixed, &graph, &[vec![Tensor::rand(&[64, 784], DType::F32)]], &QuantConfig::static_ptq())?;
+    let plan = fixed.quantize([Tensor::rand(&[64, 784], DType::F32)], &QuantConfig::static_ptq())?;
     let dir = std::env::temp_dir();
     let (f32_path, int8_path) = (dir.join("tb-wide-f32.safetensors"), dir.join("tb-wide-int8.safetensors"));
     tensorbrain::checkpoint::save_safetensors(&f32_path, &model.named_parameters())?;

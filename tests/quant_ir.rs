@@ -37,6 +37,25 @@ impl Tagger {
     }
 }
 
+/// Two int8 convolutions in a row: u8 stays channels-last from one to the next.
+#[model]
+pub struct TwoConv {
+    conv1: Conv2d<1, 8, 3, 1, 1>,
+    pool1: MaxPool2d<2>,
+    conv2: Conv2d<8, 16, 3, 1, 1>,
+    pool2: MaxPool2d<2>,
+    fc: Linear<64, 5>,
+}
+
+#[model]
+impl TwoConv {
+    pub fn forward(&self, x: tb![B, 1, 8, 8]) -> tb![B, 5] {
+        let h = self.pool1(self.conv1(x).relu());
+        let h = self.pool2(self.conv2(h).relu()).flatten(1);
+        self.fc(h)
+    }
+}
+
 fn copy_of<M: ModuleExt>(from: &M, mut to: M) -> M {
     let src: std::collections::HashMap<String, Tensor> = from.state_dict().into_iter().collect();
     to.visit_params_mut("", &mut |n, t| *t = src[n].clone());
@@ -133,6 +152,40 @@ fn quantize_method_errors_name_the_problem() {
     // A missing file is an error that names it.
     let err = Mlp::init(0).load_quantized("/nonexistent/mlp-int8.safetensors").unwrap_err().to_string();
     assert!(err.contains("/nonexistent/mlp-int8.safetensors"), "{err}");
+}
+
+#[test]
+fn channels_last_u8_between_convolutions_gives_the_channels_first_bytes() {
+    use tensorbrain::quant::{Act, QLayer};
+    manual_seed(11);
+    let model = TwoConv::init(4);
+    let x = Tensor::randn(&[6, 1, 8, 8], DType::F32);
+    let mut reference = copy_of(&model, TwoConv::init(0));
+    reference.eval();
+    let want = no_grad(|| reference.forward_dyn(&[x.clone()])).unwrap();
+    let mut q = copy_of(&model, TwoConv::init(0));
+    let plan = q.quantize([x.clone()], &QuantConfig::static_ptq()).unwrap();
+    let names = op_names(plan.graph());
+    assert_eq!(names.iter().filter(|n| n.starts_with("quantize")).count(), 1, "{names:?}");
+    let got = no_grad(|| q.forward_dyn(&[x.clone()])).unwrap();
+    let err = max_abs_diff(&got, &want);
+    assert!(err < 0.05 * peak(&want), "int8 vs f32: max diff {err}, peak {}", peak(&want));
+
+    // conv1's u8 output comes channels-last; conv2 on it, and on the same bytes transposed to
+    // channels-first, gives the same bytes.
+    let (QLayer::Conv2d(conv1), QLayer::Conv2d(conv2)) = (&plan.layers()[0], &plan.layers()[1]) else { panic!("two convolutions first") };
+    let h = conv1.forward(&Act::F32(x.clone())).unwrap();
+    assert!(matches!(h, Act::U8ChannelsLast { .. }), "{h:?}");
+    assert_eq!(h.shape(), [6, 8, 8, 8]);
+    // conv2's input parameters are conv1's output parameters (conv1 requantizes to them), so
+    // both layouts of this value are valid conv2 inputs (the pool in between is skipped here).
+    let last = conv2.forward(&h).unwrap();
+    let first = conv2.forward(&h.clone().channels_first()).unwrap();
+    let bytes = |a: Act| match a.channels_first() {
+        Act::U8 { data, .. } => data.to_vec::<u8>(),
+        other => panic!("u8 expected, got {other:?}"),
+    };
+    assert_eq!(bytes(last), bytes(first));
 }
 
 #[test]

@@ -37,6 +37,12 @@ impl CalibrationBatch for Vec<Tensor> {
     }
 }
 
+impl CalibrationBatch for &Vec<Tensor> {
+    fn into_batch(self) -> Result<Vec<Tensor>> {
+        Ok(self.clone())
+    }
+}
+
 /// What a [`crate::data::DataLoader`] yields.
 impl CalibrationBatch for Result<Vec<Tensor>> {
     fn into_batch(self) -> Result<Vec<Tensor>> {

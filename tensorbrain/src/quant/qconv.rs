@@ -4,7 +4,7 @@
 //! is laid back out as NCHW. Saved weights keep PyTorch's `[O, C, KH, KW]` order.
 
 use tensorbrain_ir::op::ConvGeometry;
-use tensorbrain_kernels::int8::{im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
+use tensorbrain_kernels::int8::{im2col_u8_nhwc, im2col_u8_taps, pixels_last_to_channels_first, weight_taps_major, ConvShape};
 
 use super::qlinear::{with_data, Act, InputQuant, QLinear};
 use super::scheme::{Granularity, QParams};
@@ -81,7 +81,9 @@ impl QConv2d {
         [self.linear.out_features(), self.in_channels, self.kernel[0], self.kernel[1]]
     }
 
-    /// Runs the convolution on NCHW input (f32, or u8 in this layer's input parameters).
+    /// Runs the convolution on NCHW input (f32, or u8 in this layer's input parameters, held
+    /// channels-first or channels-last). An f32 output is NCHW; a u8 output stays
+    /// channels-last ([`Act::U8ChannelsLast`]).
     ///
     /// # Errors
     /// On a shape mismatch, or as [`QLinear::forward`].
@@ -107,6 +109,7 @@ impl QConv2d {
             _ => return Err(Error::Msg(format!("QConv2d {name}: the {:?} kernel does not fit input {shape:?}", self.kernel))),
         };
         let (cols, scale, zero) = match x {
+            Act::U8ChannelsLast { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_nhwc(d, &s, *zero as u8)), *scale, *zero),
             Act::U8 { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_taps(d, &s, *zero as u8)), *scale, *zero),
             Act::F32(t) => {
                 let (q, scale, zero) = self.linear.quantize_input(t)?;
@@ -118,11 +121,9 @@ impl QConv2d {
         let out_shape = [shape[0], o, oh, ow];
         Ok(match self.linear.forward(&rows)? {
             Act::F32(y) => Act::F32(Tensor::from_vec(with_data(&y, |v: &[f32]| pixels_last_to_channels_first(v, shape[0], oh * ow, o)), &out_shape)),
-            Act::U8 { data, scale, zero } => Act::U8 {
-                data: Tensor::from_vec(with_data(&data, |v: &[u8]| pixels_last_to_channels_first(v, shape[0], oh * ow, o)), &out_shape),
-                scale,
-                zero,
-            },
+            // u8 stays channels-last, as the GEMM wrote it: the next int8 layer reads it so.
+            Act::U8 { data, scale, zero } => Act::U8ChannelsLast { data: data.try_reshape(&[shape[0] as isize, oh as isize, ow as isize, o as isize])?, scale, zero },
+            Act::U8ChannelsLast { .. } => unreachable!("the GEMM writes u8 rows"),
         })
     }
 }

@@ -23,25 +23,50 @@ pub enum InputQuant {
 pub enum Act {
     F32(Tensor),
     U8 { data: Tensor, scale: f32, zero: i32 },
+    /// A u8 `[N, C, H, W]` value held channels-last: `data` is `[N, H, W, C]`. An int8
+    /// convolution's GEMM writes its output this way, and the next convolution's im2col and a
+    /// u8 max pool read it as it is, so no transposes happen between int8 convolutions.
+    U8ChannelsLast { data: Tensor, scale: f32, zero: i32 },
 }
 
 impl Act {
-    pub fn shape(&self) -> &[usize] {
+    /// The value's shape (NCHW for a channels-last value).
+    pub fn shape(&self) -> Vec<usize> {
         match self {
-            Act::F32(t) | Act::U8 { data: t, .. } => t.shape(),
+            Act::F32(t) | Act::U8 { data: t, .. } => t.shape().to_vec(),
+            Act::U8ChannelsLast { data, .. } => match *data.shape() {
+                [n, h, w, c] => vec![n, c, h, w],
+                _ => unreachable!("channels-last values are 4-D"),
+            },
         }
     }
 
-    /// The value as f32 (dequantizing u8).
-    pub fn into_f32(self) -> Tensor {
+    pub fn is_u8(&self) -> bool {
+        !matches!(self, Act::F32(_))
+    }
+
+    /// The value with a channels-last u8 tensor transposed back to `[N, C, H, W]`.
+    pub fn channels_first(self) -> Act {
         match self {
+            Act::U8ChannelsLast { data, scale, zero } => {
+                let [n, h, w, c] = data.shape().try_into().expect("channels-last values are 4-D");
+                let nchw = with_data(&data, |v: &[u8]| int8::pixels_last_to_channels_first(v, n, h * w, c));
+                Act::U8 { data: Tensor::from_vec(nchw, &[n, c, h, w]), scale, zero }
+            }
+            other => other,
+        }
+    }
+
+    /// The value as f32 (dequantizing u8), in its logical layout.
+    pub fn into_f32(self) -> Tensor {
+        match self.channels_first() {
             Act::F32(t) => t,
             Act::U8 { data, scale, zero } => {
-                let q = data.to_vec::<u8>();
-                let mut out = vec![0f32; q.len()];
-                int8::dequantize_u8(&q, scale, zero, &mut out);
+                let mut out = vec![0f32; data.numel()];
+                with_data(&data, |q: &[u8]| int8::dequantize_u8(q, scale, zero, &mut out));
                 Tensor::from_vec(out, data.shape())
             }
+            Act::U8ChannelsLast { .. } => unreachable!("made channels-first above"),
         }
     }
 }
@@ -174,6 +199,9 @@ impl QLinear {
     /// On a width mismatch, NaN/Inf in a dynamic input, or u8 input whose parameters differ
     /// from the calibrated ones.
     pub fn forward(&self, x: &Act) -> Result<Act> {
+        if let Act::U8ChannelsLast { .. } = x {
+            return self.forward(&x.clone().channels_first());
+        }
         let k = self.in_features();
         let shape = x.shape().to_vec();
         if shape.last() != Some(&k) {
@@ -217,6 +245,7 @@ impl QLinear {
                 let (q, scale, zero) = self.quantize_input(t)?;
                 Ok(run(&q, scale, zero))
             }
+            Act::U8ChannelsLast { .. } => unreachable!("made channels-first above"),
         }
     }
 

@@ -278,7 +278,7 @@ impl QuantizedGraph {
                     ),
                     Op::Quantize(p) => quantize_act(&arg(0).clone().into_f32(), p).map_err(at)?,
                     Op::Dequantize(p) => match arg(0) {
-                        Act::U8 { scale, zero, .. } if (*scale, *zero) != (p.scale, p.zero_point) => {
+                        Act::U8 { scale, zero, .. } | Act::U8ChannelsLast { scale, zero, .. } if (*scale, *zero) != (p.scale, p.zero_point) => {
                             return Err(at(Error::Msg(format!("the input is u8 in scale {scale} zero {zero}"))))
                         }
                         a => Act::F32(a.clone().into_f32()),
@@ -296,10 +296,7 @@ impl QuantizedGraph {
                         let norm = self.norms.iter().find(|n| &n.path == path).ok_or_else(|| at(Error::Msg("not a batch norm".into())))?;
                         Act::F32(channel_affine(&arg(0).clone().into_f32(), norm)?)
                     }
-                    op if passes_u8(op) && matches!(arg(0), Act::U8 { .. }) => {
-                        let Act::U8 { data, scale, zero } = arg(0) else { unreachable!("matched above") };
-                        Act::U8 { data: u8_op(op, data).map_err(at)?, scale: *scale, zero: *zero }
-                    }
+                    op if passes_u8(op) && arg(0).is_u8() => u8_op(op, arg(0)).map_err(at)?,
                     op => {
                         let args: Vec<Tensor> = node.inputs.iter().map(|&a| vals[a].clone().expect("inputs are computed before use").into_f32()).collect();
                         let refs: Vec<&Tensor> = args.iter().collect();
@@ -425,17 +422,27 @@ fn passes_u8(op: &Op) -> bool {
     matches!(op, Op::Pool2d { kind: PoolKind::Max, .. } | Op::Flatten { .. })
 }
 
-/// A [`passes_u8`] op on u8 data.
-fn u8_op(op: &Op, x: &Tensor) -> Result<Tensor> {
-    match op {
-        Op::Flatten { start } => x.try_flatten(*start as isize, -1),
-        Op::Pool2d { kind: PoolKind::Max, geometry: g, .. } => {
-            let shape: [usize; 4] = x.shape().try_into().map_err(|_| Error::Msg(format!("max pool: input must be [N, C, H, W], got {:?}", x.shape())))?;
-            let (out, out_shape) = with_data(x, |d: &[u8]| int8::max_pool2d_u8(d, shape, g.kernel, g.stride, g.padding));
-            Ok(Tensor::from_vec(out, &out_shape))
+/// A [`passes_u8`] op on a u8 value, in the value's own parameters: a max pool keeps the
+/// layout it is given; flattening needs channels-first order.
+fn u8_op(op: &Op, x: &Act) -> Result<Act> {
+    let pool = |data: &Tensor, f: fn(&[u8], [usize; 4], [usize; 2], [usize; 2], [usize; 2]) -> (Vec<u8>, [usize; 4]), g: &tensorbrain_ir::op::PoolGeometry| -> Result<Tensor> {
+        let shape: [usize; 4] = data.shape().try_into().map_err(|_| Error::Msg(format!("max pool: input must be 4-D, got {:?}", data.shape())))?;
+        let (out, out_shape) = with_data(data, |d: &[u8]| f(d, shape, g.kernel, g.stride, g.padding));
+        Ok(Tensor::from_vec(out, &out_shape))
+    };
+    Ok(match (op, x) {
+        (Op::Pool2d { kind: PoolKind::Max, geometry: g, .. }, Act::U8 { data, scale, zero }) => {
+            Act::U8 { data: pool(data, int8::max_pool2d_u8, g)?, scale: *scale, zero: *zero }
         }
-        other => Err(Error::Msg(format!("internal: {} does not run on u8", other.name()))),
-    }
+        (Op::Pool2d { kind: PoolKind::Max, geometry: g, .. }, Act::U8ChannelsLast { data, scale, zero }) => {
+            Act::U8ChannelsLast { data: pool(data, int8::max_pool2d_u8_nhwc, g)?, scale: *scale, zero: *zero }
+        }
+        (Op::Flatten { start }, x) => match x.clone().channels_first() {
+            Act::U8 { data, scale, zero } => Act::U8 { data: data.try_flatten(*start as isize, -1)?, scale, zero },
+            _ => return Err(Error::Msg("internal: flatten of a value that is not u8".into())),
+        },
+        (other, _) => return Err(Error::Msg(format!("internal: {} does not run on u8", other.name()))),
+    })
 }
 
 /// `y[:, c, ...] = x[:, c, ...]·scale[c] + shift[c]`.
