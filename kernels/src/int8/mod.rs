@@ -12,7 +12,8 @@
 //! AVX2 does not use the saturating `vpmaddubsw`).
 //!
 //! Work is split across threads by output-channel panels, so batch 1 (one row) uses every
-//! thread too; each thread keeps its panels' weights in cache while it walks all rows.
+//! thread too; each thread keeps its panels' weights in cache while it walks all rows. Layers
+//! with too few panels to go round are split by rows.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -69,8 +70,8 @@ pub fn qgemm_with_level(level: CpuLevel, m: usize, a: &[u8], lda: usize, w: &Pac
     let (tile_rows, tile_panels) = tile_shape(level);
     let dst = OutPtr::new(&mut out);
     let blocks = w.panels().div_ceil(tile_panels);
-    let ranges = threads::split_range(blocks, m * n * k.max(1));
-    let run = |blocks: std::ops::Range<usize>| {
+    let work = m * n * k.max(1);
+    let run = |blocks: std::ops::Range<usize>, rows: std::ops::Range<usize>| {
         let mut acc = [0i32; MAX_TILE_ROWS * MAX_TILE_PANELS * PANEL];
         for block in blocks {
             let p0 = block * tile_panels;
@@ -78,25 +79,34 @@ pub fn qgemm_with_level(level: CpuLevel, m: usize, a: &[u8], lda: usize, w: &Pac
             let weights = &w.data_from_panel(p0, np);
             let j0 = p0 * PANEL;
             let cols = (np * PANEL).min(n - j0);
-            let mut i0 = 0;
-            while i0 < m {
-                let rows = tile_rows.min(m - i0);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let tile = tile_rows.min(rows.end - i0);
                 let rows_a = &a[i0 * lda..];
-                compute_tile(level, rows_a, lda, rows, k, weights, w.k_padded(), np, &mut acc);
-                for r in 0..rows {
+                compute_tile(level, rows_a, lda, tile, k, weights, w.k_padded(), np, &mut acc);
+                for r in 0..tile {
                     let row = &acc[r * np * PANEL..r * np * PANEL + cols];
                     // SAFETY: `out.check` proved (i0+r)*ldo + j0 + cols <= len, this thread
-                    // alone owns columns j0..j0+cols, and the level was checked above.
+                    // alone owns these rows of columns j0..j0+cols, and the level was checked above.
                     unsafe { dst.write_row(level, (i0 + r) * ldo + j0, j0, row, w.col_sums()) };
                 }
-                i0 += rows;
+                i0 += tile;
             }
         }
     };
-    if ranges.len() == 1 {
-        run(0..blocks);
+    // Threads take output-channel panels (each keeps its weights in cache over all rows), so
+    // batch 1 uses every thread too. A layer too narrow for that (a convolution with 16
+    // output channels over 50,000 pixels) is split by rows instead.
+    let by_columns = threads::split_range(blocks, work);
+    if by_columns.len() > 1 {
+        by_columns.into_par_iter().for_each(|b| run(b, 0..m));
+    } else if threads::worth_parallelising(work) && m >= 2 * tile_rows {
+        let tiles = m.div_ceil(tile_rows);
+        let per_thread = tiles.div_ceil(threads::num_threads()) * tile_rows;
+        let row_ranges: Vec<_> = (0..m).step_by(per_thread).map(|r0| r0..(r0 + per_thread).min(m)).collect();
+        row_ranges.into_par_iter().for_each(|r| run(0..blocks, r));
     } else {
-        ranges.into_par_iter().for_each(run);
+        run(0..blocks, 0..m);
     }
 }
 

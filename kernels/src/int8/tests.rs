@@ -120,6 +120,17 @@ fn parallel_split_gives_the_same_bits_as_one_thread() {
         qgemm_with_level(level, m, &a, k, &packed, Output::I32(&mut got), n);
         assert_eq!(got, want, "{level}");
     }
+    // One panel of output channels over many rows (a narrow convolution): split by rows.
+    let (m, n, k) = (1001, 16, 72);
+    let a = rng.u8s(m * k);
+    let w = rng.i8s(n * k);
+    let packed = PackedI8::pack(&w, n, k);
+    let want = reference(m, n, k, &a, k, &w);
+    for level in CpuLevel::supported() {
+        let mut got = vec![0; m * n];
+        qgemm_with_level(level, m, &a, k, &packed, Output::I32(&mut got), n);
+        assert_eq!(got, want, "{level}, split by rows");
+    }
 }
 
 #[test]
