@@ -38,6 +38,12 @@ use crate::threads;
 use epilogue::OutPtr;
 use rayon::prelude::*;
 
+/// The smallest GEMM (in multiply-adds) worth splitting across threads: about 20 µs of
+/// `vpdpbusd` on one core. Waking a second thread cost more than it saved below that: the
+/// 512-2048-512 block at batch 1 (1M multiply-adds a layer) took 0.23 ms on two threads and
+/// 0.06 ms on one.
+const MIN_PARALLEL_MACS: usize = 1 << 22;
+
 /// The largest tile any level uses, in rows × panels.
 const MAX_TILE_ROWS: usize = 4;
 const MAX_TILE_PANELS: usize = 4;
@@ -97,10 +103,11 @@ pub fn qgemm_with_level(level: CpuLevel, m: usize, a: &[u8], lda: usize, w: &Pac
     // Threads take output-channel panels (each keeps its weights in cache over all rows), so
     // batch 1 uses every thread too. A layer too narrow for that (a convolution with 16
     // output channels over 50,000 pixels) is split by rows instead.
-    let by_columns = threads::split_range(blocks, work);
+    let parallel = work >= MIN_PARALLEL_MACS && threads::worth_parallelising(work);
+    let by_columns = if parallel { threads::split_range(blocks, work) } else { vec![0..blocks] };
     if by_columns.len() > 1 {
         by_columns.into_par_iter().for_each(|b| run(b, 0..m));
-    } else if threads::worth_parallelising(work) && m >= 2 * tile_rows {
+    } else if parallel && m >= 2 * tile_rows {
         let tiles = m.div_ceil(tile_rows);
         let per_thread = tiles.div_ceil(threads::num_threads()) * tile_rows;
         let row_ranges: Vec<_> = (0..m).step_by(per_thread).map(|r0| r0..(r0 + per_thread).min(m)).collect();
