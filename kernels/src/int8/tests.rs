@@ -108,30 +108,21 @@ fn fused_outputs_match_the_reference_epilogue_on_every_level() {
 
 #[test]
 fn parallel_split_gives_the_same_bits_as_one_thread() {
-    let (m, n, k) = (33, 300, 512);
-    assert!(m * n * k >= MIN_PARALLEL_MACS);
     let mut rng = Lcg(3);
-    let a = rng.u8s(m * k);
-    let w = rng.i8s(n * k);
-    let packed = PackedI8::pack(&w, n, k);
-    let want = reference(m, n, k, &a, k, &w);
-    for level in CpuLevel::supported() {
-        let mut got = vec![0; m * n];
-        // m·n·k is above the parallel threshold, so this splits when threads exist.
-        qgemm_with_level(level, m, &a, k, &packed, Output::I32(&mut got), n);
-        assert_eq!(got, want, "{level}");
-    }
-    // One panel of output channels over many rows (a narrow convolution): split by rows.
-    let (m, n, k) = (4001, 16, 72);
-    assert!(m * n * k >= MIN_PARALLEL_MACS);
-    let a = rng.u8s(m * k);
-    let w = rng.i8s(n * k);
-    let packed = PackedI8::pack(&w, n, k);
-    let want = reference(m, n, k, &a, k, &w);
-    for level in CpuLevel::supported() {
-        let mut got = vec![0; m * n];
-        qgemm_with_level(level, m, &a, k, &packed, Output::I32(&mut got), n);
-        assert_eq!(got, want, "{level}, split by rows");
+    // Both shapes are above the parallel threshold, so they split when threads exist: the
+    // first by output-channel panels, the second (one panel over many rows, a narrow
+    // convolution) by rows.
+    for (m, n, k, split) in [(33, 300, 512, "by panels"), (4001, 16, 72, "by rows")] {
+        assert!(m * n * k >= MIN_PARALLEL_MACS);
+        let a = rng.u8s(m * k);
+        let w = rng.i8s(n * k);
+        let packed = PackedI8::pack(&w, n, k);
+        let want = reference(m, n, k, &a, k, &w);
+        for level in CpuLevel::supported() {
+            let mut got = vec![0; m * n];
+            qgemm_with_level(level, m, &a, k, &packed, Output::I32(&mut got), n);
+            assert_eq!(got, want, "{level}, split {split}");
+        }
     }
 }
 
