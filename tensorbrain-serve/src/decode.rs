@@ -385,7 +385,10 @@ fn parse_vec<T: FromJsonNumber>(raw: &RawValue, count: usize) -> Result<Vec<T>, 
 
 fn parse_json_data(dtype: DType, raw: &RawValue, count: usize) -> Result<TensorData, String> {
     Ok(match dtype {
-        DType::F32 => TensorData::F32(parse_vec(raw, count)?),
+        DType::F32 => TensorData::F32(match crate::fast_json::flat_f32_array(raw.get().as_bytes(), count) {
+            Some(v) => v,
+            None => parse_vec(raw, count)?,
+        }),
         DType::F64 => TensorData::F64(parse_vec(raw, count)?),
         DType::F16 => TensorData::F16(parse_vec(raw, count)?),
         DType::BF16 => TensorData::BF16(parse_vec(raw, count)?),

@@ -26,6 +26,7 @@
 mod batcher;
 mod decode;
 mod error;
+mod fast_json;
 mod metrics;
 mod openapi;
 mod options;
