@@ -35,6 +35,20 @@ impl ApiError {
         }
     }
 
+    /// 429: the HTTP stage is behind (see `admission`), so this request is refused before it
+    /// is read.
+    pub fn shed(lag: std::time::Duration, fraction: f64) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "the server is overloaded: requests wait {:.1} ms before they are read (over --shed-lag-us), so {:.0}% of new ones are refused; retry later",
+                lag.as_secs_f64() * 1e3,
+                fraction * 100.0
+            ),
+            retry_after_s: Some(1),
+        }
+    }
+
     /// 504: the request's deadline passed before its result was ready.
     pub fn deadline_exceeded(deadline: std::time::Duration) -> ApiError {
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("the request's deadline of {} ms passed before its result was ready", deadline.as_millis()))

@@ -10,6 +10,8 @@
 //! | `tensorbrain_batch_size` | histogram | rows per forward |
 //! | `tensorbrain_queue_depth` | gauge | requests waiting for the batcher |
 //! | `tensorbrain_inflight_requests` | gauge | inference requests being handled |
+//! | `tensorbrain_shed_fraction` | gauge | fraction of new requests refused because the HTTP stage is behind |
+//! | `tensorbrain_http_lag_seconds` | gauge | how long a ready connection waits to be handled (standing minimum) |
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -50,6 +52,8 @@ fn describe() {
     metrics::describe_histogram!("tensorbrain_batch_size", "Rows per forward");
     metrics::describe_gauge!("tensorbrain_queue_depth", "Requests waiting for the batcher");
     metrics::describe_gauge!("tensorbrain_inflight_requests", "Inference requests being handled");
+    metrics::describe_gauge!("tensorbrain_shed_fraction", "Fraction of new requests refused because the HTTP stage is behind");
+    metrics::describe_gauge!("tensorbrain_http_lag_seconds", metrics::Unit::Seconds, "How long a ready connection waits to be handled");
 }
 
 pub fn request(status: u16, latency: Duration) {
@@ -68,6 +72,11 @@ pub fn queue_time(t: Duration) {
 pub fn batch(rows: usize, compute: Duration) {
     histogram!("tensorbrain_batch_size").record(rows as f64);
     histogram!("tensorbrain_compute_duration_seconds").record(compute.as_secs_f64());
+}
+
+pub fn shedding(fraction: f64, lag: Duration) {
+    gauge!("tensorbrain_shed_fraction").set(fraction);
+    gauge!("tensorbrain_http_lag_seconds").set(lag.as_secs_f64());
 }
 
 /// Counts a request in flight for as long as it lives.

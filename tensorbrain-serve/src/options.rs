@@ -12,7 +12,7 @@ use crate::decode::NonFinite;
 #[command(version, about)]
 pub struct Options {
     /// Weights to serve: a safetensors file as `Module::save` (or the mnist example) writes it.
-    #[arg(long, value_name = "FILE", required_unless_present = "random_weights")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["random_weights", "int8"])]
     pub weights: Option<PathBuf>,
 
     /// Serve randomly initialised weights from this seed instead (for trying the server out).
@@ -49,6 +49,12 @@ pub struct Options {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue: u64,
 
+    /// Refuse new requests (429, before reading them) while connections wait longer than this
+    /// many microseconds to be handled: the HTTP stage is behind, which the batch queue cannot
+    /// see when parsing, not the model, is the bottleneck. 0 turns shedding off.
+    #[arg(long, default_value_t = 2000)]
+    pub shed_lag_us: u64,
+
     /// Deadline per request in milliseconds (a request's `parameters.timeout` may shorten it);
     /// past it the answer is 504.
     #[arg(long, default_value_t = 1000)]
@@ -70,10 +76,30 @@ pub struct Options {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub http_threads: u64,
 
-    /// Serve with INT8 weights. Not available yet: TensorBrain has no INT8 path so far, and
-    /// this flag says so instead of silently serving f32.
-    #[arg(long)]
-    pub int8: bool,
+    /// Serve in INT8. `dynamic` quantizes the weights of `--weights` at start (per-channel i8
+    /// weights; activations quantized per batch, so no calibration data is needed); a FILE is
+    /// an int8 model written by `QuantizedGraph::save` (for one, `model.quantize(&loader,
+    /// &QuantConfig::static_ptq())?.save(path)`), static or dynamic, which needs no --weights.
+    /// Inputs and outputs stay FP32 on the wire.
+    #[arg(long, value_name = "dynamic|FILE")]
+    pub int8: Option<Int8Source>,
+}
+
+/// Where `--int8` takes the int8 model from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Int8Source {
+    /// Quantize the loaded f32 weights at start, activations per batch.
+    Dynamic,
+    /// A file written by `QuantizedGraph::save`.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Int8Source {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s == "dynamic" { Int8Source::Dynamic } else { Int8Source::File(PathBuf::from(s)) })
+    }
 }
 
 impl Options {

@@ -15,6 +15,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::json;
 
+use crate::admission::Admission;
 use crate::batcher::BatchQueue;
 use crate::decode::Decoder;
 use crate::error::{error_body, ApiError};
@@ -32,6 +33,8 @@ pub struct App {
     pub deadline: Duration,
     pub max_body_bytes: usize,
     pub max_wait: Duration,
+    /// Sheds load when the HTTP stage falls behind.
+    pub admission: Arc<Admission>,
     /// Set once warm-up ran a real forward; cleared when shutdown begins.
     pub ready: AtomicBool,
 }
@@ -166,6 +169,11 @@ async fn infer(State(app): State<Arc<App>>, Path(path): Path<HashMap<String, Str
 
 async fn infer_inner(app: &App, path: &HashMap<String, String>, headers: &HeaderMap, body: Body, started: Instant) -> Result<Response, ApiError> {
     app.check_model(path)?;
+    // Behind already: refuse before reading (hyper drains a body that has arrived, so the
+    // connection stays open).
+    if app.admission.shed() {
+        return Err(ApiError::shed(app.admission.lag(), app.admission.fraction()));
+    }
     let body = read_body(body, app.max_body_bytes).await?;
     // Refuse overload before paying for the decode.
     if app.queue.is_full() {

@@ -9,13 +9,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tensorbrain::nn::{DimCheck, ModelSignature, ModuleExt, Signature, StaticModel};
+use tensorbrain::quant::{QuantConfig, Quantize};
 use tensorbrain::Tensor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::batcher::{self, BatchConfig, InferFn};
 use crate::decode::Decoder;
-use crate::options::Options;
+use crate::options::{Int8Source, Options};
 use crate::routes::{self, App};
 
 /// A warmed-up model with its batcher running, ready to be put behind listeners.
@@ -45,6 +47,7 @@ impl Server {
             deadline: Duration::from_millis(opts.deadline_ms),
             max_body_bytes: opts.max_body_bytes,
             max_wait: config.max_wait,
+            admission: Arc::new(Admission::new((opts.shed_lag_us > 0).then(|| Duration::from_micros(opts.shed_lag_us)))),
             ready: AtomicBool::new(true),
         };
         Ok(Server { app: Arc::new(app), batcher })
@@ -78,10 +81,12 @@ impl Server {
                 crate::metrics::handle().run_upkeep();
             }
         });
+        let probe = tokio::spawn(self.app.admission.clone().probe());
         let api = axum::serve(api, routes::router(self.app)).with_graceful_shutdown(stopped(stop_rx.clone()));
         let metrics = axum::serve(metrics, routes::metrics_router()).with_graceful_shutdown(stopped(stop_rx));
         let (api_result, metrics_result) = tokio::join!(api.into_future(), metrics.into_future());
         upkeep.abort();
+        probe.abort();
         // Every handle on the queue is gone with the router: the batcher finishes what is
         // queued and returns.
         let batcher = self.batcher;
@@ -137,8 +142,19 @@ fn warm_up(decoder: &Decoder, infer: &mut InferFn) -> Result<(), String> {
 }
 
 /// Builds a model from the flags: `--weights FILE` loaded into it (every tensor checked), or
-/// `--random-weights SEED`; then switched to eval mode.
-pub fn load_model<M: ModuleExt>(opts: &Options) -> Result<M, String> {
+/// `--random-weights SEED`; switched to eval mode; then, with `--int8`, its int8 graph
+/// installed as its inference path (quantized from those weights, or loaded from a file).
+pub fn load_model<M: ModuleExt + StaticModel>(opts: &Options) -> Result<M, String> {
+    let int8_file = match &opts.int8 {
+        Some(Int8Source::File(path)) => Some(path),
+        _ => None,
+    };
+    if let (Some(_), Some(path)) = (&opts.weights, int8_file) {
+        return Err(format!(
+            "--weights and --int8 {} both give the weights; an int8 file holds its own (use --int8 dynamic to quantize --weights)",
+            path.display()
+        ));
+    }
     let mut model = match (&opts.weights, opts.random_weights) {
         (Some(path), _) => {
             let mut model = M::init(0);
@@ -146,9 +162,19 @@ pub fn load_model<M: ModuleExt>(opts: &Options) -> Result<M, String> {
             model
         }
         (None, Some(seed)) => M::init(seed),
+        // Its f32 weights are not used: the int8 file replaces the inference path.
+        (None, None) if int8_file.is_some() => M::init(0),
         (None, None) => return Err("give --weights FILE (or --random-weights SEED to try the server out)".into()),
     };
     model.eval();
+    let plan = match &opts.int8 {
+        None => return Ok(model),
+        Some(Int8Source::Dynamic) => model
+            .quantize(std::iter::empty::<Tensor>(), &QuantConfig::dynamic())
+            .map_err(|e| format!("--int8 dynamic: {e}"))?,
+        Some(Int8Source::File(path)) => model.load_quantized(path).map_err(|e| format!("--int8 {}: {e}", path.display()))?,
+    };
+    eprint!("tensorbrain-serve: {}", plan.report());
     Ok(model)
 }
 
@@ -186,9 +212,6 @@ pub async fn terminate_signal() {
 
 /// What a generated binary's `main` runs: parse the flags, load, warm up, serve until SIGTERM.
 pub fn serve<M: ModuleExt + StaticModel + ModelSignature + 'static>(opts: Options) -> Result<(), String> {
-    if opts.int8 {
-        return Err("--int8: INT8 serving is not available yet (TensorBrain has no INT8 path so far); leave the flag out to serve f32".into());
-    }
     tensorbrain::set_num_threads(opts.threads);
     let signature = M::signature();
     let model_name = opts.model_name.clone().unwrap_or_else(|| signature.model.to_lowercase());

@@ -10,6 +10,7 @@ use common::{assert_close, bin, forward_rows, images, json_request, save_weights
 use hyper::{Method, StatusCode};
 use serve_mnist::{Cnn, Mlp};
 use tensorbrain::prelude::*;
+use tensorbrain::quant::{QuantConfig, Quantize};
 
 const INFER: &str = "/v2/models/mlp/infer";
 
@@ -168,6 +169,32 @@ async fn a_full_queue_answers_429_with_retry_after_and_no_5xx() {
     assert_eq!(http.post("/v2/models/cnn/infer", json_request(&x)).await.status, StatusCode::OK);
 }
 
+/// With a lag target no runtime can meet (1 µs), the shedding controller raises the refused
+/// fraction to everything within a few dozen probes: the refusal is the protocol's 429, and the
+/// metrics say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_http_stage_sheds_requests_before_reading_them() {
+    let (_, server) = mlp_server("shed", &["--shed-lag-us", "1"]);
+    let http = Http::new(&server.addr);
+    let x = images(1, 8);
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let shed = loop {
+        let reply = http.post(INFER, json_request(&x)).await;
+        match reply.status {
+            StatusCode::TOO_MANY_REQUESTS => break reply,
+            StatusCode::OK => assert!(std::time::Instant::now() < until, "never shed"),
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(shed.headers["retry-after"], "1");
+    let message = shed.json()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("requests wait") && message.contains("--shed-lag-us"), "{message}");
+    let metrics = Http::new(&server.metrics_addr);
+    assert!(metrics.metric("tensorbrain_shed_fraction").await.unwrap() > 0.0);
+    assert!(metrics.metric("tensorbrain_requests_total{status=\"429\"}").await.unwrap() >= 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_is_a_504() {
     let (_, server) = mlp_server("deadline", &[]);
@@ -275,13 +302,61 @@ async fn bad_requests_get_the_protocols_error_json() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
-#[test]
-fn int8_is_refused_clearly_and_bad_weights_name_the_problem() {
-    let out = std::process::Command::new(bin("mlp")).args(["--random-weights", "0", "--int8", "--port", "0"]).output().unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int8_dynamic_and_saved_static_models_serve_their_quantized_forward() {
+    let dir = scratch("int8");
+    let f32_model = Mlp::init(7);
+    let weights = save_weights(&f32_model, &dir);
+
+    // --int8 dynamic quantizes --weights at start. Its activation ranges come from each batch,
+    // so one image per request is compared with the same image alone.
+    let server = ServerProcess::start(bin("mlp"), &["--weights", &weights, "--int8", "dynamic"]);
+    let http = Http::new(&server.addr);
+    let mut dynamic = Mlp::init(7);
+    dynamic.quantize(std::iter::empty::<Tensor>(), &QuantConfig::dynamic()).unwrap();
+    for seed in 0..3 {
+        let x = images(1, seed);
+        let reply = http.post(INFER, json_request(&x)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let got = &reply.output_rows(10)[0];
+        assert_close(got, &forward_rows(|i| dynamic.forward_dyn(i), &x)[0], "int8 dynamic");
+        // The int8 path really ran: near the f32 result, but not equal to it.
+        let f32_row = &forward_rows(|i| f32_model.forward_dyn(i), &x)[0];
+        let diff = got.iter().zip(f32_row).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff > 0.0 && diff < 0.05, "int8 vs f32: largest difference {diff}");
+    }
+    drop(server);
+
+    // A saved static model: no --weights, batch-independent, so a batch of 3 in one request.
+    let mut fixed = Mlp::init(7);
+    let calib = Tensor::from_slice(&images(32, 9), &[32, 1, 28, 28]);
+    let plan = fixed.quantize([calib], &QuantConfig::static_ptq()).unwrap();
+    let file = dir.join("mlp-int8.safetensors");
+    plan.save(&file).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let server = ServerProcess::start(bin("mlp"), &["--int8", &file]);
+    let http = Http::new(&server.addr);
+    let x = images(3, 5);
+    let reply = http.post(INFER, json_request(&x)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    for (got, want) in reply.output_rows(10).iter().zip(&forward_rows(|i| fixed.forward_dyn(i), &x)) {
+        assert_close(got, want, "int8 static");
+    }
+    drop(server);
+
+    // Two sources of weights, and a file that is not there: refused, saying which.
+    let out = std::process::Command::new(bin("mlp")).args(["--weights", &weights, "--int8", &file, "--port", "0"]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("INT8 serving is not available yet"), "{stderr}");
+    assert!(stderr.contains("--weights and --int8") && stderr.contains("--int8 dynamic"), "{stderr}");
+    let out = std::process::Command::new(bin("mlp")).args(["--int8", "/nonexistent/mlp-int8.safetensors", "--port", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/mlp-int8.safetensors"), "{stderr}");
+}
 
+#[test]
+fn bad_weights_name_the_problem() {
     // CNN weights into the MLP: every mismatch listed, and no server starts.
     let dir = scratch("wrong-weights");
     let weights = save_weights(&Cnn::init(0), &dir);

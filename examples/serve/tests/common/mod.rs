@@ -24,10 +24,15 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `bin` with `args` and waits for the two "listening" lines.
+    /// Starts `bin` with `args` and waits for the two "listening" lines. Load shedding is off
+    /// unless `args` set it: a test machine running many tests at once can keep a server's
+    /// HTTP stage behind for long enough that it would (rightly) refuse requests the test
+    /// expects answered. The shedding controller has unit tests of its own.
     pub fn start(bin: &str, args: &[&str]) -> ServerProcess {
+        let shedding = if args.contains(&"--shed-lag-us") { &[][..] } else { &["--shed-lag-us", "0"][..] };
         let mut child = Command::new(bin)
             .args(["--port", "0", "--metrics-port", "0"])
+            .args(shedding)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
