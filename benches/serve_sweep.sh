@@ -8,7 +8,9 @@
 #
 # Needs torch, fastapi, uvicorn and safetensors for the baseline. Tables go to stdout and to
 # $OUT (default runs/serve-bench/), with serve_sweep.png. Rates are set by RATES (TensorBrain),
-# BASE_RATES (FastAPI), DURATION (seconds per rate), OVERLOAD (requests/s in the overload phase).
+# BASE_RATES (FastAPI), DURATION (seconds per rate), OVERLOAD (requests/s in the overload phase;
+# about three times the JSON capacity here, and about what the load generator itself can send
+# while sharing two cores with the server), REPEATS (runs of the 5,000/s point, for its spread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WEIGHTS=${1:-runs/mlp-mnist/model.safetensors}
@@ -16,7 +18,8 @@ OUT=${OUT:-runs/serve-bench}
 RATES=${RATES:-500,1000,2000,3000,5000,7000,10000}
 BASE_RATES=${BASE_RATES:-100,200,300,500,700,1000}
 DURATION=${DURATION:-5}
-OVERLOAD=${OVERLOAD:-30000}
+OVERLOAD=${OVERLOAD:-20000}
+REPEATS=${REPEATS:-3}
 mkdir -p "$OUT"
 if [ ! -f "$WEIGHTS" ]; then
     # Latency does not depend on the values; PyTorch's initialisation will do (and shows that a
@@ -47,6 +50,11 @@ wait_ready 8000
 URL=http://127.0.0.1:8000/v2/models/mlp/infer
 $BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --label tensorbrain --csv "$OUT/tensorbrain.csv" | tee "$OUT/tensorbrain.md"
 $BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --format binary --label "tensorbrain (binary)" --csv "$OUT/tensorbrain-binary.csv" | tee "$OUT/tensorbrain-binary.md"
+for i in $(seq 1 "$REPEATS"); do
+    for format in json binary; do
+        $BIN/loadgen sweep --url $URL --rates 5000 --duration "$DURATION" --format $format --label "tensorbrain ($format, repeat $i)"
+    done
+done 2>&1 | grep -E "^tensorbrain" | tee "$OUT/repeats.txt"
 $BIN/loadgen phases --url $URL --phases "2000:2,$OVERLOAD:4,2000:3" --window-ms 250 --server-pid $OURS --label "tensorbrain overload" | tee "$OUT/overload.md"
 curl -s http://127.0.0.1:8002/metrics > "$OUT/metrics.txt"
 kill -TERM $OURS
