@@ -109,4 +109,40 @@ mod tests {
         assert_eq!(read("[1,2,3]", 2), None);
         assert_eq!(read("[1,2,3]", 3), Some(vec![1.0, 2.0, 3.0]));
     }
+
+    /// Differential fuzzing against serde_json: on strings made of JSON's number and array
+    /// characters (mostly invalid), whatever the fast path accepts, serde accepts too, as the
+    /// same numbers (each the correctly rounded f32 of its text, as `str::parse` gives it).
+    #[test]
+    fn accepts_nothing_serde_rejects_and_agrees_with_it() {
+        const ALPHABET: &[u8] = b"0123456789-+.eE, []\n0123456789,";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for case in 0..200_000 {
+            let len = (next() % 24) as usize;
+            let mut text: Vec<u8> = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+            // Half the cases are bracketed, so that valid arrays come up often.
+            if case % 2 == 0 {
+                text.insert(0, b'[');
+                text.push(b']');
+            }
+            let Some(fast) = flat_f32_array(&text, 16) else { continue };
+            accepted += 1;
+            let shown = String::from_utf8_lossy(&text).into_owned();
+            let numbers: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(&text).unwrap_or_else(|e| panic!("fast path took {shown:?}, serde refuses it: {e}"));
+            assert_eq!(numbers.len(), fast.len(), "{shown:?}");
+            for (raw, got) in numbers.iter().zip(&fast) {
+                let want: f32 = raw.get().parse().unwrap();
+                assert_eq!(want.to_bits(), got.to_bits(), "{shown:?}");
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} cases were valid arrays");
+    }
 }
