@@ -21,6 +21,15 @@ DURATION=${DURATION:-5}
 OVERLOAD=${OVERLOAD:-20000}
 REPEATS=${REPEATS:-3}
 mkdir -p "$OUT"
+# On a small machine the load generator and the server fight for the same cores, and the
+# client's own scheduling delays show up as server latency. PIN=1 (the default where taskset
+# exists and there are 2+ cores) gives the server core 0 and the load generator core 1, for
+# both servers; PIN=0 lets the scheduler place them.
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_CPU="taskset -c 0"; CLIENT_CPU="taskset -c 1"
+else
+    SERVER_CPU=""; CLIENT_CPU=""
+fi
 if [ ! -f "$WEIGHTS" ]; then
     # Latency does not depend on the values; PyTorch's initialisation will do (and shows that a
     # PyTorch state dict in safetensors loads into the TensorBrain model).
@@ -40,33 +49,33 @@ wait_ready() {
     return 1
 }
 
-{ echo "machine: $(nproc) cores; load before the run: $(uptime)"; } | tee "$OUT/machine.txt"
+{ echo "machine: $(nproc) cores; server pinned with '${SERVER_CPU:-nothing}', load generator with '${CLIENT_CPU:-nothing}'; load before the run: $(uptime)"; } | tee "$OUT/machine.txt"
 
 # TensorBrain: JSON, then binary tensors, then overload and recovery.
-$BIN/serve-mlp --weights "$WEIGHTS" --port 8000 --metrics-port 8002 >/dev/null &
+$SERVER_CPU $BIN/serve-mlp --weights "$WEIGHTS" --port 8000 --metrics-port 8002 >/dev/null &
 OURS=$!
 trap 'kill $OURS 2>/dev/null || true' EXIT
 wait_ready 8000
 URL=http://127.0.0.1:8000/v2/models/mlp/infer
-$BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --label tensorbrain --csv "$OUT/tensorbrain.csv" | tee "$OUT/tensorbrain.md"
-$BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --format binary --label "tensorbrain (binary)" --csv "$OUT/tensorbrain-binary.csv" | tee "$OUT/tensorbrain-binary.md"
+$CLIENT_CPU $BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --label tensorbrain --csv "$OUT/tensorbrain.csv" | tee "$OUT/tensorbrain.md"
+$CLIENT_CPU $BIN/loadgen sweep --url $URL --rates "$RATES" --duration "$DURATION" --format binary --label "tensorbrain (binary)" --csv "$OUT/tensorbrain-binary.csv" | tee "$OUT/tensorbrain-binary.md"
 for i in $(seq 1 "$REPEATS"); do
     for format in json binary; do
-        $BIN/loadgen sweep --url $URL --rates 5000 --duration "$DURATION" --format $format --label "tensorbrain ($format, repeat $i)"
+        $CLIENT_CPU $BIN/loadgen sweep --url $URL --rates 5000 --duration "$DURATION" --format $format --label "tensorbrain ($format, repeat $i)"
     done
 done 2>&1 | grep -E "^tensorbrain" | tee "$OUT/repeats.txt"
-$BIN/loadgen phases --url $URL --phases "2000:2,$OVERLOAD:4,2000:3" --window-ms 250 --server-pid $OURS --label "tensorbrain overload" | tee "$OUT/overload.md"
+$CLIENT_CPU $BIN/loadgen phases --url $URL --phases "2000:2,$OVERLOAD:4,2000:3" --window-ms 250 --server-pid $OURS --label "tensorbrain overload" | tee "$OUT/overload.md"
 curl -s http://127.0.0.1:8002/metrics > "$OUT/metrics.txt"
 kill -TERM $OURS
 wait $OURS || true
 trap - EXIT
 
 # FastAPI + uvicorn + PyTorch on the same weights.
-python3 benches/serve_fastapi.py --weights "$WEIGHTS" --port 8100 &
+$SERVER_CPU python3 benches/serve_fastapi.py --weights "$WEIGHTS" --port 8100 &
 BASE=$!
 trap 'kill $BASE 2>/dev/null || true' EXIT
 wait_ready 8100
-$BIN/loadgen sweep --url http://127.0.0.1:8100/v2/models/mlp/infer --rates "$BASE_RATES" --duration "$DURATION" --label fastapi+pytorch --csv "$OUT/fastapi.csv" | tee "$OUT/fastapi.md"
+$CLIENT_CPU $BIN/loadgen sweep --url http://127.0.0.1:8100/v2/models/mlp/infer --rates "$BASE_RATES" --duration "$DURATION" --label fastapi+pytorch --csv "$OUT/fastapi.csv" | tee "$OUT/fastapi.md"
 kill -TERM $BASE
 wait $BASE || true
 trap - EXIT
