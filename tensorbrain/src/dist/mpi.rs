@@ -30,6 +30,36 @@ fn tag_of(op: &str, p: &Payload) -> i32 {
     op_index(op) * 2 + matches!(p, Payload::F64(_)) as i32
 }
 
+/// How a wait polls. MPI makes progress only inside MPI calls, and every receive used to sleep
+/// 20 µs (about 0.1 ms as Linux wakes it) between polls: a ring step cost at least that, and
+/// the fitted per-step latency of `all_reduce` on two ranks of this machine was 150–200 µs.
+/// Polling back to back (giving the core away between polls) brought it to 2–6 µs, and
+/// DDP on the MNIST MLP from 25–28k to 81k samples/s. A wait sleeps between polls only once
+/// it has lasted [`BUSY_POLL`]: by then the peer is computing, not sending.
+struct Backoff {
+    start: Instant,
+}
+
+const BUSY_POLL: Duration = Duration::from_millis(5);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { start: Instant::now() }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn pause(&self) {
+        if self.start.elapsed() < BUSY_POLL {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+}
+
 /// A send in flight: the request and the buffer it reads, freed once MPI is done with it.
 struct PendingSend {
     request: Request<'static, [u8], StaticScope>,
@@ -70,7 +100,7 @@ impl MpiGroup {
 
     /// Frees the buffers of completed sends; with `wait_all`, waits (up to the timeout) for all.
     fn reap(&self, op: &'static str, wait_all: bool) -> DistResult<()> {
-        let start = Instant::now();
+        let wait = Backoff::new();
         let mut pending = self.pending.borrow_mut();
         loop {
             let mut still = Vec::with_capacity(pending.len());
@@ -88,11 +118,11 @@ impl MpiGroup {
             if !wait_all || pending.is_empty() {
                 return Ok(());
             }
-            if start.elapsed() > self.timeout {
+            if wait.elapsed() > self.timeout {
                 let peer = pending[0].dst;
-                return Err(DistError::Timeout { rank: self.rank, op, peer, after: start.elapsed() });
+                return Err(DistError::Timeout { rank: self.rank, op, peer, after: wait.elapsed() });
             }
-            std::thread::sleep(Duration::from_micros(50));
+            wait.pause();
         }
     }
 }
@@ -144,7 +174,7 @@ impl ProcessGroup for MpiGroup {
 
     fn recv_payload(&self, op: &'static str, src: usize) -> DistResult<Payload> {
         check_rank(self, op, src)?;
-        let start = Instant::now();
+        let wait = Backoff::new();
         let process = self.world.process_at_rank(src as i32);
         loop {
             if let Some((message, status)) = process.immediate_matched_probe() {
@@ -162,10 +192,10 @@ impl ProcessGroup for MpiGroup {
             }
             // Let our own sends progress while we wait (a peer may be waiting on them).
             self.reap(op, false)?;
-            if start.elapsed() > self.timeout {
-                return Err(DistError::Timeout { rank: self.rank, op, peer: src, after: start.elapsed() });
+            if wait.elapsed() > self.timeout {
+                return Err(DistError::Timeout { rank: self.rank, op, peer: src, after: wait.elapsed() });
             }
-            std::thread::sleep(Duration::from_micros(20));
+            wait.pause();
         }
     }
 }
