@@ -1,4 +1,6 @@
-//! Data-parallel training of an MLP (784-128-10) on MNIST with `DistributedDataParallel`.
+//! Data-parallel training on MNIST with `DistributedDataParallel`: an MLP (784-128-10), or
+//! with `--model cnn` the CNN of pytorch/examples/mnist (without dropout, so that runs compare
+//! exactly; `benches/ddp_gloo.py` is the same model under PyTorch DDP).
 //!
 //! Ranks are threads in this process by default (the `ThreadGroup` backend):
 //!
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tensorbrain::data::{dataset_dir, mnist, Split};
 use tensorbrain::dist::{DdpOptions, DistError, DistResult, DistributedDataParallel, DistributedSampler, ProcessGroup};
-use tensorbrain::nn::{cross_entropy, Linear, ModuleExt, ReLU, Sequential};
+use tensorbrain::nn::{cross_entropy, Conv2d, Flatten, Linear, MaxPool2d, ModuleExt, ReLU, Sequential};
 use tensorbrain::optim::{Optimizer, Sgd, SgdOptions};
 use tensorbrain::Tensor;
 
@@ -60,6 +62,48 @@ struct Args {
     threads: usize,
     #[arg(long)]
     data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Model::Mlp)]
+    model: Model,
+    /// Instead of training: time `all_reduce` (sum, f32) from 1 KiB to 64 MiB and fit the
+    /// α-β model T(n) = 2(p-1)·α + 2(p-1)/p · n·β of a ring all-reduce to the medians.
+    #[arg(long)]
+    allreduce_bench: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Model {
+    /// 784-128-10 with ReLU.
+    Mlp,
+    /// conv 1→32 3×3, ReLU, conv 32→64 3×3, ReLU, 2×2 max pool, 9216→128, ReLU, 128→10.
+    Cnn,
+}
+
+impl Model {
+    /// The model, its weights seeded from `seed` (ranks differ on purpose: DDP broadcasts
+    /// rank 0's weights at the start).
+    fn build(self, seed: u64) -> Sequential {
+        match self {
+            Model::Mlp => Sequential::new().add(Linear::<784, 128>::init(seed)).add(ReLU::init(0)).add(Linear::<128, 10>::init(1000 + seed)),
+            Model::Cnn => Sequential::new()
+                .add(Conv2d::<1, 32, 3>::init(seed))
+                .add(ReLU::init(0))
+                .add(Conv2d::<32, 64, 3>::init(1000 + seed))
+                .add(ReLU::init(0))
+                .add(MaxPool2d::<2, 2>::init(0))
+                .add(Flatten::init(0))
+                .add(Linear::<9216, 128>::init(2000 + seed))
+                .add(ReLU::init(0))
+                .add(Linear::<128, 10>::init(3000 + seed)),
+        }
+    }
+
+    /// The input shape for `n` images.
+    fn input_shape(self, n: usize) -> Vec<isize> {
+        match self {
+            Model::Mlp => vec![n as isize, 784],
+            Model::Cnn => vec![n as isize, 1, 28, 28],
+        }
+    }
 }
 
 struct Report {
@@ -78,8 +122,7 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
         return Err(DistError::Invalid { rank, op: "ddp_mnist", msg: format!("--batch {} must be divisible by the world size {world}", args.batch) });
     }
     let local = args.batch / world;
-    // Different seeds per rank on purpose: DDP broadcasts rank 0's weights at the start.
-    let model = Sequential::new().add(Linear::<784, 128>::init(rank as u64)).add(ReLU::init(0)).add(Linear::<128, 10>::init(1000 + rank as u64));
+    let model = args.model.build(rank as u64);
     let options = DdpOptions { overlap: !args.no_overlap, bucket_cap_bytes: args.bucket_kib * 1024, ..Default::default() };
     let ddp = DistributedDataParallel::with_options(group, model.parameters(), options)?;
     let mut opt = Sgd::new(model.parameters(), SgdOptions { lr: args.lr, momentum: 0.9, ..Default::default() })?;
@@ -104,7 +147,7 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
                 (exposed, backward) = (Duration::ZERO, Duration::ZERO);
             }
             let idx = Tensor::from_vec(chunk.iter().map(|&i| i as i64).collect::<Vec<i64>>(), &[local]);
-            let xb = x.try_index_select(0, &idx)?.try_reshape(&[local as isize, 784])?;
+            let xb = x.try_index_select(0, &idx)?.try_reshape(&args.model.input_shape(local))?;
             let yb = y.try_index_select(0, &idx)?;
             opt.zero_grad();
             let loss = cross_entropy(&model.forward(&xb)?, &yb);
@@ -122,7 +165,7 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
     let secs = start.elapsed().as_secs_f64();
     let accuracy = (rank == 0).then(|| {
         let m = 2000.min(test_x.shape()[0]);
-        let logits = tensorbrain::autograd::no_grad(|| model.forward(&test_x.narrow(0, 0, m).reshape(&[m as isize, 784])))?;
+        let logits = tensorbrain::autograd::no_grad(|| model.forward(&test_x.narrow(0, 0, m).reshape(&args.model.input_shape(m))))?;
         let pred = logits.argmax(Some(-1), false).to_vec::<i64>();
         let truth = test_y.narrow(0, 0, m).to_vec::<i64>();
         Ok::<f64, tensorbrain::Error>(pred.iter().zip(&truth).filter(|(a, b)| a == b).count() as f64 / m as f64)
@@ -138,9 +181,72 @@ fn train(group: Box<dyn ProcessGroup>, data: Arc<[Tensor; 4]>, args: &Args) -> D
     })
 }
 
+/// Medians of `all_reduce` times by message size, on every rank; rank 0 prints them with the
+/// least-squares fit of the ring's α-β model.
+fn allreduce_bench(group: Box<dyn ProcessGroup>) -> DistResult<()> {
+    let (rank, p) = (group.rank(), group.world_size());
+    let mut rows = Vec::new();
+    for log4 in 0..9 {
+        let bytes = 1024usize << (2 * log4);
+        let t = Tensor::ones(&[bytes / 4], tensorbrain::DType::F32);
+        let reps = (64 >> log4).max(5);
+        group.all_reduce(&t, tensorbrain::dist::ReduceOp::Sum)?; // warm-up
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            group.barrier()?;
+            let start = Instant::now();
+            group.all_reduce(&t, tensorbrain::dist::ReduceOp::Sum)?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push((bytes as f64, times[reps / 2]));
+    }
+    if rank == 0 {
+        // T = a + b·n with a = 2(p-1)α and b = 2(p-1)/p·β, fitted to relative residuals
+        // (weights 1/T²) so that the small messages set α and the large ones β.
+        let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &(x, y) in &rows {
+            let w = 1.0 / (y * y);
+            (sw, sx, sy, sxx, sxy) = (sw + w, sx + w * x, sy + w * y, sxx + w * x * x, sxy + w * x * y);
+        }
+        let b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx);
+        let a = (sy - b * sx) / sw;
+        let steps = 2.0 * (p as f64 - 1.0);
+        let (alpha, beta) = (a / steps, b * p as f64 / steps);
+        println!("| bytes | median ms | model ms |\n| ---: | ---: | ---: |");
+        for (x, y) in &rows {
+            println!("| {x:.0} | {:.4} | {:.4} |", y * 1e3, (a + b * x) * 1e3);
+        }
+        println!(
+            "ring all-reduce on {p} ranks: alpha = {:.1} us per step, beta = {:.3} ns/byte ({:.2} GB/s per link)",
+            alpha * 1e6,
+            beta * 1e9,
+            1.0 / beta / 1e9
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tensorbrain::set_num_threads(args.threads);
+    if args.allreduce_bench {
+        let results: Vec<Result<(), String>> = if args.mpi {
+            vec![tensorbrain::dist::init().map_err(|e| e.to_string()).and_then(|g| allreduce_bench(g).map_err(|e| e.to_string()))]
+        } else {
+            tensorbrain::dist::run_threads(args.world, tensorbrain::dist::DEFAULT_TIMEOUT, |g| allreduce_bench(Box::new(g)).map_err(|e| e.to_string()))
+                .into_iter()
+                .map(|r| r.and_then(|x| x))
+                .collect()
+        };
+        return match results.into_iter().find_map(Result::err) {
+            None => ExitCode::SUCCESS,
+            Some(e) => {
+                eprintln!("ddp_mnist: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let dir = dataset_dir("mnist", args.data.as_deref());
     let load = || -> tensorbrain::Result<[Tensor; 4]> {
         let (x, y) = mnist::load(&dir, Split::Train)?;
@@ -170,7 +276,8 @@ fn main() -> ExitCode {
     for r in &reports {
         match r {
             Ok(rep) if rep.accuracy.is_some() => println!(
-                "world {} overlap {} buckets {}: {:.0} samples/s, backward {:.2} ms/step, exposed comm {:.2} ms/step, last loss {:.4}, test accuracy {:.2}%",
+                "{:?} world {} overlap {} buckets {}: {:.0} samples/s, backward {:.2} ms/step, exposed comm {:.2} ms/step, last loss {:.4}, test accuracy {:.2}%",
+                args.model,
                 if args.mpi { "mpi".to_string() } else { args.world.to_string() },
                 !args.no_overlap,
                 rep.buckets,
@@ -180,7 +287,14 @@ fn main() -> ExitCode {
                 rep.last_loss,
                 rep.accuracy.unwrap_or(0.0) * 100.0
             ),
-            Ok(_) => {}
+            // The other ranks' times: an exposed time much larger than rank 0's says a rank
+            // waited for a slower one.
+            Ok(rep) => println!(
+                "  another rank: {:.0} samples/s, backward {:.2} ms/step, exposed comm {:.2} ms/step",
+                rep.samples_per_s,
+                rep.backward.as_secs_f64() * 1e3,
+                rep.exposed_comm.as_secs_f64() * 1e3
+            ),
             Err(e) => {
                 eprintln!("ddp_mnist: {e}");
                 ok = false;
