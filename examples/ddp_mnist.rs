@@ -227,19 +227,23 @@ fn allreduce_bench(group: Box<dyn ProcessGroup>) -> DistResult<()> {
     Ok(())
 }
 
+/// Runs `f` on every rank: this process's rank under an MPI launcher (`--mpi`), else
+/// `--world` thread ranks. One result per rank run here.
+fn on_ranks<R: Send + 'static>(args: &Args, f: impl Fn(Box<dyn ProcessGroup>) -> DistResult<R> + Send + Sync + 'static) -> Vec<Result<R, String>> {
+    if args.mpi {
+        return vec![tensorbrain::dist::init().and_then(|g| f(g)).map_err(|e| e.to_string())];
+    }
+    tensorbrain::dist::run_threads(args.world, tensorbrain::dist::DEFAULT_TIMEOUT, move |g| f(Box::new(g)).map_err(|e| e.to_string()))
+        .into_iter()
+        .map(|r| r.and_then(|x| x))
+        .collect()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tensorbrain::set_num_threads(args.threads);
     if args.allreduce_bench {
-        let results: Vec<Result<(), String>> = if args.mpi {
-            vec![tensorbrain::dist::init().map_err(|e| e.to_string()).and_then(|g| allreduce_bench(g).map_err(|e| e.to_string()))]
-        } else {
-            tensorbrain::dist::run_threads(args.world, tensorbrain::dist::DEFAULT_TIMEOUT, |g| allreduce_bench(Box::new(g)).map_err(|e| e.to_string()))
-                .into_iter()
-                .map(|r| r.and_then(|x| x))
-                .collect()
-        };
-        return match results.into_iter().find_map(Result::err) {
+        return match on_ranks(&args, allreduce_bench).into_iter().find_map(Result::err) {
             None => ExitCode::SUCCESS,
             Some(e) => {
                 eprintln!("ddp_mnist: {e}");
@@ -260,18 +264,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let reports: Vec<Result<Report, String>> = if args.mpi {
-        match tensorbrain::dist::init() {
-            Ok(g) => vec![train(g, data, &args).map_err(|e| e.to_string())],
-            Err(e) => vec![Err(e.to_string())],
-        }
-    } else {
-        let a = args.clone();
-        tensorbrain::dist::run_threads(args.world, tensorbrain::dist::DEFAULT_TIMEOUT, move |g| train(Box::new(g), data.clone(), &a).map_err(|e| e.to_string()))
-            .into_iter()
-            .map(|r| r.and_then(|x| x))
-            .collect()
-    };
+    let a = args.clone();
+    let reports = on_ranks(&args, move |g| train(g, data.clone(), &a));
     let mut ok = true;
     for r in &reports {
         match r {
