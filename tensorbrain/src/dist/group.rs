@@ -35,6 +35,15 @@ pub trait ProcessGroup: Send {
     /// Receives the next payload from `src`, checking it was sent by the same `op`.
     fn recv_payload(&self, op: &'static str, src: usize) -> DistResult<Payload>;
 
+    /// Waits (up to the timeout) until every payload this rank sent has been delivered. Each
+    /// collective ends with it. Backends whose sends complete on their own need nothing; over
+    /// MPI a large send only moves while its sender is inside an MPI call, so a collective
+    /// that returned with its last send still queued would leave the peer waiting until this
+    /// rank next called MPI: a whole forward and backward later, in DDP.
+    fn flush_sends(&self, _op: &'static str) -> DistResult<()> {
+        Ok(())
+    }
+
     /// Sums (or averages) `tensor` over all ranks, in place: every rank ends with the same values.
     fn all_reduce(&self, tensor: &Tensor, op: ReduceOp) -> DistResult<()> {
         let mut data = Payload::from_tensor(self.rank(), "all_reduce", tensor)?;
@@ -56,7 +65,7 @@ pub trait ProcessGroup: Send {
             for dst in (0..self.world_size()).filter(|&r| r != root) {
                 self.send_payload(OP, dst, data.clone())?;
             }
-            Ok(())
+            self.flush_sends(OP)
         } else {
             let data = self.recv_payload(OP, root)?;
             data.write_into(self.rank(), OP, tensor)
@@ -119,7 +128,7 @@ pub trait ProcessGroup: Send {
         for src in (0..self.world_size()).filter(|&r| r != self.rank()) {
             self.recv_payload(OP, src)?;
         }
-        Ok(())
+        self.flush_sends(OP)
     }
 }
 

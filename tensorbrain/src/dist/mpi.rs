@@ -172,6 +172,10 @@ impl ProcessGroup for MpiGroup {
         Ok(())
     }
 
+    fn flush_sends(&self, op: &'static str) -> DistResult<()> {
+        self.reap(op, true)
+    }
+
     fn recv_payload(&self, op: &'static str, src: usize) -> DistResult<Payload> {
         check_rank(self, op, src)?;
         let wait = Backoff::new();

@@ -75,7 +75,8 @@ pub(crate) fn all_reduce<G: ProcessGroup + ?Sized>(g: &G, data: &mut Payload, op
     match data {
         Payload::F32(v) => all_reduce_vec(g, v, op),
         Payload::F64(v) => all_reduce_vec(g, v, op),
-    }
+    }?;
+    g.flush_sends("all_reduce")
 }
 
 fn reduce_scatter_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, op: &'static str, mut buf: Vec<T>, how: ReduceOp) -> DistResult<Vec<T>> {
@@ -90,10 +91,12 @@ fn reduce_scatter_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, op: &'static str
 
 /// This rank's chunk of the reduction of `data` (split into `world` chunks).
 pub(crate) fn reduce_scatter<G: ProcessGroup + ?Sized>(g: &G, op: &'static str, data: Payload, how: ReduceOp) -> DistResult<Payload> {
-    Ok(match data {
+    let mine = match data {
         Payload::F32(v) => Payload::F32(reduce_scatter_vec(g, op, v, how)?),
         Payload::F64(v) => Payload::F64(reduce_scatter_vec(g, op, v, how)?),
-    })
+    };
+    g.flush_sends(op)?;
+    Ok(mine)
 }
 
 fn all_gather_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, op: &'static str, mine: Vec<T>) -> DistResult<Vec<Payload>> {
@@ -106,8 +109,10 @@ fn all_gather_vec<T: Elem, G: ProcessGroup + ?Sized>(g: &G, op: &'static str, mi
 
 /// Every rank's `mine` (all the same length), in rank order.
 pub(crate) fn all_gather<G: ProcessGroup + ?Sized>(g: &G, op: &'static str, mine: Payload) -> DistResult<Vec<Payload>> {
-    match mine {
+    let all = match mine {
         Payload::F32(v) => all_gather_vec(g, op, v),
         Payload::F64(v) => all_gather_vec(g, op, v),
-    }
+    }?;
+    g.flush_sends(op)?;
+    Ok(all)
 }
