@@ -20,7 +20,7 @@ pub use atomic::write_atomically;
 pub use checksums::{sha256_hex, CHECKSUMS_FILE};
 pub use fs::{CheckpointFs, LocalFs};
 pub use store::{CheckpointDir, DEFAULT_KEEP_LAST};
-pub use training::{TrainingCheckpoint, TrainingState, MODEL_FILE, STATE_FILE};
+pub use training::{DataParallelState, TrainingCheckpoint, TrainingState, MODEL_FILE, STATE_FILE};
 
 use crate::tensor::{DType, Error, Result, Tensor};
 

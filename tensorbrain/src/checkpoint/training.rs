@@ -50,11 +50,27 @@ pub struct TrainingState {
     /// Dynamic loss scaling, if on.
     pub scaler: Option<ScalerState>,
     pub history: History,
+    /// Where a data-parallel run stood (absent in single-process checkpoints and in those
+    /// written before it existed).
+    #[serde(default)]
+    pub data_parallel: Option<DataParallelState>,
+}
+
+/// What a data-parallel run needs to resume mid-epoch, under any world size: see
+/// `dist::DistributedSampler::set_position`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataParallelState {
+    /// Ranks of the run that saved.
+    pub world_size: usize,
+    /// Samples of the current epoch's global order (all ranks) already trained on.
+    pub epoch_position: usize,
+    /// Samples per optimizer step over all ranks.
+    pub global_batch: usize,
 }
 
 impl TrainingState {
     pub fn new(epoch: usize, step: u64, rng: (u64, u128), history: History) -> TrainingState {
-        TrainingState { format: FORMAT, epoch, step, rng_seed: rng.0, rng_position: rng.1.to_string(), scheduler: None, scaler: None, history }
+        TrainingState { format: FORMAT, epoch, step, rng_seed: rng.0, rng_position: rng.1.to_string(), scheduler: None, scaler: None, history, data_parallel: None }
     }
 
     pub fn rng(&self) -> Result<(u64, u128)> {

@@ -28,11 +28,16 @@ pub struct DdpOptions {
     /// Copy rank 0's parameters to every rank when DDP is created, so replicas start equal
     /// whatever their initialisation.
     pub broadcast_parameters: bool,
+    /// Copy rank 0's buffers (batch norm's running statistics, ...) to every rank when DDP is
+    /// created and after every synchronised backward, as PyTorch's `broadcast_buffers`: each
+    /// rank updates them from its own shard of the batch, so without this the replicas'
+    /// running statistics drift apart and evaluation depends on the rank.
+    pub broadcast_buffers: bool,
 }
 
 impl Default for DdpOptions {
     fn default() -> Self {
-        DdpOptions { bucket_cap_bytes: 25 * 1024 * 1024, overlap: true, broadcast_parameters: true }
+        DdpOptions { bucket_cap_bytes: 25 * 1024 * 1024, overlap: true, broadcast_parameters: true, broadcast_buffers: true }
     }
 }
 
@@ -68,6 +73,8 @@ enum Job {
 /// [`backward`](Self::backward) instead of `loss.backward()`, then step the optimizer as usual.
 pub struct DistributedDataParallel {
     params: Vec<Tensor>,
+    /// The module's buffers (only with [`for_module`](Self::for_module)).
+    buffers: Vec<Tensor>,
     buckets: Vec<Bucket>,
     /// Parameter id -> its bucket.
     bucket_of: HashMap<u64, usize>,
@@ -107,7 +114,22 @@ impl DistributedDataParallel {
         Self::with_options(group, params, DdpOptions::default())
     }
 
-    pub fn with_options(mut group: Box<dyn ProcessGroup>, params: Vec<Tensor>, options: DdpOptions) -> DistResult<Self> {
+    /// DDP over `module`'s parameters and buffers (see [`DdpOptions::broadcast_buffers`]).
+    pub fn for_module<M: crate::nn::Module>(group: Box<dyn ProcessGroup>, module: &M, options: DdpOptions) -> DistResult<Self> {
+        let mut params = Vec::new();
+        module.collect_params(&mut params);
+        let mut buffers = Vec::new();
+        module.visit_buffers("", &mut |_, b| buffers.push(b.clone()));
+        Self::build(group, params, buffers, options)
+    }
+
+    /// DDP over `params` alone: buffers, if the model has any, are not synchronised (use
+    /// [`for_module`](Self::for_module) for that).
+    pub fn with_options(group: Box<dyn ProcessGroup>, params: Vec<Tensor>, options: DdpOptions) -> DistResult<Self> {
+        Self::build(group, params, Vec::new(), options)
+    }
+
+    fn build(mut group: Box<dyn ProcessGroup>, params: Vec<Tensor>, buffers: Vec<Tensor>, options: DdpOptions) -> DistResult<Self> {
         let (rank, world_size) = (group.rank(), group.world_size());
         for (i, p) in params.iter().enumerate() {
             if !matches!(p.dtype(), DType::F32 | DType::F64) {
@@ -138,6 +160,7 @@ impl DistributedDataParallel {
             .map_err(|e| DistError::Invalid { rank, op: "DistributedDataParallel", msg: format!("cannot spawn the communication thread: {e}") })?;
         let ddp = DistributedDataParallel {
             params,
+            buffers,
             buckets,
             bucket_of,
             rank,
@@ -153,7 +176,33 @@ impl DistributedDataParallel {
             let params = ddp.params.clone();
             ddp.with_group(move |g| params.iter().try_for_each(|p| g.broadcast(p, 0)))??;
         }
+        ddp.sync_buffers()?;
         Ok(ddp)
+    }
+
+    /// Copies rank 0's buffers to every rank (nothing without buffers or with
+    /// `broadcast_buffers` off). Integer buffers (batch norm's `num_batches_tracked`) travel
+    /// as f64, exact below 2^53.
+    pub fn sync_buffers(&self) -> DistResult<()> {
+        if !self.options.broadcast_buffers || self.buffers.is_empty() {
+            return Ok(());
+        }
+        let buffers = self.buffers.clone();
+        self.with_group(move |g| {
+            buffers.iter().try_for_each(|b| {
+                if matches!(b.dtype(), DType::F32 | DType::F64) {
+                    return g.broadcast(b, 0);
+                }
+                let wide = b.try_to_dtype(DType::F64)?;
+                g.broadcast(&wide, 0)?;
+                crate::autograd::no_grad(|| b.try_copy_from(&wide.try_to_dtype(b.dtype())?)).map_err(DistError::from)
+            })
+        })?
+    }
+
+    /// The buffers [`sync_buffers`](Self::sync_buffers) copies from rank 0.
+    pub fn buffers(&self) -> &[Tensor] {
+        &self.buffers
     }
 
     pub fn rank(&self) -> usize {
@@ -318,6 +367,9 @@ impl DistributedDataParallel {
         if let Some(e) = first_error {
             return Err(e);
         }
+        // After the gradients, so that the broadcast is queued behind the buckets and every
+        // rank issues the same sequence of collectives.
+        self.sync_buffers()?;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
             DdpStepStats { launched_during_backward, buckets: nb, backward_time, exposed_comm_time: start.elapsed() - backward_time };
         Ok(())

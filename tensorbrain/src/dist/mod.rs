@@ -25,9 +25,12 @@ pub use thread::{run_threads, ThreadGroup};
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiGroup;
 
+mod checkpoint;
 mod ddp;
 pub mod pipeline;
 mod sampler;
+
+pub use checkpoint::{load_pipeline_stage, resume_sampler, save_pipeline_stage};
 
 pub use ddp::{make_buckets, save_on_rank0, Bucket, DdpOptions, DdpStepStats, DistributedDataParallel};
 pub use pipeline::{Pipeline, PipelineStats, Schedule};

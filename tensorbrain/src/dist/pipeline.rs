@@ -8,11 +8,12 @@
 //! `m + p - 1` per stage, i.e. `(p - 1) / m` relative to the useful work.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::error::{DistError, DistResult};
 use super::group::ProcessGroup;
-use crate::nn::Forward;
+use crate::nn::{Forward, ModuleExt};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +90,19 @@ impl Pipeline {
 
     pub fn group(&self) -> &dyn ProcessGroup {
         self.group.as_ref()
+    }
+
+    /// Saves this rank's stage (parameters and buffers) as `dir/stage-<rank>-of-<world>.safetensors`,
+    /// atomically, and returns once every stage is saved.
+    pub fn save_stage(&self, dir: &Path) -> DistResult<PathBuf> {
+        super::checkpoint::save_pipeline_stage(self.group.as_ref(), dir, &self.stage.state_dict())
+    }
+
+    /// Loads this rank's stage from a checkpoint written by [`save_stage`](Self::save_stage)
+    /// with the same number of stages (another number is an error naming both).
+    pub fn load_stage(&mut self, dir: &Path) -> DistResult<()> {
+        let tensors = super::checkpoint::load_pipeline_stage(self.group.as_ref(), dir)?;
+        Ok(self.stage.load_state_dict(tensors, &dir.display().to_string())?)
     }
 
     /// One training step's forward and backward over `micro_batches` micro-batches; gradients

@@ -20,6 +20,8 @@ pub struct DistributedSampler {
     seed: u64,
     drop_last: bool,
     epoch: u64,
+    /// Samples of this epoch's global order already trained on (a resumed run).
+    position: usize,
 }
 
 impl DistributedSampler {
@@ -32,7 +34,7 @@ impl DistributedSampler {
                 msg: format!("rank {rank} with {num_replicas} replicas: expected num_replicas >= 1 and rank < num_replicas"),
             });
         }
-        Ok(DistributedSampler { len, num_replicas, rank, shuffle: true, seed: 0, drop_last: false, epoch: 0 })
+        Ok(DistributedSampler { len, num_replicas, rank, shuffle: true, seed: 0, drop_last: false, epoch: 0, position: 0 })
     }
 
     pub fn shuffle(mut self, on: bool) -> Self {
@@ -52,27 +54,55 @@ impl DistributedSampler {
         self
     }
 
-    /// Call at the start of every epoch (on every rank) to get a new shuffle.
+    /// Call at the start of every epoch (on every rank) to get a new shuffle; starts the epoch
+    /// from its beginning.
     pub fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
+        self.position = 0;
     }
 
-    /// Samples per rank this epoch.
+    /// Resumes the current epoch after its first `position` samples, counted in the epoch's
+    /// global order over all ranks (steps taken × global batch): rank `r` of `W` trains on
+    /// positions `r, r + W, ...`, so after `k` samples per rank the first `k·W` are done.
+    ///
+    /// The global order depends on the seed and the epoch, not on the number of ranks, so a
+    /// run saved by one world size resumes under another: the rest of the epoch is shared
+    /// out among the new ranks, and every sample is still seen once per epoch.
+    pub fn set_position(&mut self, position: usize) -> DistResult<()> {
+        if position > self.len {
+            return Err(DistError::Invalid {
+                rank: self.rank,
+                op: "DistributedSampler::set_position",
+                msg: format!("position {position} is past the end of an epoch of {} samples", self.len),
+            });
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    /// Where this epoch resumes (0 unless [`set_position`](Self::set_position) was called).
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Samples per rank in what is left of this epoch.
     pub fn num_samples(&self) -> usize {
+        let left = self.len - self.position;
         if self.drop_last {
-            self.len / self.num_replicas
+            left / self.num_replicas
         } else {
-            self.len.div_ceil(self.num_replicas)
+            left.div_ceil(self.num_replicas)
         }
     }
 
-    /// This rank's indices for the current epoch.
+    /// This rank's indices for (the rest of) the current epoch.
     pub fn indices(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len).collect();
         if self.shuffle {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(self.epoch));
             order.shuffle(&mut rng);
         }
+        order.drain(..self.position);
         let total = self.num_samples() * self.num_replicas;
         if total <= order.len() {
             order.truncate(total);
