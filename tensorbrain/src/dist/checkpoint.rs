@@ -60,11 +60,11 @@ pub fn resume_sampler(sampler: &mut DistributedSampler, state: &TrainingState, w
     };
     if dp.global_batch != global_batch {
         return Err(DistError::Invalid {
-            rank: 0,
+            rank: sampler.rank(),
             op: "resume",
             msg: format!(
                 "the checkpoint was trained with a global batch of {} ({} ranks × {}), this run has {global_batch} ({world_size} ranks × {}); \
-                 a different world size can resume only with the same global batch (split it as {} per rank), or the learning rate and the data order no longer match",
+                 resume with the same global batch, whatever the world size ({} per rank on {world_size} ranks): another one changes the step size and the data order",
                 dp.global_batch,
                 dp.world_size,
                 dp.global_batch / dp.world_size.max(1),

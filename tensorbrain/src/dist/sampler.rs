@@ -80,6 +80,11 @@ impl DistributedSampler {
         Ok(())
     }
 
+    /// The rank whose shard this is.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
     /// Where this epoch resumes (0 unless [`set_position`](Self::set_position) was called).
     pub fn position(&self) -> usize {
         self.position
