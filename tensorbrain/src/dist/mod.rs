@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod group;
 mod payload;
+pub mod rendezvous;
 mod ring;
 mod thread;
 #[cfg(feature = "mpi")]
