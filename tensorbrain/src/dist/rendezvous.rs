@@ -44,7 +44,13 @@ impl Server {
         let listener = TcpListener::bind(addr).map_err(|e| rendezvous_error(0, addr, format!("rank 0 cannot listen there: {e}; MASTER_ADDR must name this host and the port must be free (under torchrun, whose agent listens on MASTER_PORT itself, set TENSORBRAIN_RDZV_PORT to another free port for every rank)")))?;
         // Nonblocking, so the accept loop can give up at the deadline.
         listener.set_nonblocking(true).map_err(|e| rendezvous_error(0, addr, format!("cannot make the listener nonblocking: {e}")))?;
-        Ok(Server { listener, addr: addr.to_string() })
+        // Errors name the address as given (a host name means more than its IP), unless it
+        // asked for any free port: then the port the system chose.
+        let addr = match listener.local_addr() {
+            Ok(bound) if addr.ends_with(":0") => bound.to_string(),
+            _ => addr.to_string(),
+        };
+        Ok(Server { listener, addr })
     }
 
     /// The address actually bound (the port, when `addr` asked for port 0).
