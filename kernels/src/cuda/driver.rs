@@ -47,7 +47,7 @@ pub fn probe_driver() -> Result<(), CudaError> {
 }
 
 /// Runs a cudarc call, turning both its error and a panic inside it into a [`CudaError`].
-fn guarded<T>(during: &str, f: impl FnOnce() -> Result<T, DriverError>) -> Result<T, CudaError> {
+pub fn guarded<T>(during: &str, f: impl FnOnce() -> Result<T, DriverError>) -> Result<T, CudaError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(CudaError::Driver { during: during.to_string(), error: format!("{e:?}") }),

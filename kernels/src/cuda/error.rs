@@ -17,6 +17,10 @@ pub enum CudaError {
     Compile { name: String, arch: String, log: String },
     /// The allocator could not get memory even after releasing its cache.
     OutOfMemory { requested: usize, reserved: usize, why: String },
+    /// NCCL could not be loaded, lacks a symbol, or is too old.
+    NoNccl { tried: Vec<String>, why: String },
+    /// An NCCL call failed (what we were doing, NCCL's error string and its last-error text).
+    Nccl { during: String, error: String },
 }
 
 impl fmt::Display for CudaError {
@@ -37,6 +41,12 @@ impl fmt::Display for CudaError {
                 f,
                 "CUDA out of memory: tried to allocate {requested} bytes with {reserved} bytes reserved by the caching allocator (after emptying its cache): {why}"
             ),
+            CudaError::NoNccl { tried, why } => write!(
+                f,
+                "NCCL not usable (tried {}): {why}; install NCCL 2.14 or newer (apt-get install libnccl2, or pip install nvidia-nccl-cu12) or set TENSORBRAIN_NCCL_LIB to the path of libnccl.so.2",
+                tried.join(", ")
+            ),
+            CudaError::Nccl { during, error } => write!(f, "NCCL error while {during}: {error}"),
         }
     }
 }

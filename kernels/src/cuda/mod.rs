@@ -14,6 +14,7 @@ pub mod driver;
 pub mod error;
 pub mod launch;
 pub mod module;
+pub mod nccl;
 pub mod nvrtc;
 pub mod sources;
 

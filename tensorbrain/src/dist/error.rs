@@ -33,6 +33,23 @@ pub enum DistError {
     #[error("dist::init: {0}")]
     Env(String),
 
+    /// A collective did not complete within the group's timeout, and the backend cannot tell
+    /// which rank held it up (NCCL runs a collective as one kernel across all ranks).
+    #[error("rank {rank}: {op} timed out after {after:?}: at least one rank did not take part (hung, much slower, dead, or calling another op); the backend cannot tell which, and the communicator was aborted")]
+    CollectiveTimeout { rank: usize, op: &'static str, after: Duration },
+
+    /// Rank 0's launch rendezvous (handing out the NCCL id at MASTER_ADDR:MASTER_PORT) failed.
+    #[error("rank {rank}: rendezvous at {addr}: {msg}")]
+    Rendezvous { rank: usize, addr: String, msg: String },
+
+    /// Ranks did not meet at MASTER_ADDR:MASTER_PORT within the timeout.
+    #[error("rank {rank}: rendezvous at {addr} timed out after {after:?} waiting for rank(s) {}: {detail}", join_ranks(.missing))]
+    RendezvousTimeout { rank: usize, addr: String, missing: Vec<usize>, after: Duration, detail: String },
+
+    /// An error from the NCCL library, or from the CUDA calls that stage data for it.
+    #[error("rank {rank}: {op}: {msg}")]
+    Nccl { rank: usize, op: &'static str, msg: String },
+
     /// An error from the MPI library or its bindings.
     #[error("rank {rank}: {op}: MPI: {msg}")]
     Mpi { rank: usize, op: &'static str, msg: String },
@@ -47,7 +64,12 @@ impl DistError {
     pub fn peer(&self) -> Option<usize> {
         match self {
             DistError::Timeout { peer, .. } | DistError::PeerGone { peer, .. } | DistError::OpMismatch { peer, .. } => Some(*peer),
+            DistError::RendezvousTimeout { missing, .. } if missing.len() == 1 => Some(missing[0]),
             _ => None,
         }
     }
+}
+
+fn join_ranks(ranks: &[usize]) -> String {
+    ranks.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -132,6 +132,23 @@ pub trait ProcessGroup: Send {
     }
 }
 
+/// Op names in a fixed order. Backends that carry the op inside a message (MPI's tag, NCCL's
+/// header) send its index, so a rank that receives another op's message can say which op.
+#[cfg(any(feature = "mpi", feature = "cuda"))]
+const OP_NAMES: [&str; 8] = ["send", "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier", "pipeline", "other"];
+
+/// The index of `op` in the wire table; ops not listed share the last entry, "other".
+#[cfg(any(feature = "mpi", feature = "cuda"))]
+pub(crate) fn op_index(op: &str) -> usize {
+    OP_NAMES.iter().position(|&o| o == op).unwrap_or(OP_NAMES.len() - 1)
+}
+
+/// The op with wire index `i`, or "unknown" for an index no backend sends.
+#[cfg(any(feature = "mpi", feature = "cuda"))]
+pub(crate) fn op_name(i: usize) -> &'static str {
+    OP_NAMES.get(i).copied().unwrap_or("unknown")
+}
+
 pub(crate) fn check_rank<G: ProcessGroup + ?Sized>(g: &G, op: &'static str, peer: usize) -> DistResult<()> {
     if peer >= g.world_size() {
         return Err(DistError::Invalid {

@@ -3,27 +3,35 @@
 //! - [`ProcessGroup`]: collectives (all-reduce, broadcast, all-gather, reduce-scatter) and
 //!   point-to-point send/recv, each with a timeout that turns a hung or dead peer into an error
 //!   naming that peer and the op.
-//! - Backends: [`ThreadGroup`] (ranks as threads in one process; tests, examples) and, with the
-//!   `mpi` feature, `MpiGroup` (processes under `mpirun`). [`init`] picks one from the
-//!   launcher's environment.
+//! - Backends: [`ThreadGroup`] (ranks as threads in one process; tests, examples); with the
+//!   `mpi` feature, `MpiGroup` (processes under `mpirun`); with the `cuda` feature, `NcclGroup`
+//!   (one process per GPU, launched torchrun-style). [`init`] picks one from the launcher's
+//!   environment (see [`Backend`]).
 //! - [`DistributedDataParallel`], [`DistributedSampler`], [`pipeline`] schedules.
 
 mod env;
 mod error;
 mod group;
+mod init;
 mod payload;
+pub mod rendezvous;
 mod ring;
 mod thread;
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "cuda")]
+mod nccl;
 
-pub use env::{init, LaunchEnv};
+pub use env::{LaunchEnv, TorchrunEnv, RDZV_PORT_ENV};
 pub use error::{DistError, DistResult};
+pub use init::{init, Backend, BACKEND_ENV};
 pub use group::{ProcessGroup, ReduceOp, DEFAULT_TIMEOUT};
 pub use payload::{Elem, Payload};
 pub use thread::{run_threads, ThreadGroup};
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiGroup;
+#[cfg(feature = "cuda")]
+pub use self::nccl::NcclGroup;
 
 mod checkpoint;
 mod ddp;

@@ -15,19 +15,13 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 
 use super::error::{DistError, DistResult};
-use super::group::{check_rank, ProcessGroup, DEFAULT_TIMEOUT};
+use super::group::{check_rank, op_index, op_name, ProcessGroup, DEFAULT_TIMEOUT};
 use super::payload::Payload;
 
 /// Op names travel in the message tag (with the dtype) so a rank calling a different op than
 /// its peer gets `OpMismatch` instead of misreading the data.
-const OPS: [&str; 8] = ["send", "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier", "pipeline", "other"];
-
-fn op_index(op: &str) -> i32 {
-    OPS.iter().position(|&o| o == op).unwrap_or(OPS.len() - 1) as i32
-}
-
 fn tag_of(op: &str, p: &Payload) -> i32 {
-    op_index(op) * 2 + matches!(p, Payload::F64(_)) as i32
+    op_index(op) as i32 * 2 + matches!(p, Payload::F64(_)) as i32
 }
 
 /// How a wait polls. MPI makes progress only inside MPI calls, and every receive used to sleep
@@ -184,8 +178,8 @@ impl ProcessGroup for MpiGroup {
             if let Some((message, status)) = process.immediate_matched_probe() {
                 let tag = status.tag();
                 let (bytes, _) = (message, status).matched_receive_vec::<u8>();
-                if tag / 2 != op_index(op) {
-                    let got = OPS.get((tag / 2) as usize).copied().unwrap_or("unknown");
+                if tag / 2 != op_index(op) as i32 {
+                    let got = op_name((tag / 2) as usize);
                     return Err(DistError::OpMismatch { rank: self.rank, op, peer: src, got });
                 }
                 return Ok(if tag % 2 == 1 {
