@@ -10,8 +10,8 @@
 
 use std::process::Command;
 
-use tensorbrain::dist::{DdpOptions, DistributedDataParallel, ProcessGroup, ReduceOp};
-use tensorbrain::nn::{mse_loss, Forward, Linear, ModuleExt, Sequential, Tanh};
+use tensorbrain::dist::{DdpOptions, DistributedDataParallel, ReduceOp};
+use tensorbrain::nn::{mse_loss, Linear, ModuleExt, Sequential, Tanh};
 use tensorbrain::optim::{Optimizer, Sgd, SgdOptions};
 use tensorbrain::{DType, Generator, Tensor};
 
