@@ -241,15 +241,15 @@ impl Emitter<'_> {
                     // them. One called several times (shared weights) sums its calls'
                     // gradients, final only after the last call's backward.
                     calls_left[*holder] -= 1;
-                    let (ready, report) = match (calls[*holder], calls_left[*holder]) {
+                    let (sink, summed_ready) = match (calls[*holder], calls_left[*holder]) {
                         (1, _) => (quote!(&mut ready.nested(offsets[#holder])), quote!()),
                         (_, 0) => (quote!(&mut ::tensorbrain::nn::GradReady::none()), quote!(ready.nested(offsets[#holder]).report_all(&#holder_grads)?;)),
                         _ => (quote!(&mut ::tensorbrain::nn::GradReady::none()), quote!()),
                     };
                     stmts.push(quote! {
-                        let (gi, gp) = saved.#c.backward(&#gin, #ready)?;
+                        let (gi, gp) = saved.#c.backward(&#gin, #sink)?;
                         ::tensorbrain::nn::add_grads(&mut #holder_grads, gp)?;
-                        #report
+                        #summed_ready
                         #input_grad
                     });
                 }
