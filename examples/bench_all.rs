@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tensorbrain::compile::{compile, training_graph, CompiledGraph, Options, Params};
 use tensorbrain::ir::autodiff::backward;
 use tensorbrain_kernels::cpu::CpuLevel;
-use tensorbrain::nn::StaticModel;
+use tensorbrain::nn::{GradReady, StaticModel};
 use tensorbrain::optim::{Adam, AdamOptions, Optimizer};
 use tensorbrain::prelude::*;
 
@@ -312,7 +312,7 @@ fn mlp_rows(emit: &mut Emit<'_>) {
         "MLP 784-256-10 b64 fwd+bwd, #[model]",
         best_ms(200, || {
             let (_, saved) = mlp.forward_train(std::slice::from_ref(&x), false).unwrap();
-            std::hint::black_box(<MlpLogits as StaticModel>::backward(&saved, &go).unwrap());
+            std::hint::black_box(<MlpLogits as StaticModel>::backward(&saved, &go, &mut GradReady::none()).unwrap());
         }),
         "ms",
     );

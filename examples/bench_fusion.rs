@@ -12,7 +12,7 @@
 use tensorbrain::compile::{compile, freeze, param_training_graph, training_graph, CompiledGraph, Options, Params};
 use tensorbrain::ir::autodiff::backward;
 use tensorbrain::ir::Graph;
-use tensorbrain::nn::StaticModel;
+use tensorbrain::nn::{GradReady, StaticModel};
 use tensorbrain::prelude::*;
 
 #[path = "common/bench.rs"]
@@ -84,7 +84,7 @@ fn generated_rows(mlp: &Mlp, x: &Tensor, go: &Tensor) {
     });
     let t = best_ms(100, || {
         let (_, saved) = mlp.forward_train(std::slice::from_ref(x), false).unwrap();
-        std::hint::black_box(<Mlp as StaticModel>::backward(&saved, go).unwrap());
+        std::hint::black_box(<Mlp as StaticModel>::backward(&saved, go, &mut GradReady::none()).unwrap());
     });
     println!("{:<34}{f:>10.3}{:>54}", "  #[model] generated forward", format!("{}/{}", c.forward, c.forward_unfused));
     let (k, ku) = (c.train_forward + c.backward, c.train_forward_unfused + c.backward_unfused);

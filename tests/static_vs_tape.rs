@@ -183,3 +183,78 @@ fn graph_lists_forward_and_generated_backward() {
     // Forward saves what backward needs and not the output.
     assert!(!g.saved().contains(&g.forward_output));
 }
+
+/// One block, called twice in `forward`: its parameters get the sum of both calls' gradients.
+#[model]
+pub struct Shared {
+    block: Block,
+    head: Linear<8, 3>,
+}
+
+#[model]
+impl Shared {
+    pub fn forward(&self, x: tb![B, 8]) -> tb![B, 3] {
+        self.head(self.block(self.block(x)))
+    }
+}
+
+#[test]
+fn a_nested_model_called_twice_gets_both_calls_gradients() {
+    let m = Shared::init(6);
+    let eager = |x: &Tensor| m.head.forward(&eager_block(&m.block, &eager_block(&m.block, x))).unwrap();
+    check("Shared", &m, Tensor::randn(&[5, 8], DType::F32), |x| m.forward_dyn(&[x.clone()]).unwrap(), eager);
+}
+
+// --- gradient-ready points ---------------------------------------------------------------------
+
+#[model]
+pub struct Mlp3 {
+    fc1: Linear<6, 16>,
+    fc2: Linear<16, 16>,
+    fc3: Linear<16, 3>,
+}
+
+#[model]
+impl Mlp3 {
+    pub fn forward(&self, x: tb![B, 6]) -> tb![B, 3] {
+        self.fc3(self.fc2(self.fc1(x).tanh()).tanh())
+    }
+}
+
+/// The generated backward hands each layer's gradients to the tape as it finishes them, so the
+/// gradient-ready hook sees the last layer first, while the model's backward is still running
+/// (earlier layers have no gradient yet), and the gradients are those of plain backward.
+#[test]
+fn generated_backward_makes_parameters_ready_layer_by_layer() {
+    let m = Mlp3::init(8);
+    let params = m.parameters();
+    let x = Tensor::randn(&[5, 6], DType::F32);
+    let w = Tensor::randn(&[5, 3], DType::F32);
+    let loss = (&m.forward_dyn(&[x.clone()]).unwrap() * &w).sum_all();
+    assert_eq!(loss.grad_fn_name(), Some("sum"));
+    // For each hook call: which parameter, and how many parameters had a gradient by then.
+    let mut seen: Vec<(usize, usize)> = Vec::new();
+    tensorbrain::autograd::backward_with_hook(&loss, None, &mut |leaf: &Tensor| {
+        let k = params.iter().position(|p| p.id() == leaf.id()).expect("only parameters are leaves");
+        seen.push((k, params.iter().filter(|p| p.grad().is_some()).count()));
+        Ok(())
+    })
+    .unwrap();
+    let mut once: Vec<usize> = seen.iter().map(|s| s.0).collect();
+    once.sort();
+    assert_eq!(once, (0..params.len()).collect::<Vec<_>>(), "each parameter ready once: {seen:?}");
+    let at = |p: &Tensor| seen.iter().position(|s| params[s.0].id() == p.id()).unwrap();
+    let (first, last) = (&m.fc1.parameters()[0], &m.fc3.parameters()[0]);
+    assert!(at(last) < at(first), "fc3's weight must be ready before fc1's: {seen:?}");
+    assert!(seen[0].1 < params.len(), "the first parameter must be ready before the model's backward ends: {seen:?}");
+
+    let hooked: Vec<Vec<f32>> = params.iter().map(|p| p.grad().unwrap().to_vec()).collect();
+    m.zero_grad();
+    loss.backward();
+    let plain: Vec<Vec<f32>> = params.iter().map(|p| p.grad().unwrap().to_vec()).collect();
+    assert_eq!(hooked, plain, "reporting gradients early changes none of them");
+    let eager = m.fc3.forward(&m.fc2.forward(&m.fc1.forward(&x).unwrap().tanh()).unwrap().tanh()).unwrap();
+    let taped = grad(&(&eager * &w).sum_all(), &params, None, false).unwrap();
+    let taped: Vec<Vec<f32>> = taped.into_iter().map(|g| g.unwrap().to_vec()).collect();
+    assert_close("Mlp3", &plain, &taped);
+}

@@ -181,6 +181,12 @@ impl Emitter<'_> {
             .chain((fwd_len + 1..g.nodes.len()).filter(|&i| matches!(g.nodes[i].op, Op::CallBackward { .. })))
             .collect();
         let backward_plan = fusion_plan::plan(g, fwd_len + 1, g.nodes.len(), &backward_pins, fuse);
+        // Gradients no step computes (the output gradient itself) are final from the start.
+        let computed: BTreeSet<NodeId> = backward_plan.steps.iter().map(fusion_plan::Step::out).collect();
+        let (mut reports, from_start): (BTreeMap<_, _>, BTreeMap<_, _>) = self.param_reports().into_iter().partition(|(gid, _)| computed.contains(gid));
+        stmts.extend(from_start.into_values().flatten());
+        let calls = self.nested_calls(&backward_plan);
+        let mut calls_left = calls.clone();
         // Backward intermediates are dropped after their last read, so that later kernels
         // reuse their memory instead of taking fresh pages from the system (which, for
         // megabyte-sized activation gradients, costs more than the kernels themselves).
@@ -206,10 +212,12 @@ impl Emitter<'_> {
         for (k, step) in backward_plan.steps.iter().enumerate() {
             let drops = drops_after.get(&k).map(|vs| vs.iter().map(|&v| n(v)).collect::<Vec<_>>()).unwrap_or_default();
             let drops = quote!(#(drop(#drops);)*);
+            let report = reports.remove(&step.out()).unwrap_or_default();
             let i = match step {
                 fusion_plan::Step::Node(i) => *i,
                 other => {
                     stmts.push(fused_step(other));
+                    stmts.extend(report);
                     stmts.push(drops);
                     continue;
                 }
@@ -228,9 +236,20 @@ impl Emitter<'_> {
                     } else {
                         quote!(let _ = gi;)
                     };
+                    let holder_grads = quote!(param_grads[offsets[#holder]..offsets[#holder + 1]]);
+                    // A model called once reports its parameters as its own backward finishes
+                    // them. One called several times (shared weights) sums its calls'
+                    // gradients, final only after the last call's backward.
+                    calls_left[*holder] -= 1;
+                    let (sink, summed_ready) = match (calls[*holder], calls_left[*holder]) {
+                        (1, _) => (quote!(&mut ready.nested(offsets[#holder])), quote!()),
+                        (_, 0) => (quote!(&mut ::tensorbrain::nn::GradReady::none()), quote!(ready.nested(offsets[#holder]).report_all(&#holder_grads)?;)),
+                        _ => (quote!(&mut ::tensorbrain::nn::GradReady::none()), quote!()),
+                    };
                     stmts.push(quote! {
-                        let (gi, gp) = saved.#c.backward(&#gin)?;
-                        for (k, gk) in gp.into_iter().enumerate() { param_grads[offsets[#holder] + k] = gk; }
+                        let (gi, gp) = saved.#c.backward(&#gin, #sink)?;
+                        ::tensorbrain::nn::add_grads(&mut #holder_grads, gp)?;
+                        #summed_ready
                         #input_grad
                     });
                 }
@@ -243,25 +262,22 @@ impl Emitter<'_> {
                     stmts.push(quote!(let #id = ::tensorbrain::exec::apply_env(&ops[#i], &[#(&#args),*], &[#(#shape_args),*], env)?;));
                 }
             }
+            stmts.extend(report);
             stmts.push(drops);
         }
-        let mut input_grads = Vec::new();
-        for (leaf, grad) in &self.bw.grads {
-            let grad_tokens = match grad {
+        let input_grads: Vec<TokenStream> = self
+            .bw
+            .grads
+            .iter()
+            .filter(|(leaf, _)| matches!(g.nodes[*leaf].op, Op::Input { .. }))
+            .map(|(_, grad)| match grad {
                 Some(gid) => {
                     let id = n(*gid);
                     quote!(Some(#id.clone()))
                 }
                 None => quote!(None),
-            };
-            match (&g.nodes[*leaf].op, self.lowering.sources.get(leaf)) {
-                (Op::Input { .. }, _) => input_grads.push(grad_tokens),
-                (Op::Param { .. }, Some(Source::Param { holder, param, .. })) => {
-                    stmts.push(quote!(param_grads[offsets[#holder] + #param] = #grad_tokens;));
-                }
-                _ => {}
-            }
-        }
+            })
+            .collect();
         debug_assert_eq!(input_grads.len(), self.n_inputs);
         let backward_kernels = kernels_table(&backward_plan);
         let backward = quote! {
@@ -274,6 +290,35 @@ impl Emitter<'_> {
         let graph = graph_tokens(self.bw);
         let fusion = Fusion { infer: infer_plan, train: train_plan, backward: backward_plan };
         (quote!(#(#decl)*), infer, fwd_train, backward, graph, fusion)
+    }
+
+    /// For each gradient node, statements storing it as the gradient of the parameters it
+    /// belongs to and reporting it final. It is: autodiff sums every contribution to a leaf's
+    /// gradient into that one node, so nothing after it adds to the parameter.
+    fn param_reports(&self) -> BTreeMap<NodeId, Vec<TokenStream>> {
+        let mut reports: BTreeMap<NodeId, Vec<TokenStream>> = BTreeMap::new();
+        for (leaf, grad) in &self.bw.grads {
+            if let (Some(gid), Some(Source::Param { holder, param, .. })) = (grad, self.lowering.sources.get(leaf)) {
+                let id = n(*gid);
+                reports.entry(*gid).or_default().push(quote!(ready.set(&mut param_grads, offsets[#holder] + #param, &#id)?;));
+            }
+        }
+        reports
+    }
+
+    /// How many nested backward calls the backward plan makes for each holder.
+    fn nested_calls(&self, plan: &fusion_plan::RegionPlan) -> Vec<usize> {
+        let mut calls = vec![0; self.holders().len()];
+        for step in &plan.steps {
+            if let fusion_plan::Step::Node(i) = step {
+                if let Op::CallBackward { forward, .. } = &self.bw.graph.nodes[*i].op {
+                    if let Some(Source::Call { holder, .. }) = self.lowering.sources.get(forward) {
+                        calls[*holder] += 1;
+                    }
+                }
+            }
+        }
+        calls
     }
 
     /// Statements of a forward region's plan.

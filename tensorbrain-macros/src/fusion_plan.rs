@@ -25,6 +25,16 @@ pub enum Step {
     Epilogue { out: NodeId, inputs: Vec<NodeId>, kernel: usize },
 }
 
+impl Step {
+    /// The node this step computes.
+    pub fn out(&self) -> NodeId {
+        match self {
+            Step::Node(i) => *i,
+            Step::Fused { out, .. } | Step::Epilogue { out, .. } => *out,
+        }
+    }
+}
+
 /// The fusion plan of one region.
 pub struct RegionPlan {
     pub steps: Vec<Step>,

@@ -444,7 +444,7 @@ pub fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
                 match (#pick, input_grads) { #(#train_arms)* _ => unreachable!() }
             }
 
-            fn backward(saved: &Self::Saved, grad: &::tensorbrain::Tensor) -> ::tensorbrain::Result<(::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>, ::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>)> {
+            fn backward(saved: &Self::Saved, grad: &::tensorbrain::Tensor, ready: &mut ::tensorbrain::nn::GradReady<'_>) -> ::tensorbrain::Result<(::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>, ::std::vec::Vec<::std::option::Option<::tensorbrain::Tensor>>)> {
                 match saved { #(#backward_arms)* }
             }
         }

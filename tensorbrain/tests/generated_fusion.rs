@@ -4,7 +4,7 @@
 //! arithmetic, but epilogues run the GEMM in blocks).
 
 use tensorbrain::compile::{compile_model, Options};
-use tensorbrain::nn::StaticModel;
+use tensorbrain::nn::{GradReady, StaticModel};
 use tensorbrain::prelude::*;
 
 fn close(name: &str, got: &Tensor, want: &Tensor) {
@@ -56,7 +56,7 @@ fn check<M: StaticModel + ModuleExt>(name: &str, m: &M, graph: &tensorbrain::ir:
     for input_grads in [false, true] {
         let (out, saved) = m.forward_train(&[x.clone()], input_grads).unwrap();
         close(&format!("{name} training output"), &out, &want.output);
-        let (gi, gp) = M::backward(&saved, &w).unwrap();
+        let (gi, gp) = M::backward(&saved, &w, &mut GradReady::none()).unwrap();
         if input_grads {
             close(&format!("{name} d input"), gi[0].as_ref().expect("input gradient"), want.input_grads[0].as_ref().unwrap());
         }

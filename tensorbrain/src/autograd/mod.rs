@@ -22,8 +22,13 @@ pub use grad_mode::{enable_grad, is_grad_enabled, no_grad, no_grad_guard, GradMo
 use crate::tensor::{Result, Tensor, TensorInner};
 
 /// Computes input gradients from the output gradient. The second argument says which inputs
-/// need one; the result has one entry per input (`None` where not needed).
-pub(crate) type BackwardFn = dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync;
+/// need one; the result has one entry per input (`None` where not needed, or where the third
+/// argument, `early(i, grad)`, already took input `i`'s gradient while backward still ran).
+pub(crate) type BackwardFn = dyn Fn(&Tensor, &[bool], &mut EarlyGrad<'_>) -> Result<Vec<Option<Tensor>>> + Send + Sync;
+
+/// Takes input `i`'s final gradient from a node's backward before it returns: a leaf's is
+/// accumulated, and reported ready, at once (see [`custom_op_streaming`]).
+pub type EarlyGrad<'a> = dyn FnMut(usize, Tensor) -> Result<()> + 'a;
 
 /// Where a gradient flows to.
 pub(crate) enum Edge {
@@ -72,6 +77,11 @@ pub(crate) fn record(
     if !needs_grad(inputs) {
         return out;
     }
+    attach(name, out, inputs, Box::new(move |g: &Tensor, needs: &[bool], _: &mut EarlyGrad<'_>| backward(g, needs)))
+}
+
+/// Gives `out` a node with edges to `inputs`, for ops that need one.
+fn attach(name: &'static str, out: Tensor, inputs: &[&Tensor], backward: Box<BackwardFn>) -> Tensor {
     let edges = inputs
         .iter()
         .map(|t| {
@@ -88,7 +98,7 @@ pub(crate) fn record(
         name,
         seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
         inputs: edges,
-        backward: Box::new(backward),
+        backward,
         out_shape: out.shape().into(),
         retained: Mutex::new(None),
     });
@@ -96,8 +106,7 @@ pub(crate) fn record(
 }
 
 /// Records a user-defined op: `out` was computed from `inputs` (without recording), and
-/// `backward(grad_out, needs)` returns one gradient per input. This is how a `#[model]`
-/// forward becomes a single tape node whose backward is generated code.
+/// `backward(grad_out, needs)` returns one gradient per input.
 pub fn custom_op(
     name: &'static str,
     out: Tensor,
@@ -105,6 +114,23 @@ pub fn custom_op(
     backward: impl Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
 ) -> Tensor {
     record(name, out, inputs, backward)
+}
+
+/// Like [`custom_op`], for a backward that finishes some input gradients well before it
+/// returns: it hands each to `early(i, grad)` as soon as it is final and returns `None` in its
+/// slot. A leaf's gradient is then accumulated, and `backward_with_hook`'s hook told, while the
+/// backward still runs. A `#[model]` forward is such a node, whose backward is generated code
+/// that finishes its parameters layer by layer.
+pub fn custom_op_streaming(
+    name: &'static str,
+    out: Tensor,
+    inputs: &[&Tensor],
+    backward: impl Fn(&Tensor, &[bool], &mut EarlyGrad<'_>) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+) -> Tensor {
+    if !needs_grad(inputs) {
+        return out;
+    }
+    attach(name, out, inputs, Box::new(backward))
 }
 
 impl Tensor {

@@ -54,6 +54,11 @@ pub struct Bucket {
 pub struct DdpStepStats {
     /// Buckets handed to the communication thread before backward returned.
     pub launched_during_backward: usize,
+    /// Of those, the buckets launched while other parameters' gradients were still to come,
+    /// whose all-reduce could overlap the rest of backward. Zero when every gradient becomes
+    /// ready at the same moment, as for a model whose backward finished its parameters all at
+    /// once.
+    pub overlapped: usize,
     pub buckets: usize,
     /// Time spent in backward (including the hooks that launch buckets).
     pub backward_time: Duration,
@@ -313,11 +318,13 @@ impl DistributedDataParallel {
         }
         let nb = self.buckets.len();
         let mut waiting: Vec<usize> = self.buckets.iter().map(|b| b.params.len()).collect();
+        let mut outstanding: usize = waiting.iter().sum();
+        let mut overlapped = 0;
         let mut next = 0;
         let mut launch_error: Option<DistError> = None;
         let start = Instant::now();
         {
-            let mut launch_ready = |next: &mut usize, waiting: &[usize]| -> crate::Result<()> {
+            let mut launch_ready = |next: &mut usize, waiting: &[usize], outstanding: usize| -> crate::Result<()> {
                 // Launch in bucket order only, so every rank issues the same collective sequence
                 // even if their gradients became ready in different orders.
                 while *next < nb && waiting[*next] == 0 {
@@ -327,6 +334,7 @@ impl DistributedDataParallel {
                         return Err(crate::Error::Msg(msg));
                     }
                     *next += 1;
+                    overlapped += usize::from(outstanding > 0);
                 }
                 Ok(())
             };
@@ -334,8 +342,9 @@ impl DistributedDataParallel {
             let mut hook = |leaf: &Tensor| -> crate::Result<()> {
                 if let Some(&b) = self.bucket_of.get(&leaf.id()) {
                     waiting[b] -= 1;
+                    outstanding -= 1;
                     if overlap {
-                        launch_ready(&mut next, &waiting)?;
+                        launch_ready(&mut next, &waiting, outstanding)?;
                     }
                 }
                 Ok(())
@@ -371,7 +380,7 @@ impl DistributedDataParallel {
         // rank issues the same sequence of collectives.
         self.sync_buffers()?;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
-            DdpStepStats { launched_during_backward, buckets: nb, backward_time, exposed_comm_time: start.elapsed() - backward_time };
+            DdpStepStats { launched_during_backward, overlapped, buckets: nb, backward_time, exposed_comm_time: start.elapsed() - backward_time };
         Ok(())
     }
 

@@ -36,4 +36,4 @@ pub use norm::{GroupNorm, GroupNormOf, InstanceNorm1d, InstanceNorm2d, InstanceN
 pub use pool::{AvgPool2dWith, MaxPool2dWith};
 pub use tape_static::{tape_backward, tape_forward_train, TapeSaved};
 pub use signature::{ModelSignature, Signature, TensorSpec};
-pub use static_model::{call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, InferenceOverride, NestedSaved, StaticModel};
+pub use static_model::{add_grads, call_infer, call_train, check_inputs, count_params, run_static, AsParam, DimCheck, GradReady, InferenceOverride, NestedSaved, StaticModel};

@@ -4,7 +4,7 @@
 //! The hand-written ones (`BatchNorm`, `RMSNorm`) stay for speed; these are for breadth.
 
 use super::static_model::one_input;
-use super::{Forward, Module, ModuleExt, Sequential, StaticModel};
+use super::{Forward, GradReady, Module, ModuleExt, Sequential, StaticModel};
 use super::{AvgPool2dWith, ConvTranspose2dOf, EmbeddingBagOf, GroupNormOf, InstanceNormOf, LeakyReLU, LogSoftmax, MaxPool2dWith, Softmax, ELU};
 use crate::autograd::{enable_grad, grad, no_grad};
 use crate::shape::Size;
@@ -47,9 +47,10 @@ pub fn tape_forward_train<M: Module + ?Sized>(
 }
 
 /// Gradients of the inputs and parameters of a layer run by [`tape_forward_train`]; `None`
-/// for those that need none (integer inputs, frozen parameters).
+/// for those that need none (integer inputs, frozen parameters). The private tape finishes
+/// them all at once, so they are reported to `ready` together.
 #[allow(clippy::type_complexity)]
-pub fn tape_backward(saved: &TapeSaved, grad_output: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+pub fn tape_backward(saved: &TapeSaved, grad_output: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
     let leaves: Vec<&Tensor> = saved.inputs.iter().chain(&saved.params).collect();
     let wanted: Vec<Tensor> = leaves.iter().filter(|t| t.requires_grad()).map(|t| (*t).clone()).collect();
     let mut found = if wanted.is_empty() || !saved.output.requires_grad() {
@@ -59,6 +60,7 @@ pub fn tape_backward(saved: &TapeSaved, grad_output: &Tensor) -> Result<(Vec<Opt
     };
     let mut all: Vec<Option<Tensor>> = leaves.iter().map(|t| if t.requires_grad() { found.next().flatten() } else { None }).collect();
     let params = all.split_off(saved.inputs.len());
+    ready.report_all(&params)?;
     Ok((all, params))
 }
 
@@ -78,8 +80,8 @@ macro_rules! static_via_tape {
                 tape_forward_train(self, inputs, input_grads, |xs| <$ty>::forward(self, one_input(&kind, xs)?))
             }
 
-            fn backward(saved: &TapeSaved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
-                tape_backward(saved, grad)
+            fn backward(saved: &TapeSaved, grad: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+                tape_backward(saved, grad, ready)
             }
         }
     };
@@ -109,7 +111,7 @@ impl StaticModel for Sequential {
         tape_forward_train(self, inputs, input_grads, |xs| Forward::forward(self, one_input("Sequential", xs)?))
     }
 
-    fn backward(saved: &TapeSaved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
-        tape_backward(saved, grad)
+    fn backward(saved: &TapeSaved, grad: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        tape_backward(saved, grad, ready)
     }
 }

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use crate::autograd::no_grad;
 use crate::nn::static_model::one_input;
-use crate::nn::{join, Module, StaticModel};
+use crate::nn::{join, GradReady, Module, StaticModel};
 use crate::ops::Generator;
 use crate::shape::{Const, Size};
 use crate::tensor::{DType, Error, Result, Tensor};
@@ -189,7 +189,7 @@ impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
         no_grad(|| self.forward_saving(one_input(&self.kind(), inputs)?))
     }
 
-    fn backward(s: &Self::Saved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+    fn backward(s: &Self::Saved, grad: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
         let g_xhat = grad.try_mul(&s.weight)?;
         let dx = if s.batch_stats {
             // d/dx of (x - mean)·rstd with batch statistics:
@@ -200,8 +200,8 @@ impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
         } else {
             g_xhat.try_mul(&s.rstd)?
         };
-        let dw = grad.try_mul(&s.xhat)?.try_sum(&s.dims, false)?;
-        let db = grad.try_sum(&s.dims, false)?;
-        Ok((vec![Some(dx)], vec![Some(dw), Some(db)]))
+        let params = vec![Some(grad.try_mul(&s.xhat)?.try_sum(&s.dims, false)?), Some(grad.try_sum(&s.dims, false)?)];
+        ready.report_all(&params)?;
+        Ok((vec![Some(dx)], params))
     }
 }

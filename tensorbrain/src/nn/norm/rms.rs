@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use crate::autograd::no_grad;
 use crate::nn::static_model::one_input;
-use crate::nn::{join, Module, StaticModel};
+use crate::nn::{join, GradReady, Module, StaticModel};
 use crate::ops::Generator;
 use crate::shape::{Const, Size};
 use crate::tensor::{DType, Error, Result, Tensor};
@@ -86,7 +86,7 @@ impl<D: Size> StaticModel for RMSNormOf<D> {
         no_grad(|| self.forward_saving(one_input("RMSNorm", inputs)?))
     }
 
-    fn backward(s: &Self::Saved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+    fn backward(s: &Self::Saved, grad: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
         // y = xhat·w with xhat = x·rstd: dx = rstd·(g·w - xhat·mean(g·w·xhat)) over the last dim.
         let g_xhat = grad.try_mul(&s.weight)?;
         let mean_gx = g_xhat.try_mul(&s.xhat)?.try_mean(&[-1], true)?;
@@ -95,6 +95,7 @@ impl<D: Size> StaticModel for RMSNormOf<D> {
         let gx = grad.try_mul(&s.xhat)?;
         // With no leading dims there is nothing to sum (an empty dim list would sum all).
         let dw = if lead.is_empty() { gx } else { gx.try_sum(&lead, false)? };
+        ready.report(0, &dw)?;
         Ok((vec![Some(dx)], vec![Some(dw)]))
     }
 }

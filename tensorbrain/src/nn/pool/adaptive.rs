@@ -8,7 +8,7 @@
 
 use crate::autograd::no_grad;
 use crate::nn::static_model::one_input;
-use crate::nn::{Module, StaticModel};
+use crate::nn::{GradReady, Module, StaticModel};
 use crate::ops::Generator;
 use crate::tensor::{DType, Device, Error, Result, Tensor};
 
@@ -83,7 +83,7 @@ impl<const OH: usize, const OW: usize> StaticModel for AdaptiveAvgPool2d<OH, OW>
         no_grad(|| self.forward_saving(one_input("AdaptiveAvgPool2d", inputs)?))
     }
 
-    fn backward(s: &Self::Saved, grad: &Tensor) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+    fn backward(s: &Self::Saved, grad: &Tensor, _ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
         let dx = s.rows.try_t()?.try_matmul(&grad.try_matmul(&s.cols)?)?;
         Ok((vec![Some(dx)], vec![]))
     }
