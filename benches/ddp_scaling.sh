@@ -18,7 +18,9 @@ STEPS=${STEPS:-40}
 WARMUP=${WARMUP:-8}
 ROUNDS=${ROUNDS:-2}
 COMMON=(--model "$MODEL" --steps "$STEPS" --warmup "$WARMUP" --data "$DATA")
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMPI_MCA_btl_vader_single_copy_mechanism=none)
+# Open MPI's default binding (each rank to a core of its own for -np 2). With --bind-to none
+# the ranks' threads wander and the CNN's DDP step lost 40-230 ms to them (see docs/distributed.md).
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x OMPI_MCA_btl_vader_single_copy_mechanism=none)
 echo "machine: $(nproc) cores, $(uptime)"
 for round in $(seq 1 "$ROUNDS"); do
     echo "-- round $round"
@@ -26,6 +28,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "ours 1x2: $("$BIN" --world 1 --threads 2 "${COMMON[@]}")"
     echo "ours 2x1 mpi, overlap: $(OMPI_MCA_btl_vader_single_copy_mechanism=none "${MPIRUN[@]}" -np 2 "$BIN" --mpi --threads 1 "${COMMON[@]}")"
     echo "ours 2x1 mpi, no overlap: $(OMPI_MCA_btl_vader_single_copy_mechanism=none "${MPIRUN[@]}" -np 2 "$BIN" --mpi --threads 1 --no-overlap "${COMMON[@]}")"
+    echo "ours 2x1 mpi, overlap, --bind-to none: $(OMPI_MCA_btl_vader_single_copy_mechanism=none "${MPIRUN[@]}" --bind-to none -np 2 "$BIN" --mpi --threads 1 "${COMMON[@]}")"
     echo "ours 2x1 threads, overlap: $("$BIN" --world 2 --threads 1 "${COMMON[@]}")"
     echo "pytorch 1x1: $("$PYTHON" benches/ddp_gloo.py --world 1 --threads 1 "${COMMON[@]}")"
     echo "pytorch 1x2: $("$PYTHON" benches/ddp_gloo.py --world 1 --threads 2 "${COMMON[@]}")"
