@@ -1,5 +1,6 @@
 //! Distributed state that outlives a step: DDP's buffer synchronisation, resuming a
-//! data-parallel run under another world size, and pipeline stage checkpoints.
+//! data-parallel run under another world size, pipeline stage checkpoints, and the pipeline
+//! schedule a backend cannot run (1F1B where sends wait for their receive).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -183,4 +184,50 @@ fn a_group_of_one_can_save_and_resume_too() {
     resume_sampler(&mut sampler, &ckpt.state, 2, 8).unwrap();
     assert_eq!(sampler.position(), 0);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A thread rank whose sends claim to wait for the receiver, as NCCL's do.
+struct UnbufferedSends(tensorbrain::dist::ThreadGroup);
+
+impl ProcessGroup for UnbufferedSends {
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.0.world_size()
+    }
+    fn timeout(&self) -> Duration {
+        self.0.timeout()
+    }
+    fn set_timeout(&mut self, timeout: Duration) {
+        self.0.set_timeout(timeout)
+    }
+    fn send_payload(&self, op: &'static str, dst: usize, data: tensorbrain::dist::Payload) -> tensorbrain::dist::DistResult<()> {
+        self.0.send_payload(op, dst, data)
+    }
+    fn recv_payload(&self, op: &'static str, src: usize) -> tensorbrain::dist::DistResult<tensorbrain::dist::Payload> {
+        self.0.recv_payload(op, src)
+    }
+    fn sends_are_buffered(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn one_f_one_b_is_refused_at_once_where_sends_wait_for_their_receive() {
+    use tensorbrain::dist::Schedule;
+    let results = run_threads(2, T, |g| {
+        let rank = g.rank();
+        let pipe = Pipeline::from_stage(Box::new(UnbufferedSends(g)), stage(5, rank));
+        let x = Tensor::ones(&[8, 6], DType::F32);
+        let loss = |_: usize, out: &Tensor| Ok(out.sum(&[0, 1], false));
+        let refused = pipe.step(Schedule::OneFOneB, 4, Some(&x), &loss).unwrap_err().to_string();
+        // GPipe never has two neighbours sending to each other, so it runs.
+        pipe.step(Schedule::GPipe, 4, Some(&x), &loss).unwrap();
+        refused
+    });
+    for r in results {
+        let e = r.unwrap();
+        assert!(e.contains("1F1B needs sends that return before the peer receives") && e.contains("GPipe"), "{e}");
+    }
 }

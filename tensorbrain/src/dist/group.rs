@@ -44,6 +44,14 @@ pub trait ProcessGroup: Send {
         Ok(())
     }
 
+    /// Whether `send` returns before the peer receives (the message is buffered or in
+    /// flight). Schedules in which two neighbours send to each other at once (1F1B's steady
+    /// state) need it; a backend whose send waits for the matching receive (NCCL) would wait
+    /// there until the timeout.
+    fn sends_are_buffered(&self) -> bool {
+        true
+    }
+
     /// Sums (or averages) `tensor` over all ranks, in place: every rank ends with the same values.
     fn all_reduce(&self, tensor: &Tensor, op: ReduceOp) -> DistResult<()> {
         let mut data = Payload::from_tensor(self.rank(), "all_reduce", tensor)?;

@@ -361,6 +361,11 @@ impl ProcessGroup for NcclGroup {
         self.rank
     }
 
+    /// A send here returns only once the peer has received it.
+    fn sends_are_buffered(&self) -> bool {
+        false
+    }
+
     fn world_size(&self) -> usize {
         self.world
     }

@@ -125,6 +125,13 @@ impl Pipeline {
         if m == 0 {
             return Err(invalid("micro_batches must be at least 1".into()));
         }
+        if schedule == Schedule::OneFOneB && p > 1 && m > 1 && !g.sends_are_buffered() {
+            // In the steady state stage i sends an activation forward while stage i + 1 sends
+            // a gradient back: with sends that wait for their receive, both would wait forever.
+            return Err(invalid(
+                "1F1B needs sends that return before the peer receives (the thread and MPI backends); this backend's wait for the matching receive (NCCL), so use Schedule::GPipe with it".into(),
+            ));
+        }
         let batch = if first {
             let x = input.ok_or_else(|| invalid("the first stage needs the input batch".into()))?;
             let n = x.shape().first().copied().unwrap_or(0);
