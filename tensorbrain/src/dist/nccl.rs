@@ -243,20 +243,32 @@ impl NcclGroup {
         })
     }
 
-    fn all_reduce_vec<T: Staged + Elem>(&self, v: &mut Vec<T>, op: ReduceOp) -> DistResult<()> {
-        const OP: &str = "all_reduce";
-        self.agree(OP, Some(T::DTYPE), v.len(), None)?;
+    /// Runs an in-place collective on `v` (after the ranks agree on it): upload, queue
+    /// `launch(comm, device pointer, count, stream)`, download into `v`.
+    fn in_place<T: Staged + Elem>(
+        &self,
+        op: &'static str,
+        v: &mut Vec<T>,
+        root: Option<usize>,
+        launch: impl FnOnce(&Comm, u64, usize, &Arc<CudaStream>) -> Result<(), CudaError>,
+    ) -> DistResult<()> {
+        self.agree(op, Some(T::DTYPE), v.len(), root)?;
         if v.is_empty() {
             return Ok(());
         }
-        let mut buf = self.upload(OP, v)?;
+        let mut buf = self.upload(op, v)?;
         let n = v.len();
-        self.run(OP, None, |comm, s| {
+        self.run(op, None, |comm, s| {
             let (p, _write) = buf.device_ptr_mut(s);
-            // SAFETY: `buf` holds n elements and outlives the op (see run()).
-            unsafe { comm.all_reduce(p, p, n, T::DTYPE, RedOp::Sum, s) }
+            launch(comm, p, n, s)
         })?;
-        *v = self.download(OP, &buf)?;
+        *v = self.download(op, &buf)?;
+        Ok(())
+    }
+
+    fn all_reduce_vec<T: Staged + Elem>(&self, v: &mut Vec<T>, op: ReduceOp) -> DistResult<()> {
+        // SAFETY: the pointer is to `n` elements of a buffer that outlives the op (see run()).
+        self.in_place("all_reduce", v, None, |comm, p, n, s| unsafe { comm.all_reduce(p, p, n, T::DTYPE, RedOp::Sum, s) })?;
         if op == ReduceOp::Avg {
             v.iter_mut().for_each(|x| *x = x.div_by(self.world as f64));
         }
@@ -264,20 +276,8 @@ impl NcclGroup {
     }
 
     fn broadcast_vec<T: Staged + Elem>(&self, v: &mut Vec<T>, root: usize) -> DistResult<()> {
-        const OP: &str = "broadcast";
-        self.agree(OP, Some(T::DTYPE), v.len(), Some(root))?;
-        if v.is_empty() {
-            return Ok(());
-        }
-        let mut buf = self.upload(OP, v)?;
-        let n = v.len();
-        self.run(OP, None, |comm, s| {
-            let (p, _write) = buf.device_ptr_mut(s);
-            // SAFETY: as in all_reduce_vec.
-            unsafe { comm.broadcast(p, n, T::DTYPE, root, s) }
-        })?;
-        *v = self.download(OP, &buf)?;
-        Ok(())
+        // SAFETY: as in all_reduce_vec.
+        self.in_place("broadcast", v, Some(root), |comm, p, n, s| unsafe { comm.broadcast(p, n, T::DTYPE, root, s) })
     }
 
     /// Every rank's `v`, concatenated in rank order.
