@@ -34,6 +34,14 @@ impl DType {
             DType::F64 => "f64",
         }
     }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+        }
+    }
 }
 
 /// A constant as a C expression of type `T` (the kernel's local typedef). Rust's `{:?}` prints

@@ -16,6 +16,7 @@ pub mod launch;
 pub mod module;
 pub mod nccl;
 pub mod nvrtc;
+pub mod runtime;
 pub mod sources;
 
 pub use error::CudaError;

@@ -106,3 +106,116 @@ TB_BINARY(div, Div)
 TB_BINARY(maximum, Maximum)
 TB_BINARY(minimum, Minimum)
 TB_BINARY(pow, Pow)
+
+// Comparisons: bool results as one byte 0/1 (the runtime's Bool storage), operands broadcast
+// through their strides. NaN compares false except for `ne`, as in IEEE and PyTorch.
+template <typename T> struct CmpEq { __device__ bool operator()(T a, T b) const { return a == b; } };
+template <typename T> struct CmpNe { __device__ bool operator()(T a, T b) const { return a != b; } };
+template <typename T> struct CmpLt { __device__ bool operator()(T a, T b) const { return a < b; } };
+template <typename T> struct CmpLe { __device__ bool operator()(T a, T b) const { return a <= b; } };
+template <typename T> struct CmpGt { __device__ bool operator()(T a, T b) const { return a > b; } };
+template <typename T> struct CmpGe { __device__ bool operator()(T a, T b) const { return a >= b; } };
+
+template <typename T, typename F>
+__device__ __forceinline__ void compare_impl(long long n, TbShape shape, const T* a, TbStrides as, const T* b, TbStrides bs,
+                                             unsigned char* out, F f) {
+    TB_GRID_STRIDE(i, n) { out[i] = f(a[tb_offset(i, shape, as)], b[tb_offset(i, shape, bs)]) ? 1 : 0; }
+}
+
+#define TB_COMPARE(name, Op)                                                                                    \
+    extern "C" __global__ void name##_f32(long long n, TbShape shape, const float* a, TbStrides as,               \
+                                          const float* b, TbStrides bs, unsigned char* out) {                     \
+        compare_impl<float>(n, shape, a, as, b, bs, out, Op<float>());                                          \
+    }                                                                                                           \
+    extern "C" __global__ void name##_f64(long long n, TbShape shape, const double* a, TbStrides as,              \
+                                          const double* b, TbStrides bs, unsigned char* out) {                    \
+        compare_impl<double>(n, shape, a, as, b, bs, out, Op<double>());                                        \
+    }
+
+TB_COMPARE(eq, CmpEq)
+TB_COMPARE(ne, CmpNe)
+TB_COMPARE(lt, CmpLt)
+TB_COMPARE(le, CmpLe)
+TB_COMPARE(gt, CmpGt)
+TB_COMPARE(ge, CmpGe)
+
+// `cond ? a : b` with a bool (byte) condition; all three broadcast through their strides.
+template <typename T>
+__device__ __forceinline__ void where_impl(long long n, TbShape shape, const unsigned char* c, TbStrides cs, const T* a,
+                                           TbStrides as, const T* b, TbStrides bs, T* out) {
+    TB_GRID_STRIDE(i, n) { out[i] = c[tb_offset(i, shape, cs)] ? a[tb_offset(i, shape, as)] : b[tb_offset(i, shape, bs)]; }
+}
+
+extern "C" __global__ void where_f32(long long n, TbShape shape, const unsigned char* c, TbStrides cs, const float* a,
+                                     TbStrides as, const float* b, TbStrides bs, float* out) {
+    where_impl<float>(n, shape, c, cs, a, as, b, bs, out);
+}
+extern "C" __global__ void where_f64(long long n, TbShape shape, const unsigned char* c, TbStrides cs, const double* a,
+                                     TbStrides as, const double* b, TbStrides bs, double* out) {
+    where_impl<double>(n, shape, c, cs, a, as, b, bs, out);
+}
+
+// Unary ops with two scalar parameters p and q (a Rust number beside a tensor: `x * 2.0`,
+// `x.clamp(..)`), so the scalar travels as a kernel argument instead of a one-element tensor.
+// Unused parameters are passed as 0.
+template <typename T> struct Affine {  // add_scalar (1, v), mul_scalar (v, 0)
+    T p, q;
+    __device__ T operator()(T x) const { return p * x + q; }
+};
+template <typename T> struct PowScalar {
+    T p, q;
+    __device__ T operator()(T x) const { return p == T(2) ? x * x : tb_pow(x, p); }
+};
+template <typename T> struct Clamp {  // max(x, p) then min(., q), NaN stays NaN (PyTorch's order)
+    T p, q;
+    __device__ T operator()(T x) const {
+        T y = x < p ? p : x;
+        return y > q ? q : y;
+    }
+};
+template <typename T> struct LeakyRelu {
+    T p, q;
+    __device__ T operator()(T x) const { return x > T(0) ? x : x * p; }
+};
+template <typename T> struct Elu {
+    T p, q;
+    __device__ T operator()(T x) const { return x > T(0) ? x : p * tb_expm1(x); }
+};
+
+#define TB_UNARY_PQ(name, Op)                                                                                   \
+    extern "C" __global__ void name##_f32(long long n, TbShape shape, const float* x, TbStrides xs, float p,      \
+                                          float q, float* out) {                                                \
+        unary_impl<float>(n, shape, x, xs, out, Op<float>{p, q});                                               \
+    }                                                                                                           \
+    extern "C" __global__ void name##_f64(long long n, TbShape shape, const double* x, TbStrides xs, double p,    \
+                                          double q, double* out) {                                              \
+        unary_impl<double>(n, shape, x, xs, out, Op<double>{p, q});                                             \
+    }
+
+TB_UNARY_PQ(affine, Affine)
+TB_UNARY_PQ(pow_scalar, PowScalar)
+TB_UNARY_PQ(clamp, Clamp)
+TB_UNARY_PQ(leaky_relu, LeakyRelu)
+TB_UNARY_PQ(elu, Elu)
+
+// Dtype conversions to f32/f64 (`to_dtype`): from f32, f64, i64, i32 and bytes (u8, and bool
+// stored as 0/1). One rounding, as the CPU's `convert`: floats and integers convert directly.
+template <typename In, typename Out>
+__device__ __forceinline__ void cast_impl(long long n, TbShape shape, const In* x, TbStrides xs, Out* out) {
+    TB_GRID_STRIDE(i, n) { out[i] = (Out)x[tb_offset(i, shape, xs)]; }
+}
+
+#define TB_CAST(from, In)                                                                                       \
+    extern "C" __global__ void cast_##from##_f32(long long n, TbShape shape, const In* x, TbStrides xs, float* out) { \
+        cast_impl<In, float>(n, shape, x, xs, out);                                                             \
+    }                                                                                                           \
+    extern "C" __global__ void cast_##from##_f64(long long n, TbShape shape, const In* x, TbStrides xs,          \
+                                                 double* out) {                                                 \
+        cast_impl<In, double>(n, shape, x, xs, out);                                                            \
+    }
+
+TB_CAST(f32, float)
+TB_CAST(f64, double)
+TB_CAST(i64, long long)
+TB_CAST(i32, int)
+TB_CAST(u8, unsigned char)
