@@ -21,6 +21,9 @@ pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+/// Tensors on a GPU: moving them, memory statistics (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod text;
 pub mod train;
 pub mod quant;

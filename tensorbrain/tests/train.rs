@@ -290,3 +290,21 @@ fn an_epoch_in_which_every_f16_step_overflows_is_divergence() {
     let e = t.fit(&loader(&x, &y, 4, true), None, 1, &classification(net_forward)).expect_err("an epoch of skipped steps is an error").to_string();
     assert!(e.contains("training diverged") && e.contains("all 3 optimizer steps"), "{e}");
 }
+
+#[test]
+fn a_trainer_on_a_device_refuses_a_model_left_on_the_cpu() {
+    // The model must move before the optimizer is built (the optimizer holds its parameters);
+    // a trainer told to run on a GPU with a CPU model says so, naming a parameter, before any
+    // step changes anything.
+    let (x, y) = blobs(10, 1);
+    let mut net = Net::init(0);
+    let before = weights(&net);
+    let opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.1, ..Default::default() }).unwrap();
+    let mut t = Trainer::new(&mut net, opt).progress(false).device(Device::Cuda(0));
+    let err = t.fit(&loader(&x, &y, 8, true), None, 1, &classification(net_forward)).unwrap_err().to_string();
+    assert!(err.starts_with("Trainer::device(cuda:0): parameter fc1.") && err.contains("is on cpu") && err.contains("to_device"), "{err}");
+    let err = t.evaluate(&loader(&x, &y, 8, false), &classification(net_forward)).unwrap_err().to_string();
+    assert!(err.contains("is on cpu"), "{err}");
+    drop(t);
+    assert_eq!(weights(&net), before);
+}

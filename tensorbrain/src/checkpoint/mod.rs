@@ -22,7 +22,7 @@ pub use fs::{CheckpointFs, LocalFs};
 pub use store::{CheckpointDir, DEFAULT_KEEP_LAST};
 pub use training::{DataParallelState, TrainingCheckpoint, TrainingState, MODEL_FILE, STATE_FILE};
 
-use crate::tensor::{DType, Error, Result, Tensor};
+use crate::tensor::{DType, Device, Error, Result, Tensor};
 
 fn st_dtype(d: DType) -> StDtype {
     match d {
@@ -42,11 +42,12 @@ fn st_dtype(d: DType) -> StDtype {
 /// Serialises named tensors to safetensors bytes.
 pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
     let contiguous: Vec<(String, Tensor)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), t.detach().try_contiguous()?))).collect::<Result<_>>()?;
+        // Tensors on a GPU are copied to the host first (a checkpoint holds host bytes).
+        tensors.iter().map(|(n, t)| Ok((n.clone(), t.detach().try_to_device(Device::Cpu)?.try_contiguous()?))).collect::<Result<_>>()?;
     let guards: Vec<_> = contiguous.iter().map(|(_, t)| t.storage()).collect();
     let mut views = Vec::with_capacity(contiguous.len());
     for ((name, t), g) in contiguous.iter().zip(&guards) {
-        let bytes = g.cpu().as_bytes();
+        let bytes = g.cpu()?.as_bytes();
         let size = t.dtype().size_in_bytes();
         let start = t.layout().offset * size;
         let data = &bytes[start..start + t.numel() * size];

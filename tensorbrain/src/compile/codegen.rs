@@ -72,7 +72,7 @@ where
         if inputs[k].dtype() != T::DTYPE {
             return None;
         }
-        slices[k] = dense(inputs[k], guards[k].cpu().as_slice::<T>(), shape)?;
+        slices[k] = dense(inputs[k], guards[k].cpu().ok()?.as_slice::<T>(), shape)?;
     }
     let numel: usize = shape.iter().product();
     let mut out = vec![T::zero(); numel];

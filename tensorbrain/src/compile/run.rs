@@ -117,8 +117,13 @@ pub(crate) fn out_shape(p: &Lowered, shapes: &[&[usize]]) -> Result<Vec<usize>> 
     Ok(shape)
 }
 
-/// The one float dtype the fast path computes in, if every input has it.
+/// The one float dtype the fast path (CPU kernels over host memory) computes in, if every
+/// input has it and lives on the CPU. Tensors on a GPU take the op-by-op path, whose tensor
+/// ops dispatch to the device.
 fn fast_dtype(inputs: &[&Tensor]) -> Option<DType> {
+    if inputs.iter().any(|t| t.device() != crate::tensor::Device::Cpu) {
+        return None;
+    }
     let d = inputs.first().map_or(DType::F32, |t| t.dtype());
     (matches!(d, DType::F32 | DType::F64) && inputs.iter().all(|t| t.dtype() == d)).then_some(d)
 }
@@ -128,38 +133,41 @@ pub(crate) fn run_fused(p: &Lowered, inputs: &[&Tensor]) -> Result<Tensor> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
     let shape = out_shape(p, &shapes)?;
     match fast_dtype(inputs) {
-        Some(DType::F32) => Ok(fused_typed::<f32>(p, inputs, &shape)),
-        Some(DType::F64) => Ok(fused_typed::<f64>(p, inputs, &shape)),
+        Some(DType::F32) => fused_typed::<f32>(p, inputs, &shape),
+        Some(DType::F64) => fused_typed::<f64>(p, inputs, &shape),
         _ => fallback(&p.ir, inputs, &shape),
     }
 }
 
-fn fused_typed<T: FusedFloat + Element>(p: &Lowered, inputs: &[&Tensor], shape: &[usize]) -> Tensor {
+fn fused_typed<T: FusedFloat + Element>(p: &Lowered, inputs: &[&Tensor], shape: &[usize]) -> Result<Tensor> {
     let guards: Vec<_> = inputs.iter().map(|t| t.storage()).collect();
     let layouts: Vec<Layout> = inputs.iter().map(|t| t.layout().broadcast_to(shape)).collect();
     let ops: Vec<Operand<T>> = guards
         .iter()
         .zip(&layouts)
-        .map(|(g, l)| Operand::Strided { data: g.cpu().as_slice::<T>(), offset: l.offset, strides: &l.strides })
-        .collect();
+        .map(|(g, l)| Ok(Operand::Strided { data: g.cpu()?.as_slice::<T>(), offset: l.offset, strides: &l.strides }))
+        .collect::<Result<_>>()?;
     let out = kf::eval_vec(&p.kernel, &ops, shape);
     drop(ops);
     drop(guards);
-    Tensor::from_storage(T::wrap(out), shape)
+    Ok(Tensor::from_storage(T::wrap(out), shape))
 }
 
 /// The program run op by op with tensor ops (f16/bf16 or mixed dtypes).
 pub(crate) fn fallback(p: &Program, inputs: &[&Tensor], shape: &[usize]) -> Result<Tensor> {
     let dtype = inputs.first().map_or(DType::F32, |t| t.dtype());
+    let device = inputs.first().map_or(crate::tensor::Device::Cpu, |t| t.device());
+    // Constants live where the inputs do, so every op below runs on one device.
+    let full = |value: f64, dtype: DType| Tensor::full(&[], value, dtype).try_to_device(device);
     let mut v: Vec<Tensor> = Vec::with_capacity(p.instrs.len());
     let apply = |op: Op, args: &[&Tensor]| crate::exec::apply(&op, args, &[]);
     for ins in &p.instrs {
         let t = match *ins {
             Instr::Input(k) => inputs[k].clone(),
-            Instr::Const(c) => Tensor::full(&[], c, dtype),
+            Instr::Const(c) => full(c, dtype)?,
             Instr::Unary(u, x) => apply(Op::Unary(u), &[&v[x]])?,
             Instr::Sign(x) => {
-                let zero = Tensor::full(&[], 0.0, v[x].dtype());
+                let zero = full(0.0, v[x].dtype())?;
                 let pos = v[x].try_gt(&zero)?.try_to_dtype(v[x].dtype())?;
                 let neg = v[x].try_lt(&zero)?.try_to_dtype(v[x].dtype())?;
                 pos.try_sub(&neg)?
@@ -167,7 +175,7 @@ pub(crate) fn fallback(p: &Program, inputs: &[&Tensor], shape: &[usize]) -> Resu
             Instr::Binary(b, x, y) => apply(Op::Binary(b), &[&v[x], &v[y]])?,
             Instr::Scalar(op, c, x) => apply(Op::Scalar { op, value: c }, &[&v[x]])?,
             Instr::Select { cmp, x, threshold, a, b } => {
-                let t = Tensor::full(&[], threshold, v[x].dtype());
+                let t = full(threshold, v[x].dtype())?;
                 let mask = match cmp {
                     Cmp::Gt => v[x].try_gt(&t)?,
                     Cmp::Ge => v[x].try_ge(&t)?,
@@ -226,11 +234,13 @@ fn matmul_epilogue<T: FusedFloat + Element>(tail: &Lowered, a: &Tensor, b: &Tens
     }
     let lb = b.layout().clone();
     let guards_ab = (a.storage(), b.storage());
-    let (da, db) = (guards_ab.0.cpu().as_slice::<T>(), guards_ab.1.cpu().as_slice::<T>());
+    let (da, db) = (guards_ab.0.cpu()?.as_slice::<T>(), guards_ab.1.cpu()?.as_slice::<T>());
     let guards: Vec<_> = ext.iter().map(|t| t.storage()).collect();
     let layouts: Vec<Layout> = ext.iter().map(|t| t.layout().broadcast_to(&shape)).collect();
     let mut ops: Vec<Operand<T>> = vec![Operand::Output];
-    ops.extend(guards.iter().zip(&layouts).map(|(g, l)| Operand::Strided { data: g.cpu().as_slice::<T>(), offset: l.offset, strides: &l.strides }));
+    for (g, l) in guards.iter().zip(&layouts) {
+        ops.push(Operand::Strided { data: g.cpu()?.as_slice::<T>(), offset: l.offset, strides: &l.strides });
+    }
 
     let mut c = vec![T::zero(); rows * n];
     let block_rows = (EPILOGUE_BLOCK / n).clamp(1, rows);
@@ -289,7 +299,9 @@ fn conv_epilogue<T: FusedFloat + Element>(g: &tensorbrain_ir::op::ConvGeometry, 
     let guards: Vec<_> = ext.iter().map(|t| t.storage()).collect();
     let layouts: Vec<Layout> = ext.iter().map(|t| t.layout().broadcast_to(&shape)).collect();
     let mut ops: Vec<Operand<T>> = vec![Operand::Output];
-    ops.extend(guards.iter().zip(&layouts).map(|(gd, l)| Operand::Strided { data: gd.cpu().as_slice::<T>(), offset: l.offset, strides: &l.strides }));
+    for (gd, l) in guards.iter().zip(&layouts) {
+        ops.push(Operand::Strided { data: gd.cpu()?.as_slice::<T>(), offset: l.offset, strides: &l.strides });
+    }
     let y = crate::ops::nn::conv2d_forward_then::<T>(x, w, bias, p, |s, out_s| kf::eval_range(&tail.kernel, &ops, &shape, s * per_sample, out_s))?;
     drop(guards);
     Ok(Some(y))

@@ -192,7 +192,7 @@ impl IdxSet {
     pub fn load(&self, dir: &Path, split: Split) -> Result<(Tensor, Tensor)> {
         let (images, labels) = self.load_raw(dir, split)?;
         let shape = images.shape().to_vec();
-        let pixels: Vec<f32> = images.with_contiguous::<u8, _>(|s| s.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect());
+        let pixels: Vec<f32> = images.with_contiguous::<u8, _>(|s| s.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect())?;
         Ok((Tensor::from_vec(pixels, &shape), labels))
     }
 }

@@ -49,7 +49,7 @@ pub fn default_collate(samples: Vec<Sample>) -> Result<Vec<Tensor>> {
         let stacked = any_dispatch!(dtype, T => {
             let mut data: Vec<T> = Vec::with_capacity(n * numel);
             for s in &samples {
-                s[f].with_contiguous::<T, _>(|x| data.extend_from_slice(x));
+                s[f].with_contiguous::<T, _>(|x| data.extend_from_slice(x))?;
             }
             Tensor::from_storage(T::wrap(data), &batch_shape)
         });

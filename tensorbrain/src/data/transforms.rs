@@ -112,7 +112,7 @@ impl Transform for Normalize {
                     out.extend(chunk.iter().map(|&v| T::from_f64((v.to_f64() - m) * inv)));
                 }
                 out
-            });
+            })?;
             Ok(Tensor::from_storage(T::wrap(out), &shape))
         })
     }
@@ -173,7 +173,7 @@ impl Transform for RandomCrop {
                     }
                 }
                 out
-            });
+            })?;
             Ok(Tensor::from_storage(T::wrap(out), &out_shape))
         })
     }
@@ -218,7 +218,7 @@ impl Transform for RandomHorizontalFlip {
                     out.chunks_mut(w).for_each(|row| row.reverse());
                 }
                 out
-            });
+            })?;
             Ok(Tensor::from_storage(T::wrap(out), &shape))
         })
     }

@@ -59,7 +59,7 @@ impl Tensor {
         }
         let storage = self.storage();
         let layout = self.layout();
-        let all = storage.cpu().as_slice::<T>();
+        let all = storage.cpu()?.as_slice::<T>();
         // An empty view has no elements to point at: give it the empty slice and plain strides
         // (ndarray rejects strides that step past an empty buffer).
         let view = if self.numel() == 0 {
@@ -79,8 +79,11 @@ impl Tensor {
         if self.dtype() != T::DTYPE {
             return Err(dtype_error(OP, &self, T::DTYPE.name()));
         }
+        if self.device() != crate::tensor::Device::Cpu {
+            return self.try_to_device(crate::tensor::Device::Cpu)?.detach().try_into_ndarray();
+        }
         let shape = self.shape().to_vec();
-        let whole = self.is_contiguous() && self.layout().offset == 0 && self.storage().cpu().len() == self.numel();
+        let whole = self.is_contiguous() && self.layout().offset == 0 && self.storage().cpu()?.len() == self.numel();
         if !whole || self.0.grad_fn.is_some() {
             return self.try_to_ndarray();
         }
@@ -90,7 +93,10 @@ impl Tensor {
         };
         match Arc::try_unwrap(inner.storage) {
             Ok(lock) => {
-                let Storage::Cpu(cpu) = lock.into_inner().unwrap_or_else(|p| p.into_inner());
+                #[allow(irrefutable_let_patterns)]
+                let Storage::Cpu(cpu) = lock.into_inner().unwrap_or_else(|p| p.into_inner()) else {
+                    unreachable!("moved to the CPU above")
+                };
                 let data = T::take_vec(cpu).expect("dtype checked above");
                 ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Msg(format!("{OP}: {e}")))
             }

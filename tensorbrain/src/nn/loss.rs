@@ -284,6 +284,19 @@ impl ClassIndexLoss<'_> {
             }
         }
         let device = log_probs.device();
+        // On a GPU the picked log-probabilities are a masked sum with a one-hot of the targets
+        // (built here, on the host, where the targets were checked), which needs no gather
+        // kernel; the gradient flows through the multiply and the sum.
+        let one_hot = (device != crate::tensor::Device::Cpu)
+            .then(|| -> Result<Tensor> {
+                let inner: usize = want[1..].iter().product();
+                let mut hot = vec![0.0f64; log_probs.numel()];
+                for (i, &t) in safe.iter().enumerate() {
+                    hot[(i / inner.max(1)) * classes * inner + t as usize * inner + i % inner.max(1)] = 1.0;
+                }
+                Tensor::from_vec(hot, log_probs.shape()).try_to_dtype(log_probs.dtype())?.try_to_device(device)
+            })
+            .transpose()?;
         let safe = Tensor::from_vec(safe, &want).try_to_device(device)?;
         let keep = Tensor::from_vec(keep, &want).try_to_dtype(log_probs.dtype())?.try_to_device(device)?;
 
@@ -292,7 +305,10 @@ impl ClassIndexLoss<'_> {
             Some(w) => w.try_index_select(0, &safe.try_reshape(&[-1])?)?.try_reshape(&want.iter().map(|&d| d as isize).collect::<Vec<_>>())?.try_mul(&keep)?,
             None => keep.clone(),
         };
-        let picked = log_probs.try_gather(1, &safe.try_unsqueeze(1)?)?.try_squeeze(Some(1))?;
+        let picked = match &one_hot {
+            Some(hot) => log_probs.try_mul(hot)?.try_sum(&[1], false)?,
+            None => log_probs.try_gather(1, &safe.try_unsqueeze(1)?)?.try_squeeze(Some(1))?,
+        };
         let nll = picked.try_mul(&sample_weight)?.try_neg()?;
         // PyTorch's weighted mean divides by the total weight of the kept targets. When that is
         // 0 (every target ignored, or no samples) the loss is 0/0 = NaN but, as in PyTorch, the

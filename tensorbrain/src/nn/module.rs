@@ -221,8 +221,9 @@ pub trait ModuleExt: Module {
     fn to_device(&mut self, device: Device) -> Result<()> {
         let mut err = None;
         let mut mv = |_: &str, t: &mut Tensor| {
-            if err.is_none() {
-                match t.try_to_device(device) {
+            if err.is_none() && t.device() != device {
+                // A parameter stays a leaf on its new device (not a copy with a grad_fn).
+                match t.detach().try_to_device(device).and_then(|m| m.try_set_requires_grad(t.requires_grad())) {
                     Ok(moved) => *t = moved,
                     Err(e) => err = Some(e),
                 }

@@ -215,26 +215,26 @@ fn view4(l: &Layout) -> View4 {
 }
 
 /// Runs `f` with the kernel's view of the operands.
-fn with_inputs<T: AttentionFloat + Element, R>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, f: impl FnOnce(&AttentionInputs<T>) -> R) -> R {
+fn with_inputs<T: AttentionFloat + Element, R>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, f: impl FnOnce(&AttentionInputs<T>) -> R) -> Result<R> {
     let (sq, sk, sv) = (q.storage(), k.storage(), v.storage());
     let mask_storage = p.mask.as_ref().map(|(m, _)| m.storage());
     let mask = match (&p.mask, &mask_storage) {
-        (Some((_, l)), Some(s)) => Some((s.cpu().as_slice::<T>(), view4(l))),
+        (Some((_, l)), Some(s)) => Some((s.cpu()?.as_slice::<T>(), view4(l))),
         _ => None,
     };
     let inputs = AttentionInputs {
         shape: p.shape,
-        q: sq.cpu().as_slice::<T>(),
+        q: sq.cpu()?.as_slice::<T>(),
         q_view: view4(&p.q),
-        k: sk.cpu().as_slice::<T>(),
+        k: sk.cpu()?.as_slice::<T>(),
         k_view: view4(&p.k),
-        v: sv.cpu().as_slice::<T>(),
+        v: sv.cpu()?.as_slice::<T>(),
         v_view: view4(&p.v),
         mask,
         scale: <T as Element>::from_f64(p.scale),
         causal: p.causal,
     };
-    f(&inputs)
+    Ok(f(&inputs))
 }
 
 /// The fallible form of [`scaled_dot_product_attention`].
@@ -252,8 +252,8 @@ pub fn try_scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, opti
     }
     let grad = crate::autograd::needs_grad(&[q, k, v]);
     let (out, lse) = match q.dtype() {
-        DType::F32 => forward::<f32>(&p, q, k, v, grad),
-        DType::F64 => forward::<f64>(&p, q, k, v, grad),
+        DType::F32 => forward::<f32>(&p, q, k, v, grad)?,
+        DType::F64 => forward::<f64>(&p, q, k, v, grad)?,
         other => return Err(Error::DType { op: OP, got: other, expected: "a floating-point dtype (f32, f64, f16, bf16)" }),
     };
     let (qc, kc, vc, saved_out) = (q.clone(), k.clone(), v.clone(), out.detach());
@@ -266,25 +266,25 @@ pub fn try_scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, opti
         let lse = lse.as_ref().expect("saved when a gradient was needed");
         let g = g.try_contiguous()?;
         let (dq, dk, dv) = match qc.dtype() {
-            DType::F32 => backward::<f32>(&p, &qc, &kc, &vc, &saved_out, &g, lse),
-            _ => backward::<f64>(&p, &qc, &kc, &vc, &saved_out, &g, lse),
+            DType::F32 => backward::<f32>(&p, &qc, &kc, &vc, &saved_out, &g, lse)?,
+            _ => backward::<f64>(&p, &qc, &kc, &vc, &saved_out, &g, lse)?,
         };
         Ok(vec![Some(dq.sum_to_shape(&shapes.0)?), Some(dk.sum_to_shape(&shapes.1)?), Some(dv.sum_to_shape(&shapes.2)?)])
     }))
 }
 
-fn forward<T: AttentionFloat + Element>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, keep_lse: bool) -> (Tensor, Option<Tensor>) {
+fn forward<T: AttentionFloat + Element>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, keep_lse: bool) -> Result<(Tensor, Option<Tensor>)> {
     let AttentionShape { batch, heads, lq, dv, .. } = p.shape;
     let mut out = vec![T::zero(); batch * heads * lq * dv];
     let mut lse = keep_lse.then(|| vec![T::zero(); batch * heads * lq]);
-    with_inputs::<T, _>(p, q, k, v, |x| attention_forward(x, &mut out, lse.as_deref_mut()));
+    with_inputs::<T, _>(p, q, k, v, |x| attention_forward(x, &mut out, lse.as_deref_mut()))?;
     let out = Tensor::from_storage(T::wrap(out), &p.out_shape);
-    (out, lse.map(|l| Tensor::from_storage(T::wrap(l), &[batch, heads, lq])))
+    Ok((out, lse.map(|l| Tensor::from_storage(T::wrap(l), &[batch, heads, lq]))))
 }
 
 /// The kernel's gradients, each `[B, H, len, dim]` over the broadcast operands (3-D operands
 /// get theirs back as 3-D; broadcast dims are summed by the caller).
-fn backward<T: AttentionFloat + Element>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, g: &Tensor, lse: &Tensor) -> (Tensor, Tensor, Tensor) {
+fn backward<T: AttentionFloat + Element>(p: &Plan, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, g: &Tensor, lse: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let AttentionShape { batch, heads, lq, lk, d, dv: e } = p.shape;
     let mut dq = vec![T::zero(); batch * heads * lq * d];
     let mut dk = vec![T::zero(); batch * heads * lk * d];
@@ -293,13 +293,13 @@ fn backward<T: AttentionFloat + Element>(p: &Plan, q: &Tensor, k: &Tensor, v: &T
         g.with_contiguous::<T, _>(|go| {
             lse.with_contiguous::<T, _>(|l| with_inputs::<T, _>(p, q, k, v, |x| attention_backward(x, o, go, l, &mut dq, &mut dk, &mut dv)))
         })
-    });
+    })????;
     let shape = |len: usize, dim: usize| if q.rank() == 4 { vec![batch, heads, len, dim] } else { vec![batch, len, dim] };
-    (
+    Ok((
         Tensor::from_storage(T::wrap(dq), &shape(lq, d)),
         Tensor::from_storage(T::wrap(dk), &shape(lk, d)),
         Tensor::from_storage(T::wrap(dv), &shape(lk, e)),
-    )
+    ))
 }
 
 /// The fallible form of [`scaled_dot_product_attention_reference`].

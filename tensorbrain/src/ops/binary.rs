@@ -32,13 +32,14 @@ macro_rules! float_zip {
         check_same($op, a, b)?;
         let shape = broadcast_shapes($op, a.shape(), b.shape())?;
         let (la, lb) = (a.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape));
+        if $crate::ops::on_device(a) { $crate::ops::device_binary($op, a, b, &shape) } else {
         float_dispatch!($op, a.dtype(), T => {
             #[allow(unused_imports)]
             use tensorbrain_kernels::Float as _;
             #[allow(unused_imports)]
             use num_traits::Float as _;
             let (sa, sb) = (a.storage(), b.storage());
-            let (sa, sb) = (sa.cpu().as_slice::<T>(), sb.cpu().as_slice::<T>());
+            let (sa, sb) = (sa.cpu()?.as_slice::<T>(), sb.cpu()?.as_slice::<T>());
             let f = |$x: T, $y: T| -> T { $body };
             let out = if shape.as_slice() != a.shape() && shape.as_slice() != b.shape() {
                 // Both operands broadcast, so the output is bigger than either, maybe
@@ -51,6 +52,7 @@ macro_rules! float_zip {
             };
             Ok::<Tensor, Error>(Tensor::from_storage(T::wrap(out), &shape))
         })
+        }
     }};
 }
 
@@ -71,11 +73,16 @@ enum Cmp {
 fn compare(op: &'static str, a: &Tensor, b: &Tensor, cmp: Cmp) -> Result<Tensor> {
     let (a, b) = promote_pair(op, a, b)?;
     let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    check_same(op, &a, &b)?;
+    #[cfg(feature = "cuda")]
+    if super::on_device(&a) {
+        return crate::cuda::compare(op, &a, &b, &shape);
+    }
     let (la, lb) = (a.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape));
     let (sa, sb) = (a.storage(), b.storage());
     let mut out = try_zeroed::<bool>(op, &shape)?;
     any_dispatch!(a.dtype(), T => {
-        let (x, y) = (sa.cpu().as_slice::<T>(), sb.cpu().as_slice::<T>());
+        let (x, y) = (sa.cpu()?.as_slice::<T>(), sb.cpu()?.as_slice::<T>());
         // One monomorphic loop per comparison (the operators, so NaN compares unequal to
         // everything, as in IEEE and PyTorch): an `Ordering` through a function pointer per
         // element made `x > 0` on a million floats 15x slower than `x * y`.
@@ -317,17 +324,25 @@ impl Tensor {
         let (on_true, on_false) = promote_pair(OP, on_true, on_false)?;
         let shape = broadcast_shapes(OP, cond.shape(), on_true.shape())?;
         let shape = broadcast_shapes(OP, &shape, on_false.shape())?;
+        check_same(OP, &on_true, &on_false)?;
+        if cond.device() != on_true.device() {
+            return Err(Error::DeviceMismatch { op: OP, lhs: cond.device(), rhs: on_true.device() });
+        }
         let (lc, la, lb) = (cond.layout().broadcast_to(&shape), on_true.layout().broadcast_to(&shape), on_false.layout().broadcast_to(&shape));
-        let out = any_dispatch!(on_true.dtype(), T => {
+        #[cfg(feature = "cuda")]
+        let on_gpu = super::on_device(&on_true).then(|| crate::cuda::select(&cond, &on_true, &on_false, &shape));
+        #[cfg(not(feature = "cuda"))]
+        let on_gpu: Option<Result<Tensor>> = None;
+        let out = if let Some(out) = on_gpu { out? } else { any_dispatch!(on_true.dtype(), T => {
             let (sc, sa, sb) = (cond.storage(), on_true.storage(), on_false.storage());
             let mut out = try_zeroed::<T>(OP, &shape)?;
             zip3_map(
-                (sc.cpu().as_slice::<bool>(), lc.offset, &lc.strides),
-                (sa.cpu().as_slice::<T>(), la.offset, &la.strides),
-                (sb.cpu().as_slice::<T>(), lb.offset, &lb.strides),
+                (sc.cpu()?.as_slice::<bool>(), lc.offset, &lc.strides),
+                (sa.cpu()?.as_slice::<T>(), la.offset, &la.strides),
+                (sb.cpu()?.as_slice::<T>(), lb.offset, &lb.strides),
                 &shape, &mut out, |c, a, b| if c { a } else { b });
             Tensor::from_storage(T::wrap(out), &shape)
-        });
+        }) };
         let (c, sa, sb) = (cond.clone(), on_true.shape().to_vec(), on_false.shape().to_vec());
         Ok(record("where_cond", out, &[&on_true, &on_false], move |g, need| {
             let zero = g.try_zeros_like()?;
@@ -357,7 +372,7 @@ impl Tensor {
             return self.scalar_arith("add_scalar", value, IntBinary::Add, false, Tensor::try_add_scalar);
         }
         let v = value.to_f64();
-        let out = float_map!(self, "add_scalar", |x| x + T::from_f64(v))?;
+        let out = float_map!(self, "add_scalar", device(|x| super::device_unary_pq("affine", x, 1.0, v)), |x| x + T::from_f64(v))?;
         Ok(record("add_scalar", out, &[self], |g, _| Ok(vec![Some(g.clone())])))
     }
 
@@ -367,7 +382,7 @@ impl Tensor {
             return self.scalar_arith("mul_scalar", value, IntBinary::Mul, false, Tensor::try_mul_scalar);
         }
         let v = value.to_f64();
-        let out = float_map!(self, "mul_scalar", |x| x * T::from_f64(v))?;
+        let out = float_map!(self, "mul_scalar", device(|x| super::device_unary_pq("affine", x, v, 0.0)), |x| x * T::from_f64(v))?;
         Ok(record("mul_scalar", out, &[self], move |g, _| Ok(vec![Some(g.try_mul_scalar(v)?)])))
     }
 
@@ -424,9 +439,9 @@ impl Tensor {
         }
         let exponent = value.to_f64();
         let out = if exponent == 2.0 {
-            float_map!(self, "pow_scalar", |x| x * x)?
+            float_map!(self, "pow_scalar", device(|x| super::device_unary_pq("pow_scalar", x, 2.0, 0.0)), |x| x * x)?
         } else {
-            float_map!(self, "pow_scalar", |x| x.powf(T::from_f64(exponent)))?
+            float_map!(self, "pow_scalar", device(|x| super::device_unary_pq("pow_scalar", x, exponent, 0.0)), |x| x.powf(T::from_f64(exponent)))?
         };
         let x = self.clone();
         Ok(record("pow_scalar", out, &[self], move |g, _| {
@@ -440,7 +455,8 @@ impl Tensor {
 
     /// A 0-d tensor of this tensor's (float) dtype, for mixing with Rust numbers.
     pub(crate) fn scalar_like(&self, value: f64) -> Result<Tensor> {
-        float_dispatch!("scalar", self.dtype(), T => Ok(Tensor::from_vec(vec![<T as tensorbrain_kernels::Float>::from_f64(value)], &[])))
+        let s = float_dispatch!("scalar", self.dtype(), T => Tensor::from_vec(vec![<T as tensorbrain_kernels::Float>::from_f64(value)], &[]));
+        s.try_to_device(self.device())
     }
 }
 

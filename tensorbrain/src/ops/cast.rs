@@ -14,10 +14,16 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
+        #[cfg(feature = "cuda")]
+        if super::on_device(self) {
+            let out = crate::cuda::cast(self, dtype)?;
+            let from = self.dtype();
+            return Ok(if from.is_float() { record("to_dtype", out, &[self], move |g, _| Ok(vec![Some(g.try_to_dtype(from)?)])) } else { out });
+        }
         let l = self.layout();
         let storage = self.storage();
         let out = any_dispatch!(self.dtype(), S => {
-            let src = storage.cpu().as_slice::<S>();
+            let src = storage.cpu()?.as_slice::<S>();
             any_dispatch!(dtype, D => {
                 let mut out = vec![D::default(); l.numel()];
                 map(src, l.offset, &l.shape, &l.strides, &mut out, convert::<S, D>);

@@ -202,20 +202,21 @@ impl Tensor {
         Ok(any_dispatch!(dtype, T => Tensor::from_storage(T::wrap(try_filled(op, shape, <T as Element>::from_f64(value))?), shape)))
     }
 
+    /// Zeros of this tensor's shape and dtype, on its device.
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.dtype())
+        ok(self.try_zeros_like())
     }
 
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape(), self.dtype())
+        ok(Tensor::try_ones(self.shape(), self.dtype()).and_then(|t| t.try_to_device(self.device())))
     }
 
     pub fn full_like(&self, value: f64) -> Tensor {
-        Tensor::full(self.shape(), value, self.dtype())
+        ok(Tensor::filled("full", self.shape(), value, self.dtype()).and_then(|t| t.try_to_device(self.device())))
     }
 
     pub(crate) fn try_zeros_like(&self) -> Result<Tensor> {
-        Tensor::try_zeros(self.shape(), self.dtype())
+        Tensor::try_zeros(self.shape(), self.dtype())?.try_to_device(self.device())
     }
 
     // ------------------------------------------------------------------------------------------

@@ -25,13 +25,13 @@ pub(crate) fn check_index(op: &'static str, input: &Tensor, index: &Tensor) -> R
 }
 
 /// Runs `f` on the index's elements (contiguous) after checking each lies in `0..size`.
-pub(crate) fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize, size: usize, f: impl FnOnce(&[i64]) -> R) -> Result<R> {
+pub(crate) fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize, size: usize, f: impl FnOnce(&[i64]) -> Result<R>) -> Result<R> {
     index.with_contiguous::<i64, _>(|idx| {
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
             return Err(Error::IndexOutOfBounds { op, index: bad, dim, size });
         }
-        Ok(f(idx))
-    })
+        f(idx)
+    })?
 }
 
 /// `(outer, inner)`: the element counts before and after `dim`.
@@ -64,8 +64,8 @@ impl Tensor {
         let out = with_checked_index(OP, index, d, n, |idx| {
             any_dispatch!(self.dtype(), T => {
                 let mut out = vec![T::default(); out_shape.iter().product()];
-                self.with_contiguous::<T, _>(|src| k::index_select(src, outer, n, inner, idx, &mut out));
-                Tensor::from_storage(T::wrap(out), &out_shape)
+                self.with_contiguous::<T, _>(|src| k::index_select(src, outer, n, inner, idx, &mut out))?;
+                Ok(Tensor::from_storage(T::wrap(out), &out_shape))
             })
         })?;
         let index = index.clone();
@@ -101,9 +101,9 @@ impl Tensor {
         let n = shape[d];
         let out = with_checked_index(OP, index, d, n, |idx| {
             any_dispatch!(self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec());
-                src.with_contiguous::<T, _>(|s| k::index_add(&mut out, outer, n, inner, idx, s));
-                Tensor::from_storage(T::wrap(out), &shape)
+                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
+                src.with_contiguous::<T, _>(|s| k::index_add(&mut out, outer, n, inner, idx, s))?;
+                Ok(Tensor::from_storage(T::wrap(out), &shape))
             })
         })?;
         let index = index.clone();
@@ -145,8 +145,8 @@ impl Tensor {
             any_dispatch!(self.dtype(), T => {
                 let mut out = vec![T::default(); idx.len()];
                 let s = self.storage();
-                k::gather(s.cpu().as_slice::<T>(), l.offset, &strides, l.strides[d], idx, &idx_shape, &mut out);
-                Tensor::from_storage(T::wrap(out), &idx_shape)
+                k::gather(s.cpu()?.as_slice::<T>(), l.offset, &strides, l.strides[d], idx, &idx_shape, &mut out);
+                Ok(Tensor::from_storage(T::wrap(out), &idx_shape))
             })
         })?;
         let index = index.clone();
@@ -193,10 +193,10 @@ impl Tensor {
         out_strides[d] = 0;
         let out = with_checked_index(OP, index, d, shape[d], |idx| {
             any_dispatch!(self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec());
+                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
                 let (s, l) = (src.storage(), src.layout());
-                k::scatter_add(&mut out, &out_strides, dim_stride, s.cpu().as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape);
-                Tensor::from_storage(T::wrap(out), &shape)
+                k::scatter_add(&mut out, &out_strides, dim_stride, s.cpu()?.as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape);
+                Ok(Tensor::from_storage(T::wrap(out), &shape))
             })
         })?;
         let index = index.clone();
@@ -232,7 +232,7 @@ impl Tensor {
             let v = <T as Element>::from_f64(value);
             let (sx, sm) = (self.storage(), mask.storage());
             let mut out = vec![T::default(); shape.iter().product()];
-            zip_map(sx.cpu().as_slice::<T>(), lx.offset, &lx.strides, sm.cpu().as_slice::<bool>(), lm.offset, &lm.strides, &shape, &mut out,
+            zip_map(sx.cpu()?.as_slice::<T>(), lx.offset, &lx.strides, sm.cpu()?.as_slice::<bool>(), lm.offset, &lm.strides, &shape, &mut out,
                 |x: T, m: bool| if m { v } else { x });
             Tensor::from_storage(T::wrap(out), &shape)
         });

@@ -25,6 +25,21 @@ impl Tensor {
         if shape.as_slice() != self.shape() {
             return Err(Error::shape(OP, self.shape(), src.shape(), "differ: the source must broadcast to the destination"));
         }
+        // A source on a GPU is read on the host; a destination on a GPU is written from the
+        // host (copy_from is for loading and initialising, not for a training step).
+        let host_src;
+        let src = if src.device() != crate::tensor::Device::Cpu {
+            host_src = src.detach().try_to_device(crate::tensor::Device::Cpu)?;
+            &host_src
+        } else {
+            src
+        };
+        #[cfg(feature = "cuda")]
+        if super::on_device(self) {
+            let target: Vec<isize> = self.shape().iter().map(|&d| d as isize).collect();
+            let host = src.detach().try_expand(&target)?.try_contiguous()?;
+            return crate::cuda::write_from_host(OP, self, &host);
+        }
         // Gather the source first so no lock on it is held while this storage is written
         // (they may be the same storage).
         let l = src.layout().broadcast_to(self.shape());
@@ -33,10 +48,10 @@ impl Tensor {
             let mut buf = vec![T::default(); dst.numel()];
             {
                 let s = src.storage();
-                copy(s.cpu().as_slice::<T>(), l.offset, &l.shape, &l.strides, &mut buf);
+                copy(s.cpu()?.as_slice::<T>(), l.offset, &l.shape, &l.strides, &mut buf);
             }
             let mut storage = self.storage_mut();
-            copy_into(&buf, storage.cpu_mut().as_mut_slice::<T>(), dst.offset, &dst.shape, &dst.strides);
+            copy_into(&buf, storage.cpu_mut()?.as_mut_slice::<T>(), dst.offset, &dst.shape, &dst.strides);
         });
         Ok(())
     }

@@ -42,10 +42,10 @@ macro_rules! zip_with {
         let (la, lb) = (a.layout().broadcast_to(shape), b.layout().broadcast_to(shape));
         let (sa, sb) = (a.storage(), b.storage());
         let out: Vec<$out> = zip_map_vec(
-            sa.cpu().as_slice::<$T>(),
+            sa.cpu()?.as_slice::<$T>(),
             la.offset,
             &la.strides,
-            sb.cpu().as_slice::<$T>(),
+            sb.cpu()?.as_slice::<$T>(),
             lb.offset,
             &lb.strides,
             shape,
@@ -63,7 +63,7 @@ pub(crate) fn zip(name: &'static str, op: IntBinary, a: &Tensor, b: &Tensor) -> 
         return bool_zip(name, op, a, b, &shape);
     }
     int_dispatch!(a.dtype(), T => {
-        if op.divides() && b.with_contiguous::<T, _>(|v| v.contains(&T::ZERO)) {
+        if op.divides() && b.with_contiguous::<T, _>(|v| v.contains(&T::ZERO))? {
             return Err(Error::invalid(name, b.shape(), format!("integer division by zero ({} divisor holds a 0; PyTorch raises ZeroDivisionError)", a.dtype())));
         }
         Ok(match op {
@@ -115,7 +115,7 @@ pub(crate) fn map(name: &'static str, op: IntUnary, x: &Tensor) -> Result<Tensor
     }
     int_dispatch!(x.dtype(), T => {
         let s = x.storage();
-        let src = s.cpu().as_slice::<T>();
+        let src = s.cpu()?.as_slice::<T>();
         let out: Vec<T> = match op {
             IntUnary::Neg => map_vec(src, l.offset, &l.shape, &l.strides, |v: T| v.wneg()),
             IntUnary::Abs => map_vec(src, l.offset, &l.shape, &l.strides, |v: T| v.wabs()),

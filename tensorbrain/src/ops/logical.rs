@@ -20,7 +20,7 @@ impl Tensor {
         let (a, b) = (self.as_bool()?, rhs.as_bool()?);
         let (la, lb) = (a.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape));
         let (sa, sb) = (a.storage(), b.storage());
-        let out = zip_map_vec(sa.cpu().as_slice::<bool>(), la.offset, &la.strides, sb.cpu().as_slice::<bool>(), lb.offset, &lb.strides, &shape, f);
+        let out = zip_map_vec(sa.cpu()?.as_slice::<bool>(), la.offset, &la.strides, sb.cpu()?.as_slice::<bool>(), lb.offset, &lb.strides, &shape, f);
         Ok(Tensor::from_storage(bool::wrap(out), &shape))
     }
 
@@ -40,7 +40,7 @@ impl Tensor {
         let b = self.as_bool()?;
         let l = b.layout();
         let s = b.storage();
-        let out = map_vec(s.cpu().as_slice::<bool>(), l.offset, &l.shape, &l.strides, |x: bool| !x);
+        let out = map_vec(s.cpu()?.as_slice::<bool>(), l.offset, &l.shape, &l.strides, |x: bool| !x);
         Ok(Tensor::from_storage(bool::wrap(out), &l.shape))
     }
 

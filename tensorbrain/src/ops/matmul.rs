@@ -119,9 +119,13 @@ impl Tensor {
         let (m, k, n) = (p.m, p.k, p.n);
         let r = p.la.rank();
         let (a_cs, b_rs, b_cs) = (p.la.strides[r - 1] as isize, p.lb.strides[r - 2] as isize, p.lb.strides[r - 1] as isize);
-        let out = float_dispatch!("matmul", self.dtype(), T => {
+        #[cfg(feature = "cuda")]
+        let on_gpu = super::on_device(self).then(|| crate::cuda::matmul(self, rhs, &p.la, &p.lb, m, k, n, &p.out_shape));
+        #[cfg(not(feature = "cuda"))]
+        let on_gpu: Option<Result<Tensor>> = None;
+        let out = if let Some(out) = on_gpu { out? } else { float_dispatch!("matmul", self.dtype(), T => {
             let (sa, sb) = (self.storage(), rhs.storage());
-            let (a, b) = (sa.cpu().as_slice::<T>(), sb.cpu().as_slice::<T>());
+            let (a, b) = (sa.cpu()?.as_slice::<T>(), sb.cpu()?.as_slice::<T>());
             let mut c = try_zeroed::<T>("matmul", &p.out_shape)?;
             if !c.is_empty() {
                 if let Some((rows, l)) = folded(self, rhs, &p) {
@@ -134,7 +138,7 @@ impl Tensor {
                 }
             }
             Tensor::from_storage(T::wrap(c), &p.out_shape)
-        });
+        }) };
 
         let (a, b) = (self.clone(), rhs.clone());
         let (batch, out_shape) = (p.batch.to_vec(), p.out_shape.clone());

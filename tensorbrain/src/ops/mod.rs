@@ -41,6 +41,37 @@ pub use scatter::Reduce as ScatterReduce;
 
 use crate::tensor::Result;
 
+/// Whether `t` lives on a GPU, so an op must take the device path (`crate::cuda`) rather than
+/// its CPU kernel. Always false in a build without the `cuda` feature.
+#[inline]
+pub(crate) fn on_device(t: &crate::Tensor) -> bool {
+    cfg!(feature = "cuda") && t.device() != crate::tensor::Device::Cpu
+}
+
+/// The device form of a unary elementwise op named `op` (see `crate::cuda::unary`).
+pub(crate) fn device_unary(op: &'static str, x: &crate::Tensor) -> Result<crate::Tensor> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::unary(op, x);
+    #[cfg(not(feature = "cuda"))]
+    unreachable!("internal: {op} took the device path in a build without CUDA ({})", x.device())
+}
+
+/// The device form of a binary elementwise op over the broadcast `shape`.
+pub(crate) fn device_binary(op: &'static str, a: &crate::Tensor, b: &crate::Tensor, shape: &[usize]) -> Result<crate::Tensor> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::binary(op, a, b, shape);
+    #[cfg(not(feature = "cuda"))]
+    unreachable!("internal: {op} took the device path in a build without CUDA ({}, {}, {shape:?})", a.device(), b.device())
+}
+
+/// The device form of a unary op with two scalar parameters (see `crate::cuda::unary_pq`).
+pub(crate) fn device_unary_pq(kernel: &'static str, x: &crate::Tensor, p: f64, q: f64) -> Result<crate::Tensor> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::unary_pq(kernel, x, p, q);
+    #[cfg(not(feature = "cuda"))]
+    unreachable!("internal: {kernel}({p}, {q}) took the device path in a build without CUDA ({})", x.device())
+}
+
 /// Unwraps an op result, panicking with the op's own message at the caller's line.
 #[track_caller]
 #[inline]
@@ -160,22 +191,28 @@ macro_rules! int_dispatch {
 /// Applies `|x: T| expr` elementwise to a float tensor, giving a new contiguous tensor of the
 /// same dtype. `T` is in scope in the expression, with `kernels::Float` methods.
 macro_rules! float_map {
-    ($x:expr, $op:expr, |$v:ident| $body:expr) => {{
+    ($x:expr, $op:expr, |$v:ident| $body:expr) => {
+        $crate::ops::float_map!($x, $op, device(|x| $crate::ops::device_unary($op, x)), |$v| $body)
+    };
+    // `device(f)`: what a tensor on a GPU runs instead (`f(x) -> Result<Tensor>`).
+    ($x:expr, $op:expr, device($dev:expr), |$v:ident| $body:expr) => {{
         let x: &$crate::Tensor = $x;
         // Integer and bool inputs compute in f32, PyTorch's default dtype.
         let promoted;
         let x: &$crate::Tensor = if x.dtype().is_float() { x } else { promoted = x.to_float_input()?; &promoted };
+        if $crate::ops::on_device(x) { ($dev)(x) } else {
         $crate::ops::float_dispatch!($op, x.dtype(), T => {
             #[allow(unused_imports)]
             use tensorbrain_kernels::Float as _;
             #[allow(unused_imports)]
             use num_traits::Float as _;
             let storage = x.storage();
-            let src = storage.cpu().as_slice::<T>();
+            let src = storage.cpu()?.as_slice::<T>();
             let l = x.layout();
             let out = tensorbrain_kernels::strided::map_vec(src, l.offset, &l.shape, &l.strides, |$v: T| -> T { $body });
             Ok::<$crate::Tensor, $crate::Error>($crate::Tensor::from_storage(<T as $crate::tensor::StorageElement>::wrap(out), &l.shape))
         })
+        }
     }};
 }
 

@@ -186,6 +186,9 @@ impl Tensor {
 
     /// A contiguous copy (no graph edge).
     pub(crate) fn try_contiguous_copy(&self) -> Result<Tensor> {
+        if super::on_device(self) {
+            return super::device_unary("copy", self);
+        }
         let l = self.layout();
         Ok(any_dispatch!(self.dtype(), T => Tensor::from_storage(T::wrap(self.try_contiguous_vec::<T>("contiguous")?), &l.shape)))
     }
@@ -290,7 +293,7 @@ impl Tensor {
                 let Some((start, n)) = *r else { continue };
                 let view = full.slice(d, start, start + n, 1);
                 let (s, l) = (t.storage(), t.layout());
-                copy_strided(s.cpu().as_slice::<T>(), l.offset, &l.strides, &mut buf, view.offset, &view.strides, &l.shape);
+                copy_strided(s.cpu()?.as_slice::<T>(), l.offset, &l.strides, &mut buf, view.offset, &view.strides, &l.shape);
             }
             Tensor::from_storage(T::wrap(buf), &out_shape)
         });
@@ -402,7 +405,7 @@ impl Tensor {
         let out = any_dispatch!(self.dtype(), T => {
             let mut buf = try_filled(OP, &out_shape, <T as Element>::from_f64(value))?;
             let (s, l) = (self.storage(), self.layout());
-            copy_strided(s.cpu().as_slice::<T>(), l.offset, &l.strides, &mut buf, offset, &full.strides, &l.shape);
+            copy_strided(s.cpu()?.as_slice::<T>(), l.offset, &l.strides, &mut buf, offset, &full.strides, &l.shape);
             Tensor::from_storage(T::wrap(buf), &out_shape)
         });
         Ok(record(OP, out, &[self], move |g, _| {
@@ -419,7 +422,7 @@ impl Tensor {
         let view = Layout::contiguous(shape).slice(d, s, e, step);
         let out = any_dispatch!(self.dtype(), T => {
             let mut buf = vec![T::default(); shape.iter().product()];
-            self.with_contiguous::<T, _>(|src| copy_into(src, &mut buf, view.offset, &view.shape, &view.strides));
+            self.with_contiguous::<T, _>(|src| copy_into(src, &mut buf, view.offset, &view.shape, &view.strides))?;
             Tensor::from_storage(T::wrap(buf), shape)
         });
         Ok(record("slice_backward", out, &[self], move |g, _| {

@@ -239,8 +239,12 @@ impl Tensor {
         let shape = self.shape();
         let len = shape.get(d).copied().unwrap_or(1);
         let inner: usize = shape.iter().skip(d + 1).product();
+        #[cfg(feature = "cuda")]
+        if super::on_device(self) {
+            return crate::cuda::softmax(self, d, op == "log_softmax");
+        }
         float_dispatch!(op, self.dtype(), T => {
-            let v = self.with_contiguous::<T, _>(|x| softmax_kernel(x, len, inner, log));
+            let v = self.with_contiguous::<T, _>(|x| softmax_kernel(x, len, inner, log))?;
             Ok(Tensor::from_storage(T::wrap(v), shape))
         })
     }
@@ -295,7 +299,7 @@ pub(crate) fn conv2d_weight_gradient(g: &Tensor, x: &Tensor, w_shape: &[usize], 
 pub(crate) fn max_pool2d_input_gradient(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
     let idx = float_dispatch!("max_pool2d_backward", x.dtype(), T => {
-        x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)
+        x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)?
     });
     max_pool_scatter(g, &Arc::new(idx), x_shape)
 }
@@ -412,9 +416,9 @@ pub(crate) fn conv2d_forward_then<T: Element + Float>(x: &Tensor, w: &Tensor, bi
     let v = x.with_contiguous::<T, _>(|xd| {
         w.with_contiguous::<T, _>(|wd| match bias {
             Some(b) => b.with_contiguous::<T, _>(|bd| tensorbrain_kernels::conv::conv2d_forward_then(xd, x_shape, wd, w_shape, Some(bd), &p, &then)),
-            None => tensorbrain_kernels::conv::conv2d_forward_then(xd, x_shape, wd, w_shape, None, &p, &then),
+            None => Ok(tensorbrain_kernels::conv::conv2d_forward_then(xd, x_shape, wd, w_shape, None, &p, &then)),
         })
-    });
+    })???;
     Ok(Tensor::from_storage(T::wrap(v), &[x_shape[0], w_shape[0], oh, ow]))
 }
 
@@ -427,9 +431,9 @@ fn conv2d_op(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> 
         let v = x.with_contiguous::<T, _>(|xd| {
             w.with_contiguous::<T, _>(|wd| match bias {
                 Some(b) => b.with_contiguous::<T, _>(|bd| conv2d_forward(xd, x_shape, wd, w_shape, Some(bd), &p)),
-                None => conv2d_forward(xd, x_shape, wd, w_shape, None, &p),
+                None => Ok(conv2d_forward(xd, x_shape, wd, w_shape, None, &p)),
             })
-        });
+        })???;
         Tensor::from_storage(T::wrap(v), &out_shape)
     });
     let (xc, wc) = (x.clone(), w.clone());
@@ -452,7 +456,7 @@ fn conv2d_op(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> 
 fn conv2d_input_grad(g: &Tensor, w: &Tensor, x_shape: [usize; 4], p: Conv2dParams) -> Result<Tensor> {
     let w_shape = shape4(w.shape());
     let out = float_dispatch!("conv2d_backward_input", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| w.with_contiguous::<T, _>(|wd| conv2d_backward_input(gd, wd, x_shape, w_shape, &p)));
+        let v = g.with_contiguous::<T, _>(|gd| w.with_contiguous::<T, _>(|wd| conv2d_backward_input(gd, wd, x_shape, w_shape, &p)))??;
         Tensor::from_storage(T::wrap(v), &x_shape)
     });
     let (gc, wc) = (g.clone(), w.clone());
@@ -469,7 +473,7 @@ fn conv2d_input_grad(g: &Tensor, w: &Tensor, x_shape: [usize; 4], p: Conv2dParam
 fn conv2d_weight_grad(g: &Tensor, x: &Tensor, w_shape: [usize; 4], p: Conv2dParams) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
     let out = float_dispatch!("conv2d_backward_weight", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| x.with_contiguous::<T, _>(|xd| conv2d_backward_weight(gd, xd, x_shape, w_shape, &p)));
+        let v = g.with_contiguous::<T, _>(|gd| x.with_contiguous::<T, _>(|xd| conv2d_backward_weight(gd, xd, x_shape, w_shape, &p)))??;
         Tensor::from_storage(T::wrap(v), &w_shape)
     });
     let (gc, xc) = (g.clone(), x.clone());
@@ -511,7 +515,7 @@ impl Tensor {
             let x_shape = shape4(x.shape());
             let out_shape = [x_shape[0], x_shape[1], oh, ow];
             let (out, idx) = float_dispatch!("max_pool2d", x.dtype(), T => {
-                let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel_size, stride, padding));
+                let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel_size, stride, padding))?;
                 (Tensor::from_storage(T::wrap(v), &out_shape), idx)
             });
             let idx = Arc::new(idx);
@@ -534,7 +538,7 @@ impl Tensor {
 pub(crate) fn max_pool_scatter(g: &Tensor, idx: &Arc<Vec<u32>>, x_shape: [usize; 4]) -> Result<Tensor> {
     let out_hw = [g.shape()[2], g.shape()[3]];
     let out = float_dispatch!("max_pool2d_backward", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| max_pool2d_backward(gd, idx, x_shape, out_hw));
+        let v = g.with_contiguous::<T, _>(|gd| max_pool2d_backward(gd, idx, x_shape, out_hw))?;
         Tensor::from_storage(T::wrap(v), &x_shape)
     });
     let (idx, out_shape) = (idx.clone(), shape4(g.shape()));
@@ -555,7 +559,7 @@ fn max_pool_gather(u: &Tensor, idx: &Arc<Vec<u32>>, out_shape: [usize; 4]) -> Re
                 }
             }
             v
-        });
+        })?;
         Tensor::from_storage(T::wrap(v), &out_shape)
     });
     let idx = idx.clone();
@@ -577,7 +581,7 @@ fn avg_pool_op(x: &Tensor, w: PoolWindow) -> Result<Tensor> {
     let (oh, ow) = pool2d_output_size(x_shape[2], x_shape[3], w.kernel, w.stride, w.padding).expect("validated");
     let out_shape = [x_shape[0], x_shape[1], oh, ow];
     let out = float_dispatch!("avg_pool2d", x.dtype(), T => {
-        let v = x.with_contiguous::<T, _>(|xd| avg_pool2d_forward(xd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad));
+        let v = x.with_contiguous::<T, _>(|xd| avg_pool2d_forward(xd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
         Tensor::from_storage(T::wrap(v), &out_shape)
     });
     Ok(record("avg_pool2d", out, &[x], move |g, _| Ok(vec![Some(avg_pool_backward_op(g, x_shape, w)?)])))
@@ -585,7 +589,7 @@ fn avg_pool_op(x: &Tensor, w: PoolWindow) -> Result<Tensor> {
 
 fn avg_pool_backward_op(g: &Tensor, x_shape: [usize; 4], w: PoolWindow) -> Result<Tensor> {
     let out = float_dispatch!("avg_pool2d_backward", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| avg_pool2d_backward(gd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad));
+        let v = g.with_contiguous::<T, _>(|gd| avg_pool2d_backward(gd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
         Tensor::from_storage(T::wrap(v), &x_shape)
     });
     Ok(record("avg_pool2d_backward", out, &[g], move |u, _| Ok(vec![Some(avg_pool_op(u, w)?)])))

@@ -133,7 +133,7 @@ fn max_pool_over(x: &Tensor, rows: &AxisWindows, cols: &AxisWindows) -> Result<(
     let xs = shape4(x.shape());
     let out_shape = [xs[0], xs[1], rows.len(), cols.len()];
     let (out, idx) = float_dispatch!("max_pool2d", x.dtype(), T => {
-        let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool_windows(xd, xs[0] * xs[1], [xs[2], xs[3]], rows, cols));
+        let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool_windows(xd, xs[0] * xs[1], [xs[2], xs[3]], rows, cols))?;
         (Tensor::from_storage(T::wrap(v), &out_shape), idx)
     });
     let indices = Tensor::from_vec(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), &out_shape);
@@ -148,7 +148,7 @@ fn avg_pool_over(x: &Tensor, rows: Arc<AxisWindows>, cols: Arc<AxisWindows>, div
     let xs = shape4(x.shape());
     let out_shape = [xs[0], xs[1], rows.len(), cols.len()];
     let out = float_dispatch!("avg_pool2d", x.dtype(), T => {
-        let v = x.with_contiguous::<T, _>(|xd| avg_pool_windows(xd, xs[0] * xs[1], [xs[2], xs[3]], &rows, &cols, &divisors));
+        let v = x.with_contiguous::<T, _>(|xd| avg_pool_windows(xd, xs[0] * xs[1], [xs[2], xs[3]], &rows, &cols, &divisors))?;
         Tensor::from_storage(T::wrap(v), &out_shape)
     });
     Ok(record("avg_pool2d", out, &[x], move |g, _| Ok(vec![Some(avg_pool_adjoint(g, xs, rows.clone(), cols.clone(), divisors.clone())?)])))
@@ -156,7 +156,7 @@ fn avg_pool_over(x: &Tensor, rows: Arc<AxisWindows>, cols: Arc<AxisWindows>, div
 
 fn avg_pool_adjoint(g: &Tensor, xs: [usize; 4], rows: Arc<AxisWindows>, cols: Arc<AxisWindows>, divisors: Arc<Vec<f64>>) -> Result<Tensor> {
     let out = float_dispatch!("avg_pool2d_backward", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| avg_pool_windows_backward(gd, xs[0] * xs[1], [xs[2], xs[3]], &rows, &cols, &divisors));
+        let v = g.with_contiguous::<T, _>(|gd| avg_pool_windows_backward(gd, xs[0] * xs[1], [xs[2], xs[3]], &rows, &cols, &divisors))?;
         Tensor::from_storage(T::wrap(v), &xs)
     });
     Ok(record("avg_pool2d_backward", out, &[g], move |u, _| Ok(vec![Some(avg_pool_over(u, rows.clone(), cols.clone(), divisors.clone())?)])))

@@ -379,33 +379,41 @@ fn exclusive_prod_vjp_rows<T: Element>(x: &[T], g: &[T], row_len: usize, out: &m
 // Ops
 // ------------------------------------------------------------------------------------------
 
+/// The device form of a `sum` or `max` (see `crate::cuda::reduce`).
+fn device_reduce(op: &'static str, x: &Tensor, plan: &ReducePlan) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::reduce(op, x, plan);
+    #[cfg(not(feature = "cuda"))]
+    unreachable!("internal: {op} took the device path in a build without CUDA ({}, {plan:?})", x.device())
+}
+
 impl Tensor {
     /// Runs `f` on the input's elements arranged as `plan.rows` contiguous rows.
-    pub(crate) fn with_reduce_rows<T: Element, R>(&self, plan: &ReducePlan, f: impl FnOnce(&[T]) -> R) -> R {
+    pub(crate) fn with_reduce_rows<T: Element, R>(&self, plan: &ReducePlan, f: impl FnOnce(&[T]) -> R) -> Result<R> {
         let l = self.layout().permute(&plan.perm);
         let storage = self.storage();
-        let src = storage.cpu().as_slice::<T>();
+        let src = storage.cpu()?.as_slice::<T>();
         if l.is_contiguous() {
-            f(&src[l.offset..l.offset + l.numel()])
+            Ok(f(&src[l.offset..l.offset + l.numel()]))
         } else {
             let mut buf = vec![T::default(); l.numel()];
             copy(src, l.offset, &l.shape, &l.strides, &mut buf);
-            f(&buf)
+            Ok(f(&buf))
         }
     }
 
     /// Runs `f` on the input's elements as an [`Ori`] block, reading storage in place when
     /// the reduced elements are rows (trailing dims after the permutation) or one consecutive
     /// block of dims of a contiguous tensor, and copying once otherwise.
-    fn with_ori<T: Element, R>(&self, plan: &ReducePlan, f: impl FnOnce(&[T], Ori) -> R) -> R {
+    fn with_ori<T: Element, R>(&self, plan: &ReducePlan, f: impl FnOnce(&[T], Ori) -> R) -> Result<R> {
         let storage = self.storage();
-        let src = storage.cpu().as_slice::<T>();
+        let src = storage.cpu()?.as_slice::<T>();
         let l = self.layout();
         let numel = l.numel();
         let rows = Ori { o: plan.rows, r: plan.row_len, i: 1 };
         let p = l.permute(&plan.perm);
         if p.is_contiguous() {
-            return f(&src[p.offset..p.offset + numel], rows);
+            return Ok(f(&src[p.offset..p.offset + numel], rows));
         }
         if l.is_contiguous() {
             // Reduced dims of size > 1 that sit next to each other (ignoring size-1 dims).
@@ -414,13 +422,13 @@ impl Tensor {
                 if (lo..=hi).all(|d| l.shape[d] == 1 || plan.dims.contains(&d)) {
                     let o = l.shape[..lo].iter().product();
                     let i = l.shape[hi + 1..].iter().product();
-                    return f(&src[l.offset..l.offset + numel], Ori { o, r: plan.row_len, i });
+                    return Ok(f(&src[l.offset..l.offset + numel], Ori { o, r: plan.row_len, i }));
                 }
             }
         }
         let mut buf = vec![T::default(); numel];
         copy(src, p.offset, &p.shape, &p.strides, &mut buf);
-        f(&buf, rows)
+        Ok(f(&buf, rows))
     }
 
     /// Broadcasts a reduced gradient (in the plan's output shape) back to this tensor's shape.
@@ -433,7 +441,7 @@ impl Tensor {
     /// Sums or products of integers and bools, in i64 (wrapping) as PyTorch does.
     fn int_fold(&self, plan: &ReducePlan, identity: i64, step: fn(i64, i64) -> i64) -> Result<Tensor> {
         let x = self.try_to_dtype(crate::tensor::DType::I64)?;
-        let v = x.with_ori::<i64, _>(plan, |src, ori| fold(src, ori, |_| identity, step, step));
+        let v = x.with_ori::<i64, _>(plan, |src, ori| fold(src, ori, |_| identity, step, step))?;
         Ok(Tensor::from_vec(v, &plan.out_shape))
     }
 
@@ -443,12 +451,12 @@ impl Tensor {
         if !self.dtype().is_float() {
             return self.int_fold(&plan, 0, i64::wrapping_add);
         }
-        let out = float_dispatch!("sum", self.dtype(), T => {
+        let out = if super::on_device(self) { device_reduce("sum", self, &plan)? } else { float_dispatch!("sum", self.dtype(), T => {
             // Accumulate in f64: sums of many f32 values stay within PyTorch's (pairwise)
             // result.
-            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 0.0f64, |a, x: T| a + x.to_f64(), |a, b| a + b));
+            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 0.0f64, |a, x: T| a + x.to_f64(), |a, b| a + b))?;
             Tensor::from_vec(v.into_iter().map(<T as Element>::from_f64).collect::<Vec<T>>(), &plan.out_shape)
-        });
+        }) };
         let shape = self.shape().to_vec();
         Ok(record("sum", out, &[self], move |g, _| Ok(vec![Some(Tensor::expand_reduced(g, &plan, &shape)?)])))
     }
@@ -462,10 +470,10 @@ impl Tensor {
     pub fn try_mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let plan = ReducePlan::new("mean", self.shape(), dims, keepdim)?;
         let n = plan.row_len as f64;
-        let out = float_dispatch!("mean", self.dtype(), T => {
-            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 0.0f64, |a, x: T| a + x.to_f64(), |a, b| a + b));
+        let out = if super::on_device(self) && self.dtype().is_float() { device_reduce("sum", self, &plan)?.try_mul_scalar(1.0 / n)? } else { float_dispatch!("mean", self.dtype(), T => {
+            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 0.0f64, |a, x: T| a + x.to_f64(), |a, b| a + b))?;
             Tensor::from_vec(v.into_iter().map(|s| <T as Element>::from_f64(s / n)).collect::<Vec<T>>(), &plan.out_shape)
-        });
+        }) };
         let shape = self.shape().to_vec();
         Ok(record("mean", out, &[self], move |g, _| {
             Ok(vec![Some(Tensor::expand_reduced(&g.try_mul_scalar(1.0 / n)?, &plan, &shape)?)])
@@ -480,14 +488,14 @@ impl Tensor {
             return self.int_fold(&plan, 1, i64::wrapping_mul);
         }
         let out = float_dispatch!("prod", self.dtype(), T => {
-            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 1.0f64, |a, x: T| a * x.to_f64(), |a, b| a * b));
+            let v = self.with_ori::<T, _>(&plan, |src, ori| fold(src, ori, |_| 1.0f64, |a, x: T| a * x.to_f64(), |a, b| a * b))?;
             Tensor::from_vec(v.into_iter().map(<T as Element>::from_f64).collect::<Vec<T>>(), &plan.out_shape)
         });
         let (x, saved) = (self.clone(), out.detach());
         Ok(record("prod", out, &[self], move |g, _| {
             let gk = g.try_reshape(&plan.keep_shape_signed())?;
             let has_zero = float_dispatch!("prod", x.dtype(), T => {
-                x.with_contiguous::<T, _>(|s| s.iter().any(|&v| v == T::default()))
+                x.with_contiguous::<T, _>(|s| s.iter().any(|&v| v == T::default()))?
             });
             let d = if has_zero {
                 // d out / d x_j = prod of the other elements (PyTorch's safe-zeros path).
@@ -507,15 +515,15 @@ impl Tensor {
         let shape = self.shape().to_vec();
         let out = float_dispatch!("prod", self.dtype(), T => {
             let mut v = vec![T::default(); self.numel()];
-            self.with_reduce_rows::<T, _>(plan, |src| exclusive_prod_rows(src, plan.row_len, &mut v));
+            self.with_reduce_rows::<T, _>(plan, |src| exclusive_prod_rows(src, plan.row_len, &mut v))?;
             plan.rows_to_tensor(v, &shape)
         });
         let (x, plan) = (self.clone(), plan.clone());
         Ok(record("prod_backward", out, &[self], move |g, _| {
             let v = float_dispatch!("prod", x.dtype(), T => {
-                let gv = g.with_reduce_rows::<T, _>(&plan, |s| s.to_vec());
+                let gv = g.with_reduce_rows::<T, _>(&plan, |s| s.to_vec())?;
                 let mut v = vec![T::default(); x.numel()];
-                x.with_reduce_rows::<T, _>(&plan, |xs| exclusive_prod_vjp_rows(xs, &gv, plan.row_len, &mut v));
+                x.with_reduce_rows::<T, _>(&plan, |xs| exclusive_prod_vjp_rows(xs, &gv, plan.row_len, &mut v))?;
                 plan.rows_to_tensor(v, x.shape())
             });
             Ok(vec![Some(record("prod_backward_backward", v, &[&x, g], |_, _| {
@@ -540,16 +548,16 @@ impl Tensor {
     fn extreme(&self, op: &'static str, dims: &[isize], keepdim: bool, is_max: bool) -> Result<Tensor> {
         let plan = ReducePlan::new(op, self.shape(), dims, keepdim)?;
         plan.check_nonempty(op, self.shape())?;
-        let out = any_dispatch!(self.dtype(), T => {
+        let out = if super::on_device(self) && is_max { device_reduce("max", self, &plan)? } else { any_dispatch!(self.dtype(), T => {
             let v: Vec<T> = self.with_ori::<T, _>(&plan, |src, ori| {
                 if is_max {
                     fold(src, ori, |_| T::LOWEST, max_step::<T>, max_step::<T>)
                 } else {
                     fold(src, ori, |_| T::HIGHEST, min_step::<T>, min_step::<T>)
                 }
-            });
+            })?;
             Tensor::from_vec(v, &plan.out_shape)
-        });
+        }) };
         let (x, saved) = (self.clone(), out.detach());
         let dims = dims.to_vec();
         Ok(record(op, out, &[self], move |g, _| Ok(vec![Some(extreme_backward(&x, &saved, g, &dims, keepdim)?)])))
@@ -584,7 +592,7 @@ impl Tensor {
                     },
                     |(a, m), (b, _)| (a + b, m),
                 )
-            });
+            })?;
             // PyTorch divides by max(0, N - correction): 0/0 is NaN, x/0 is inf.
             let v: Vec<T> = v
                 .into_iter()
@@ -626,7 +634,7 @@ impl Tensor {
                 // log(0) = -inf and a +inf gives +inf rather than NaN from inf - inf.
                 let maxes: Vec<f64> = maxes.into_iter().map(|m| m.to_f64()).map(|m| if m.is_infinite() { 0.0 } else { m }).collect();
                 fold(src, ori, |k| (maxes[k], 0.0f64), |(m, s), x: T| (m, s + (x.to_f64() - m).exp()), |(m, a), (_, b)| (m, a + b))
-            });
+            })?;
             let v: Vec<T> = v.into_iter().map(|(m, s)| <T as Element>::from_f64(m + s.ln())).collect();
             Tensor::from_vec(v, &plan.out_shape)
         });
@@ -694,7 +702,7 @@ impl Tensor {
         plan.check_nonempty(op, self.shape())?;
         let row_len = plan.row_len;
         Ok(any_dispatch!(self.dtype(), T => {
-            let best: Vec<(usize, T)> = self.with_reduce_rows::<T, _>(&plan, |src| reduce_rows(src, row_len, plan.rows, |row| arg_best(row, is_max)));
+            let best: Vec<(usize, T)> = self.with_reduce_rows::<T, _>(&plan, |src| reduce_rows(src, row_len, plan.rows, |row| arg_best(row, is_max)))?;
             let idx: Vec<i64> = best.iter().map(|&(i, _)| i as i64).collect();
             let vals = values.then(|| Tensor::from_vec(best.iter().map(|&(_, v)| v).collect::<Vec<T>>(), &plan.out_shape));
             (plan, idx, vals)

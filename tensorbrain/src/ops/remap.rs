@@ -34,7 +34,7 @@ impl Tensor {
         let out = any_dispatch!(self.dtype(), T => {
             let mut out = vec![T::default(); out_shape.iter().product()];
             let s = self.storage();
-            gather_axes(s.cpu().as_slice::<T>(), l.offset, &l.strides, &maps, &mut out);
+            gather_axes(s.cpu()?.as_slice::<T>(), l.offset, &l.strides, &maps, &mut out);
             Tensor::from_storage(T::wrap(out), &out_shape)
         });
         let in_shape = self.shape().to_vec();
@@ -46,7 +46,7 @@ impl Tensor {
         let strides = contiguous_strides(in_shape);
         let out = float_dispatch!(op, self.dtype(), T => {
             let mut dst = vec![T::default(); in_shape.iter().product()];
-            self.with_contiguous::<T, _>(|g| scatter_add_axes(g, maps, &mut dst, &strides));
+            self.with_contiguous::<T, _>(|g| scatter_add_axes(g, maps, &mut dst, &strides))?;
             Tensor::from_storage(T::wrap(dst), in_shape)
         });
         let maps = maps.clone();

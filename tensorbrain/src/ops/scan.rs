@@ -47,7 +47,7 @@ impl Tensor {
             let v = x.with_contiguous::<i64, _>(|v| match kind {
                 Scan::Sum => scan(v, len, inner, reverse, 0i64, |a, x| a.wrapping_add(x), |a| a),
                 _ => scan(v, len, inner, reverse, 1i64, |a, x| a.wrapping_mul(x), |a| a),
-            });
+            })?;
             return Ok(Tensor::from_vec(v, self.shape()));
         }
         float_dispatch!(op, self.dtype(), T => {
@@ -56,7 +56,7 @@ impl Tensor {
                 Scan::Sum => scan(v, len, inner, reverse, 0.0f64, |a, x: T| a + Float::to_f64(x), <T as Float>::from_f64),
                 Scan::Prod => scan(v, len, inner, reverse, 1.0f64, |a, x: T| a * Float::to_f64(x), <T as Float>::from_f64),
                 Scan::LogSumExp => scan(v, len, inner, reverse, f64::NEG_INFINITY, |a, x: T| log_add_exp(a, Float::to_f64(x)), <T as Float>::from_f64),
-            });
+            })?;
             Ok(Tensor::from_storage(T::wrap(v), self.shape()))
         })
     }

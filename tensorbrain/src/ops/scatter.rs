@@ -63,10 +63,10 @@ impl Tensor {
         let idx_shape = index.shape().to_vec();
         let out = with_checked_index(OP, index, d, shape.get(d).copied().unwrap_or(1), |idx| {
             any_dispatch!(self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec());
+                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
                 let (s, l) = (src.storage(), src.layout());
-                scatter(&mut out, &out_strides, dim_stride, s.cpu().as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape);
-                Tensor::from_storage(T::wrap(out), &shape)
+                scatter(&mut out, &out_strides, dim_stride, s.cpu()?.as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape);
+                Ok(Tensor::from_storage(T::wrap(out), &shape))
             })
         })?;
         let (index, src_shape) = (index.clone(), src.shape().to_vec());
@@ -101,12 +101,12 @@ impl Tensor {
         let idx_shape = index.shape().to_vec();
         let out = with_checked_index(OP, index, d, shape.get(d).copied().unwrap_or(1), |idx| -> Result<Tensor> {
             Ok(float_dispatch!(OP, self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec());
+                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
                 let (s, l) = (src.storage(), src.layout());
-                scatter_reduce(&mut out, &out_strides, dim_stride, s.cpu().as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape, reduce, include_self);
+                scatter_reduce(&mut out, &out_strides, dim_stride, s.cpu()?.as_slice::<T>(), l.offset, &l.strides, idx, &idx_shape, reduce, include_self);
                 Tensor::from_storage(T::wrap(out), &shape)
             }))
-        })??;
+        })?;
         let (x, s, index, result) = (self.clone(), src.clone(), index.clone(), out.detach());
         Ok(record(OP, out, &[self, src], move |g, need| {
             let (gs, gsrc) = scatter_reduce_backward(&x.detach(), &s.detach(), &index, &result, g, d as isize, reduce, include_self)?;
@@ -200,9 +200,9 @@ impl Tensor {
         let n = shape[d];
         let out = with_checked_index(OP, index, d, n, |idx| {
             any_dispatch!(self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec());
-                src.with_contiguous::<T, _>(|s| index_copy(&mut out, outer, n, inner, idx, s));
-                Tensor::from_storage(T::wrap(out), &shape)
+                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
+                src.with_contiguous::<T, _>(|s| index_copy(&mut out, outer, n, inner, idx, s))?;
+                Ok(Tensor::from_storage(T::wrap(out), &shape))
             })
         })?;
         let index = index.clone();

@@ -52,7 +52,7 @@ impl Tensor {
         let view = diagonal_layout(&Layout::contiguous(shape), offset, d1, d2);
         let out = any_dispatch!(self.dtype(), T => {
             let mut buf = vec![T::default(); shape.iter().product()];
-            self.with_contiguous::<T, _>(|src| copy_into(src, &mut buf, view.offset, &view.shape, &view.strides));
+            self.with_contiguous::<T, _>(|src| copy_into(src, &mut buf, view.offset, &view.shape, &view.strides))?;
             Tensor::from_storage(T::wrap(buf), shape)
         });
         Ok(record("diagonal_backward", out, &[self], move |g, _| Ok(vec![Some(g.try_diagonal(offset, d1 as isize, d2 as isize)?)])))

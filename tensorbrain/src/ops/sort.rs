@@ -26,7 +26,7 @@ impl Tensor {
                 } else {
                     topk(v, len, inner, k, descending)
                 }
-            });
+            })?;
             (Tensor::from_storage(T::wrap(v), &out_shape), Tensor::from_vec(i, &out_shape))
         });
         let values = self.record_selected(op, values, &indices, d)?;

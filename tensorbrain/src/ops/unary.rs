@@ -106,18 +106,23 @@ impl OpMath for bf16 {
 /// Applies `|x: M| expr` elementwise to a float tensor, where `M` (in scope in the expression)
 /// is the dtype's op-math type; the result is rounded back to the tensor's dtype.
 macro_rules! math_map {
-    ($x:expr, $op:expr, |$v:ident| $body:expr) => {{
+    ($x:expr, $op:expr, |$v:ident| $body:expr) => {
+        $crate::ops::unary::math_map!($x, $op, device(|x| $crate::ops::device_unary($op, x)), |$v| $body)
+    };
+    // `device(f)`: what a tensor on a GPU runs instead (`f(x) -> Result<Tensor>`).
+    ($x:expr, $op:expr, device($dev:expr), |$v:ident| $body:expr) => {{
         let x: &Tensor = $x;
         // Integer and bool inputs compute in f32, PyTorch's default dtype.
         let promoted;
         let x: &Tensor = if x.dtype().is_float() { x } else { promoted = x.to_float_input()?; &promoted };
+        if $crate::ops::on_device(x) { ($dev)(x) } else {
         float_dispatch!($op, x.dtype(), T => {
             #[allow(unused_imports)]
             use num_traits::{Float as _, One as _, Zero as _};
             #[allow(dead_code)]
             type M = <T as OpMath>::M;
             let storage = x.storage();
-            let src = storage.cpu().as_slice::<T>();
+            let src = storage.cpu()?.as_slice::<T>();
             let l = x.layout();
             let out = map_vec(src, l.offset, &l.shape, &l.strides, |v: T| -> T {
                 let $v: M = v.up();
@@ -125,6 +130,7 @@ macro_rules! math_map {
             });
             Ok::<Tensor, Error>(Tensor::from_storage(T::wrap(out), &l.shape))
         })
+        }
     }};
 }
 
@@ -142,7 +148,7 @@ fn vectorised_f32(x: &Tensor, f: FusedUnary) -> Option<Tensor> {
     let program = Program::new(&[Instr::Load(0), Instr::Unary(f, 0)], 1, 1).expect("a load and one unary function form a valid program");
     let storage = x.storage();
     let l = x.layout();
-    let input = FusedOperand::Strided { data: storage.cpu().as_slice::<f32>(), offset: l.offset, strides: &l.strides };
+    let input = FusedOperand::Strided { data: storage.cpu().ok()?.as_slice::<f32>(), offset: l.offset, strides: &l.strides };
     let out = fused::eval_vec(&program, &[input], &l.shape);
     Some(Tensor::from_storage(f32::wrap(out), &l.shape))
 }
@@ -280,12 +286,12 @@ impl Tensor {
     }
 
     pub fn try_leaky_relu(&self, negative_slope: f64) -> Result<Tensor> {
-        let out = math_map!(self, "leaky_relu", |x| if x > M::zero() { x } else { x * M::from_f64(negative_slope) })?;
+        let out = math_map!(self, "leaky_relu", device(|x| super::device_unary_pq("leaky_relu", x, negative_slope, 0.0)), |x| if x > M::zero() { x } else { x * M::from_f64(negative_slope) })?;
         Ok(self.record_unary(UnaryOp::LeakyRelu(negative_slope), out))
     }
 
     pub fn try_elu(&self, alpha: f64) -> Result<Tensor> {
-        let out = math_map!(self, "elu", |x| if x > M::zero() { x } else { M::from_f64(alpha) * x.exp_m1() })?;
+        let out = math_map!(self, "elu", device(|x| super::device_unary_pq("elu", x, alpha, 0.0)), |x| if x > M::zero() { x } else { M::from_f64(alpha) * x.exp_m1() })?;
         Ok(self.record_unary(UnaryOp::Elu(alpha), out))
     }
 
@@ -332,7 +338,7 @@ impl Tensor {
         let (lo, hi) = (min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY));
         // max(x, lo) then min(·, hi): when lo > hi everything becomes hi, and NaN stays NaN,
         // as in PyTorch.
-        let out = math_map!(self, OP, |x| {
+        let out = math_map!(self, OP, device(|x| super::device_unary_pq("clamp", x, lo, hi)), |x| {
             let y = if x < M::from_f64(lo) { M::from_f64(lo) } else { x };
             if y > M::from_f64(hi) { M::from_f64(hi) } else { y }
         })?;

@@ -39,7 +39,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64, norm_type: f64) -> Resul
             } else {
                 s.iter().map(|&x| x.to_f64().abs().powf(norm_type)).sum::<f64>()
             }
-        }));
+        })?);
         acc = if inf { if part > acc || part.is_nan() { part } else { acc } } else { acc + part };
     }
     let total = if inf {
@@ -86,7 +86,7 @@ pub fn clip_grad_value(params: &[Tensor], clip_value: f64) -> Result<()> {
 fn map_grad(op: &'static str, g: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor> {
     let shape = g.shape().to_vec();
     let out = float_dispatch!(op, g.dtype(), T => {
-        let v: Vec<T> = g.with_contiguous::<T, _>(|s| s.iter().map(|&x| T::from_f64(f(x.to_f64()))).collect());
+        let v: Vec<T> = g.with_contiguous::<T, _>(|s| s.iter().map(|&x| T::from_f64(f(x.to_f64()))).collect())?;
         Tensor::from_storage(<T as StorageElement>::wrap(v), &shape)
     });
     Ok(out)

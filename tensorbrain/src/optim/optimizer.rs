@@ -245,6 +245,10 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
 /// Runs `rule` over one parameter: gradient read as a contiguous slice, parameter and buffers
 /// written in place through their storage.
 fn update_param<R: UpdateRule>(rule: &R, ctx: &StepContext, p: &Tensor, g: &Tensor, buffers: &[Option<Tensor>]) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if p.device() != crate::tensor::Device::Cpu {
+        return crate::cuda::step_on_host(p, g, |p, g| update_param(rule, ctx, p, g, buffers));
+    }
     // A gradient aliasing the parameter's storage must be read before the parameter is locked
     // for writing.
     let g = if g.shares_storage(p) { deep_copy(g, g.dtype())? } else { g.clone() };
@@ -254,14 +258,16 @@ fn update_param<R: UpdateRule>(rule: &R, ctx: &StepContext, p: &Tensor, g: &Tens
             let mut guard_iter = guards.iter_mut();
             let mut bufs: Vec<&mut [T]> = buffers
                 .iter()
-                .map(|b| match b {
-                    Some(_) => guard_iter.next().expect("one guard per buffer").cpu_mut().as_mut_slice::<T>(),
-                    None => Default::default(),
+                .map(|b| -> Result<&mut [T]> {
+                    Ok(match b {
+                        Some(_) => guard_iter.next().expect("one guard per buffer").cpu_mut()?.as_mut_slice::<T>(),
+                        None => Default::default(),
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             let mut ps = p.storage_mut();
             let l = p.layout().clone();
-            let data = ps.cpu_mut().as_mut_slice::<T>();
+            let data = ps.cpu_mut()?.as_mut_slice::<T>();
             if l.is_contiguous() {
                 run_chunked(rule, ctx, &mut data[l.offset..l.offset + l.numel()], gs, &mut bufs);
             } else {
@@ -270,7 +276,8 @@ fn update_param<R: UpdateRule>(rule: &R, ctx: &StepContext, p: &Tensor, g: &Tens
                 run_chunked(rule, ctx, &mut tmp, gs, &mut bufs);
                 copy_into(&tmp, data, l.offset, &l.shape, &l.strides);
             }
-        });
+            Ok::<(), crate::Error>(())
+        })??;
     });
     Ok(())
 }

@@ -109,8 +109,8 @@ impl QConv2d {
             _ => return Err(Error::Msg(format!("QConv2d {name}: the {:?} kernel does not fit input {shape:?}", self.kernel))),
         };
         let (cols, scale, zero) = match x {
-            Act::U8ChannelsLast { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_nhwc(d, &s, *zero as u8)), *scale, *zero),
-            Act::U8 { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_taps(d, &s, *zero as u8)), *scale, *zero),
+            Act::U8ChannelsLast { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_nhwc(d, &s, *zero as u8))?, *scale, *zero),
+            Act::U8 { data, scale, zero } => (with_data(data, |d: &[u8]| im2col_u8_taps(d, &s, *zero as u8))?, *scale, *zero),
             Act::F32(t) => {
                 let (q, scale, zero) = self.linear.quantize_input(t)?;
                 (im2col_u8_taps(&q, &s, zero as u8), scale, zero)
@@ -120,7 +120,7 @@ impl QConv2d {
         let o = self.linear.out_features();
         let out_shape = [shape[0], o, oh, ow];
         Ok(match self.linear.forward(&rows)? {
-            Act::F32(y) => Act::F32(Tensor::from_vec(with_data(&y, |v: &[f32]| pixels_last_to_channels_first(v, shape[0], oh * ow, o)), &out_shape)),
+            Act::F32(y) => Act::F32(Tensor::from_vec(with_data(&y, |v: &[f32]| pixels_last_to_channels_first(v, shape[0], oh * ow, o))?, &out_shape)),
             // u8 stays channels-last, as the GEMM wrote it: the next int8 layer reads it so.
             Act::U8 { data, scale, zero } => Act::U8ChannelsLast { data: data.try_reshape(&[shape[0] as isize, oh as isize, ow as isize, o as isize])?, scale, zero },
             Act::U8ChannelsLast { .. } => unreachable!("the GEMM writes u8 rows"),

@@ -50,7 +50,7 @@ impl Act {
         match self {
             Act::U8ChannelsLast { data, scale, zero } => {
                 let [n, h, w, c] = data.shape().try_into().expect("channels-last values are 4-D");
-                let nchw = with_data(&data, |v: &[u8]| int8::pixels_last_to_channels_first(v, n, h * w, c));
+                let nchw = with_data(&data, |v: &[u8]| int8::pixels_last_to_channels_first(v, n, h * w, c)).expect(HOST_VALUES);
                 Act::U8 { data: Tensor::from_vec(nchw, &[n, c, h, w]), scale, zero }
             }
             other => other,
@@ -63,7 +63,7 @@ impl Act {
             Act::F32(t) => t,
             Act::U8 { data, scale, zero } => {
                 let mut out = vec![0f32; data.numel()];
-                with_data(&data, |q: &[u8]| int8::dequantize_u8(q, scale, zero, &mut out));
+                with_data(&data, |q: &[u8]| int8::dequantize_u8(q, scale, zero, &mut out)).expect(HOST_VALUES);
                 Tensor::from_vec(out, data.shape())
             }
             Act::U8ChannelsLast { .. } => unreachable!("made channels-first above"),
@@ -239,7 +239,7 @@ impl QLinear {
                         )));
                     }
                 }
-                Ok(with_data(data, |a: &[u8]| run(a, *scale, *zero)))
+                Ok(with_data(data, |a: &[u8]| run(a, *scale, *zero))?)
             }
             Act::F32(t) => {
                 let (q, scale, zero) = self.quantize_input(t)?;
@@ -267,7 +267,7 @@ impl QLinear {
             let mut q = vec![0u8; x.len()];
             int8::quantize_u8(x, scale, zero, &mut q);
             Ok((q, scale, zero))
-        })
+        })?
     }
 }
 
@@ -286,14 +286,18 @@ pub(super) fn weight_qparams(w: &[f32], k: usize, granularity: Granularity) -> R
     QParams::from_range(spec, &mins, &maxs)
 }
 
+/// Quantized values are made on the CPU by the runner (`Tensor::from_vec`), so reading them
+/// cannot meet device memory.
+const HOST_VALUES: &str = "quantized values live in host memory";
+
 /// Runs `f` on a tensor's elements without copying when it is contiguous.
-pub(super) fn with_data<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> R {
+pub(super) fn with_data<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     if t.is_contiguous() && t.dtype() == T::DTYPE {
         let storage = t.storage();
-        let all = storage.cpu().as_slice::<T>();
+        let all = storage.cpu()?.as_slice::<T>();
         let off = t.layout().offset;
-        f(&all[off..off + t.numel()])
+        Ok(f(&all[off..off + t.numel()]))
     } else {
-        f(&t.to_vec::<T>())
+        Ok(f(&t.try_to_vec::<T>()?))
     }
 }

@@ -270,14 +270,14 @@ impl QuantizedGraph {
                     Op::Param { path, .. } => Act::F32(
                         self.params.get(path).ok_or_else(|| Error::Msg(format!("quantized graph: no value for parameter `{path}`")))?.clone(),
                     ),
-                    Op::Quantize(p) => quantize_act(&arg(0).clone().into_f32(), p),
+                    Op::Quantize(p) => quantize_act(&arg(0).clone().into_f32(), p)?,
                     Op::Dequantize(p) => match arg(0) {
                         Act::U8 { scale, zero, .. } | Act::U8ChannelsLast { scale, zero, .. } if (*scale, *zero) != (p.scale, p.zero_point) => {
                             return Err(at(Error::Msg(format!("the input is u8 in scale {scale} zero {zero}"))))
                         }
                         a => Act::F32(a.clone().into_f32()),
                     },
-                    Op::Requantize { to, .. } => quantize_act(&arg(0).clone().into_f32(), to),
+                    Op::Requantize { to, .. } => quantize_act(&arg(0).clone().into_f32(), to)?,
                     Op::QLinear(l) | Op::QConv2d { layer: l, .. } => {
                         let layer = self.layer_index.get(&l.layer).ok_or_else(|| at(Error::Msg(format!("no int8 layer `{}`", l.layer))))?;
                         self.layers[*layer].forward(arg(0))?
@@ -401,13 +401,13 @@ fn last_uses(graph: &Graph) -> Vec<usize> {
 }
 
 /// Quantizes an f32 value to u8 in `p`.
-fn quantize_act(x: &Tensor, p: &QuantParams) -> Act {
+fn quantize_act(x: &Tensor, p: &QuantParams) -> Result<Act> {
     let q = with_data(x, |v: &[f32]| {
         let mut q = vec![0u8; v.len()];
         int8::quantize_u8(v, p.scale, p.zero_point, &mut q);
         q
-    });
-    Act::U8 { data: Tensor::from_vec(q, x.shape()), scale: p.scale, zero: p.zero_point }
+    })?;
+    Ok(Act::U8 { data: Tensor::from_vec(q, x.shape()), scale: p.scale, zero: p.zero_point })
 }
 
 /// Ops that commute with quantization, so that a u8 value passes through them in its own
@@ -421,7 +421,7 @@ fn passes_u8(op: &Op) -> bool {
 fn u8_op(op: &Op, x: &Act) -> Result<Act> {
     let pool = |data: &Tensor, f: fn(&[u8], [usize; 4], [usize; 2], [usize; 2], [usize; 2]) -> (Vec<u8>, [usize; 4]), g: &tensorbrain_ir::op::PoolGeometry| -> Result<Tensor> {
         let shape: [usize; 4] = data.shape().try_into().map_err(|_| Error::Msg(format!("max pool: input must be 4-D, got {:?}", data.shape())))?;
-        let (out, out_shape) = with_data(data, |d: &[u8]| f(d, shape, g.kernel, g.stride, g.padding));
+        let (out, out_shape) = with_data(data, |d: &[u8]| f(d, shape, g.kernel, g.stride, g.padding))?;
         Ok(Tensor::from_vec(out, &out_shape))
     };
     Ok(match (op, x) {

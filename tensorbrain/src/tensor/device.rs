@@ -1,10 +1,10 @@
 //! Where a tensor's memory lives.
 
 /// A compute device. Device is a run-time property of a tensor, not a type parameter, so the
-/// same model code runs anywhere. Only `Cpu` has tensor storage today; `Cuda(n)` is for the
-/// CUDA backend (kernels/src/cuda, feature `cuda`), and every op on it returns
-/// [`crate::Error::DeviceUnavailable`] with [`Device::why_unavailable`] as the reason until
-/// tensors can live on a GPU.
+/// same model code runs anywhere. `Cuda(n)` holds tensors in a build with the `cuda` feature
+/// on a machine whose driver sees GPU `n` (`tensor.to_device(Device::Cuda(0))`); elsewhere
+/// moving a tensor there is [`crate::Error::DeviceUnavailable`] with
+/// [`Device::why_unavailable`] as the reason. docs/cuda.md lists the ops that run on a GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Device {
     #[default]
@@ -21,34 +21,49 @@ impl std::fmt::Display for Device {
     }
 }
 
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    /// `cpu`, `cuda` (device 0) or `cuda:N`, as PyTorch writes devices.
+    fn from_str(s: &str) -> Result<Device, String> {
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device {other:?}: expected cpu, cuda or cuda:N")),
+        }
+    }
+}
+
 impl Device {
-    /// Why tensors cannot be placed on this device, or `None` if they can (the CPU). For CUDA
-    /// this asks the driver, so the message says what is missing on this machine: a build
-    /// without the `cuda` feature, no driver library (naming it and the loader's reason), no
-    /// such device, or that the device exists but the runtime has no CUDA tensor storage yet.
-    /// It only counts devices; it does not create a context (which would take GPU memory).
+    /// Why tensors cannot be placed on this device, or `None` if they can. For CUDA this asks
+    /// the driver, so the message says what is missing on this machine: a build without the
+    /// `cuda` feature, no driver library (naming it and the loader's reason), or no such
+    /// device. It only counts devices; it does not create a context (which would take GPU
+    /// memory).
     pub fn why_unavailable(&self) -> Option<String> {
         match *self {
             Device::Cpu => None,
-            Device::Cuda(n) => Some(cuda_unavailable(n)),
+            Device::Cuda(n) => cuda_unavailable(n),
         }
     }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_unavailable(_ordinal: usize) -> String {
-    "built without the `cuda` feature".to_string()
+fn cuda_unavailable(_ordinal: usize) -> Option<String> {
+    Some("built without the `cuda` feature".to_string())
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_unavailable(ordinal: usize) -> String {
+fn cuda_unavailable(ordinal: usize) -> Option<String> {
     use tensorbrain_kernels::cuda::{driver::device_count, CudaError};
     match device_count() {
-        Err(e) => e.to_string(),
-        Ok(count) if ordinal >= count => CudaError::NoSuchDevice { ordinal, count }.to_string(),
-        Ok(count) => format!(
-            "the CUDA driver sees {count} device(s), but tensors cannot be stored on a GPU yet (the CUDA kernels exist in tensorbrain-kernels; the runtime does not dispatch to them)"
-        ),
+        Err(e) => Some(e.to_string()),
+        Ok(count) if ordinal >= count => Some(CudaError::NoSuchDevice { ordinal, count }.to_string()),
+        Ok(_) => None,
     }
 }
 
@@ -57,20 +72,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn devices_parse_as_pytorch_writes_them() {
+        assert_eq!("cpu".parse::<Device>(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda(0)));
+        assert_eq!("cuda:3".parse::<Device>(), Ok(Device::Cuda(3)));
+        assert_eq!(Device::Cuda(3).to_string().parse::<Device>(), Ok(Device::Cuda(3)));
+        let err = "gpu".parse::<Device>().unwrap_err();
+        assert!(err.contains("\"gpu\"") && err.contains("cuda:N"), "{err}");
+        assert!("cuda:x".parse::<Device>().is_err());
+    }
+
+    #[test]
     fn cpu_is_available_and_cuda_says_why_not() {
         assert_eq!(Device::Cpu.why_unavailable(), None);
-        let why = Device::Cuda(0).why_unavailable().unwrap();
         #[cfg(not(feature = "cuda"))]
-        assert_eq!(why, "built without the `cuda` feature");
-        // With the feature: on a machine without a driver, exactly the driver probe's reason.
+        let why = {
+            let why = Device::Cuda(0).why_unavailable().unwrap();
+            assert_eq!(why, "built without the `cuda` feature");
+            why
+        };
+        // With the feature: on a machine without a driver, exactly the driver probe's reason;
+        // with one, device 0 is available and a device past the last one is not.
         #[cfg(feature = "cuda")]
-        match tensorbrain_kernels::cuda::driver::probe_driver() {
+        let why = match tensorbrain_kernels::cuda::driver::probe_driver() {
             Err(e) => {
+                let why = Device::Cuda(0).why_unavailable().unwrap();
                 assert_eq!(why, e.to_string());
                 assert!(why.starts_with("no CUDA driver found (libcuda.so.1): "), "{why}");
+                why
             }
-            Ok(()) => assert!(why.contains("CUDA"), "{why}"),
-        }
+            Ok(()) => {
+                let why = Device::Cuda(1 << 20).why_unavailable().unwrap();
+                assert!(why.contains("does not exist"), "{why}");
+                why
+            }
+        };
         let err = crate::Error::DeviceUnavailable { op: "to_device", device: Device::Cuda(0), why: why.clone() };
         assert_eq!(err.to_string(), format!("to_device: device cuda:0 is not available: {why}"));
     }

@@ -31,6 +31,14 @@ pub enum Error {
     #[error("{op}: device {device} is not available: {why}")]
     DeviceUnavailable { op: &'static str, device: Device, why: String },
 
+    /// An op on a device failed or is not available there (`why` says which).
+    #[error("{op} on {device}: {why}")]
+    DeviceOp { op: &'static str, device: Device, why: String },
+
+    /// An op ran on a tensor whose memory is on a device the op has no kernel for yet.
+    #[error("this op has no kernel for {device} yet, and its input is there (docs/cuda.md lists the ops that run on a GPU); move the input with .to_device(Device::Cpu) first")]
+    NoDeviceKernel { device: Device },
+
     #[error("{op}: index {index} is out of bounds for dimension {dim} of size {size}")]
     IndexOutOfBounds { op: &'static str, index: i64, dim: usize, size: usize },
 

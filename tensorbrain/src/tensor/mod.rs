@@ -17,6 +17,8 @@ pub use error::{Error, Result};
 pub use layout::{Dims, Layout};
 pub(crate) use storage::{try_filled, try_zeroed};
 pub use storage::{CpuStorage, Storage, StorageElement};
+#[cfg(feature = "cuda")]
+pub(crate) use storage::CudaStorage;
 
 use crate::autograd::Node;
 
@@ -140,12 +142,25 @@ impl Tensor {
         self.0.device
     }
 
-    /// This tensor on `device` (itself when already there).
+    /// This tensor on `device` (itself when already there), like `torch.Tensor.to(device)`:
+    /// a copy whose gradient flows back to this tensor's device. `Device::Cuda(n)` needs the
+    /// `cuda` feature and a driver; otherwise the error says which is missing.
     pub fn try_to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());
         }
+        #[cfg(feature = "cuda")]
+        {
+            crate::cuda::to_device(self, device)
+        }
+        #[cfg(not(feature = "cuda"))]
         Err(Error::DeviceUnavailable { op: "to_device", device, why: device.why_unavailable().unwrap_or_default() })
+    }
+
+    /// The panicking form of [`Tensor::try_to_device`].
+    #[track_caller]
+    pub fn to_device(&self, device: Device) -> Tensor {
+        self.try_to_device(device).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn layout(&self) -> &Layout {
@@ -178,18 +193,27 @@ impl Tensor {
         self.0.storage.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The elements in row-major order, converted to `T`'s dtype if needed.
+    /// The elements in row-major order, converted to `T`'s dtype if needed. For a tensor on a
+    /// GPU this waits for its queued work and copies the elements to the host.
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        let t = if self.dtype() == T::DTYPE { self.clone() } else { crate::autograd::no_grad(|| self.to_dtype(T::DTYPE)) };
+        self.try_to_vec().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Tensor::to_vec`], with a device error (a failed copy from the GPU) as a `Result`.
+    pub fn try_to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if self.device() != Device::Cpu {
+            return crate::autograd::no_grad(|| self.try_to_device(Device::Cpu))?.try_to_vec();
+        }
+        let t = if self.dtype() == T::DTYPE { self.clone() } else { crate::autograd::no_grad(|| self.try_to_dtype(T::DTYPE))? };
         let storage = t.storage();
-        let src = storage.cpu().as_slice::<T>();
+        let src = storage.cpu()?.as_slice::<T>();
         let l = &t.0.layout;
         if l.is_contiguous() {
-            return src[l.offset..l.offset + l.numel()].to_vec();
+            return Ok(src[l.offset..l.offset + l.numel()].to_vec());
         }
         let mut out = vec![T::default(); l.numel()];
         tensorbrain_kernels::strided::copy(src, l.offset, &l.shape, &l.strides, &mut out);
-        out
+        Ok(out)
     }
 
     /// The elements of a 2-D tensor as rows.
@@ -212,7 +236,7 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::invalid("item", self.shape(), "only one-element tensors can be converted to a scalar"));
         }
-        Ok(self.to_vec::<T>()[0])
+        Ok(self.try_to_vec::<T>()?[0])
     }
 
     /// The elements in row-major order as a new vector of this tensor's dtype `T`, allocated
@@ -222,22 +246,23 @@ impl Tensor {
         let mut out = try_zeroed::<T>(op, self.shape())?;
         let storage = self.storage();
         let l = &self.0.layout;
-        tensorbrain_kernels::strided::copy(storage.cpu().as_slice::<T>(), l.offset, &l.shape, &l.strides, &mut out);
+        tensorbrain_kernels::strided::copy(storage.cpu()?.as_slice::<T>(), l.offset, &l.shape, &l.strides, &mut out);
         Ok(out)
     }
 
     /// Runs `f` on a contiguous slice of this tensor's elements, copying only if it is a
-    /// non-contiguous view. `T` must be this tensor's dtype.
-    pub(crate) fn with_contiguous<T: Element, R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
+    /// non-contiguous view. `T` must be this tensor's dtype. An error for a tensor on a GPU:
+    /// the callers are CPU kernels.
+    pub(crate) fn with_contiguous<T: Element, R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
         let storage = self.storage();
-        let src = storage.cpu().as_slice::<T>();
+        let src = storage.cpu()?.as_slice::<T>();
         let l = &self.0.layout;
         if l.is_contiguous() {
-            f(&src[l.offset..l.offset + l.numel()])
+            Ok(f(&src[l.offset..l.offset + l.numel()]))
         } else {
             let mut buf = vec![T::default(); l.numel()];
             tensorbrain_kernels::strided::copy(src, l.offset, &l.shape, &l.strides, &mut buf);
-            f(&buf)
+            Ok(f(&buf))
         }
     }
 }

@@ -43,31 +43,57 @@ pub enum CpuStorage {
     Bool(Vec<bool>),
 }
 
-/// Device memory. Only the CPU variant exists until the CUDA backend lands; code outside the
-/// kernels goes through [`Storage::cpu`] so that adding a variant is a compile error at every
-/// place that must learn about it.
-#[derive(Clone, Debug)]
+/// A tensor's memory: host memory, or (feature `cuda`) memory on a GPU.
+///
+/// CPU kernels reach host memory through [`Storage::cpu`], which is an error for device
+/// memory: an op without a kernel for the tensor's device says so instead of reading memory it
+/// cannot see. The CUDA dispatch (`crate::cuda`) takes the device variant before that point.
+#[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    #[cfg(feature = "cuda")]
+    Cuda(CudaStorage),
+}
+
+/// Memory on a GPU: `len` elements of `dtype` in a block of the device's caching allocator
+/// (returned to it when the last tensor sharing this storage is dropped).
+#[cfg(feature = "cuda")]
+#[derive(Debug)]
+pub struct CudaStorage {
+    pub(crate) buf: tensorbrain_kernels::cuda::runtime::DeviceBuffer,
+    pub(crate) dtype: DType,
+    pub(crate) len: usize,
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(c) => Device::Cuda(c.buf.ordinal()),
         }
     }
 
-    pub fn cpu(&self) -> &CpuStorage {
+    /// Host memory, for CPU kernels; an error naming the device for memory on a GPU.
+    pub fn cpu(&self) -> Result<&CpuStorage> {
         match self {
-            Storage::Cpu(s) => s,
+            Storage::Cpu(s) => Ok(s),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(self.not_on_cpu()),
         }
     }
 
-    pub fn cpu_mut(&mut self) -> &mut CpuStorage {
+    pub fn cpu_mut(&mut self) -> Result<&mut CpuStorage> {
         match self {
-            Storage::Cpu(s) => s,
+            Storage::Cpu(s) => Ok(s),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(self.not_on_cpu()),
         }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn not_on_cpu(&self) -> Error {
+        Error::NoDeviceKernel { device: self.device() }
     }
 }
 

@@ -16,7 +16,12 @@ use crate::nn::{Module, ModuleExt};
 use crate::ops::with_default_generator;
 use crate::optim::lr_scheduler::{LrScheduler, SchedulerState};
 use crate::optim::{clip_grad_norm, Optimizer};
-use crate::tensor::{Error, Result, Tensor};
+use crate::tensor::{Device, Error, Result, Tensor};
+
+/// `t` in host memory (metrics are computed on the CPU).
+fn on_host(t: &Tensor) -> Result<Tensor> {
+    t.detach().try_to_device(Device::Cpu)
+}
 
 /// When the scheduler steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -60,6 +65,7 @@ pub struct Trainer<'a, M: Module> {
     step: u64,
     skipped: u64,
     history: History,
+    device: Device,
 }
 
 impl<'a, M: Module> Trainer<'a, M> {
@@ -82,6 +88,7 @@ impl<'a, M: Module> Trainer<'a, M> {
             step: 0,
             skipped: 0,
             history: History::default(),
+            device: Device::Cpu,
         }
     }
 
@@ -247,8 +254,9 @@ impl<'a, M: Module> Trainer<'a, M> {
         let batches = loader.len();
         let (mut steps, skipped_before) = (0u64, self.skipped);
         self.optimizer.zero_grad();
+        self.check_model_device()?;
         for (k, batch) in loader.iter_epoch(epoch as u64 - 1).enumerate() {
-            let batch = batch?;
+            let batch = self.to_device(batch?)?;
             let out = self.forward_backward(objective, &batch)?;
             let loss = out.loss.item::<f32>() as f64;
             if !loss.is_finite() && self.scaler.is_none() {
@@ -256,7 +264,7 @@ impl<'a, M: Module> Trainer<'a, M> {
             }
             metrics.add_loss(loss, out.batch_size);
             if let Some((scores, labels)) = &out.scores {
-                metrics.add_predictions(scores, labels)?;
+                metrics.add_predictions(&on_host(scores)?, &on_host(labels)?)?;
             }
             if (k + 1) % self.accumulate == 0 || k + 1 == batches {
                 self.optimizer_step()?;
@@ -293,15 +301,16 @@ impl<'a, M: Module> Trainer<'a, M> {
     /// training mode afterwards.
     pub fn evaluate<O: Objective<M>>(&mut self, loader: &DataLoader, objective: &O) -> Result<Metrics> {
         loader.check_not_empty(EVAL_DATA)?;
+        self.check_model_device()?;
         self.model.eval();
         let bar = self.bar(loader.len(), "evaluating".into());
         let mut metrics = Metrics::new(self.top_k);
         let result = no_grad(|| -> Result<()> {
             for batch in loader.iter_epoch(0) {
-                let out = objective.step(&*self.model, &batch?)?;
+                let out = objective.step(&*self.model, &self.to_device(batch?)?)?;
                 metrics.add_loss(out.loss.item::<f32>() as f64, out.batch_size);
                 if let Some((scores, labels)) = &out.scores {
-                    metrics.add_predictions(scores, labels)?;
+                    metrics.add_predictions(&on_host(scores)?, &on_host(labels)?)?;
                 }
                 bar.inc(1);
             }
@@ -377,6 +386,40 @@ impl<'a, M: Module> Trainer<'a, M> {
             }
         }
         Ok(())
+    }
+
+    /// Each batch moved to `device` before the forward pass, and each batch's scores moved back
+    /// for the metrics: training and evaluation run on `device`. The model must already be
+    /// there: move it with `Module::to_device` before creating the optimizer (as in PyTorch,
+    /// where the optimizer holds the moved parameters); `fit` checks this.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// An error naming the first parameter that is not on the trainer's device.
+    fn check_model_device(&self) -> Result<()> {
+        let mut misplaced = None;
+        self.model.visit_params("", &mut |name, p| {
+            if misplaced.is_none() && p.device() != self.device {
+                misplaced = Some((name.to_string(), p.device()));
+            }
+        });
+        match misplaced {
+            None => Ok(()),
+            Some((name, on)) => Err(Error::Msg(format!(
+                "Trainer::device({}): parameter {name} is on {on}; move the model with model.to_device({:?}) before creating the optimizer",
+                self.device, self.device
+            ))),
+        }
+    }
+
+    /// `batch` on the trainer's device.
+    fn to_device(&self, batch: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        if self.device == Device::Cpu && batch.iter().all(|t| t.device() == Device::Cpu) {
+            return Ok(batch);
+        }
+        batch.iter().map(|t| t.try_to_device(self.device)).collect()
     }
 
     /// Writes a training checkpoint (weights, optimizer, scheduler, counters, generator,

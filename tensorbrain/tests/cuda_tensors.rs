@@ -1,0 +1,240 @@
+//! Tensors on a GPU against the same ops on the CPU.
+//!
+//! The tests that need a GPU are `#[ignore = "needs a CUDA device"]`; run them on a machine with
+//! an NVIDIA driver with
+//! `cargo test -p tensorbrain --features cuda --test cuda_tensors -- --ignored`
+//! (and `TENSORBRAIN_NVRTC_LIB` pointing at libnvrtc.so.12 when NVRTC is not on the loader
+//! path; docs/cuda.md). None of them has run on a GPU yet.
+//!
+//! The CPU results are the references: the CPU ops are themselves checked against PyTorch
+//! fixtures. f32 results agree to 1e-5 relative (different summation orders and libm), f64 to
+//! 1e-12; TF32 is never enabled, so matmuls are full f32.
+#![cfg(feature = "cuda")]
+
+use tensorbrain::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
+use tensorbrain::prelude::*;
+use tensorbrain::Generator;
+
+const GPU: Device = Device::Cuda(0);
+
+/// On a machine without a driver (every CI machine) a tensor cannot move to a GPU, and the
+/// error names the missing library; nothing panics.
+#[test]
+fn without_a_driver_moving_to_a_gpu_is_a_clear_error() {
+    if tensorbrain::cuda::is_available() {
+        return; // covered by the GPU tests below
+    }
+    let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    let err = x.try_to_device(GPU).unwrap_err().to_string();
+    assert!(err.starts_with("to_device: device cuda:0 is not available: no CUDA driver found (libcuda.so.1)"), "{err}");
+    let stats = tensorbrain::cuda::memory_stats(0).unwrap_err().to_string();
+    assert!(stats.contains("no CUDA driver found"), "{stats}");
+    assert_eq!(tensorbrain::cuda::device_count(), 0);
+    // A model's parameters: the same error, and the model is left on the CPU.
+    let mut lin = tensorbrain::nn::runtime::DynLinear::new(3, 2, true, &mut Generator::new(0));
+    assert!(lin.to_device(GPU).is_err());
+    assert!(lin.parameters().iter().all(|p| p.device() == Device::Cpu));
+}
+
+fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    Tensor::randn_with(shape, dtype, &mut Generator::new(seed))
+}
+
+fn assert_close(gpu: &Tensor, cpu: &Tensor, what: &str) {
+    assert_eq!(gpu.device(), GPU, "{what}: result is not on the GPU");
+    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shapes");
+    assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtypes");
+    let rtol = if cpu.dtype() == DType::F64 { 1e-12 } else { 1e-5 };
+    let (g, c) = (gpu.to_vec::<f64>(), cpu.to_vec::<f64>());
+    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+        if a.is_nan() && b.is_nan() {
+            continue;
+        }
+        assert!((a - b).abs() <= rtol * (1.0 + b.abs()), "{what}[{i}]: gpu {a} vs cpu {b}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tensors_round_trip_in_every_dtype_and_layout() {
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F32).reshape(&[2, 3, 4]);
+    for t in [x.clone(), x.transpose(0, 2), x.slice(2, 1, 4, 2), x.to_dtype(DType::F64), x.to_dtype(DType::I64), x.to_dtype(DType::F16), x.gt(&Tensor::scalar(5.0f32))] {
+        let g = t.to_device(GPU);
+        assert_eq!(g.device(), GPU);
+        assert_eq!(g.shape(), t.shape());
+        assert_eq!(g.dtype(), t.dtype());
+        let back = g.to_device(Device::Cpu);
+        assert_eq!(back.device(), Device::Cpu);
+        assert_eq!(back.to_vec::<f64>(), t.to_vec::<f64>(), "{:?} {:?}", t.dtype(), t.strides());
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn elementwise_ops_match_the_cpu() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = randn(&[7, 33], dtype, 1);
+        let pos = x.abs().add_scalar(0.1);
+        let (gx, gpos) = (x.to_device(GPU), pos.to_device(GPU));
+        let unary: Vec<(&str, fn(&Tensor) -> Tensor)> = vec![
+            ("neg", |t| t.neg()),
+            ("exp", |t| t.exp()),
+            ("tanh", |t| t.tanh()),
+            ("sigmoid", |t| t.sigmoid()),
+            ("relu", |t| t.relu()),
+            ("gelu", |t| t.gelu()),
+            ("silu", |t| t.silu()),
+            ("abs", |t| t.abs()),
+            ("square", |t| t.square()),
+            ("erf", |t| t.erf()),
+            ("add_scalar", |t| t.add_scalar(0.5)),
+            ("mul_scalar", |t| t.mul_scalar(-3.0)),
+            ("clamp", |t| t.clamp(Some(-0.5), Some(0.25))),
+            ("leaky_relu", |t| t.leaky_relu(0.1)),
+        ];
+        for (name, f) in &unary {
+            assert_close(&f(&gx), &f(&x), name);
+            // Through a transposed view as well.
+            assert_close(&f(&gx.transpose(0, 1)), &f(&x.transpose(0, 1)), name);
+        }
+        for (name, f) in [("log", Tensor::log as fn(&Tensor) -> Tensor), ("sqrt", Tensor::sqrt), ("reciprocal", Tensor::reciprocal)] {
+            assert_close(&f(&gpos), &f(&pos), name);
+        }
+        assert_close(&gpos.pow_scalar(1.5), &pos.pow_scalar(1.5), "pow_scalar");
+        // Broadcasting binary ops: [7, 33] with [33] and [7, 1].
+        let (row, col) = (randn(&[33], dtype, 2), randn(&[7, 1], dtype, 3).abs().add_scalar(0.5));
+        let (grow, gcol) = (row.to_device(GPU), col.to_device(GPU));
+        assert_close(&gx.add(&grow), &x.add(&row), "add");
+        assert_close(&gx.sub(&gcol), &x.sub(&col), "sub");
+        assert_close(&gx.mul(&grow), &x.mul(&row), "mul");
+        assert_close(&gx.div(&gcol), &x.div(&col), "div");
+        assert_close(&gx.maximum(&grow), &x.maximum(&row), "maximum");
+        // Comparisons give bool tensors on the GPU; where selects.
+        let mask = gx.gt(&grow);
+        assert_eq!((mask.device(), mask.dtype()), (GPU, DType::Bool));
+        assert_eq!(mask.to_vec::<bool>(), x.gt(&row).to_vec::<bool>());
+        assert_close(&Tensor::where_cond(&mask, &gx, &gx.mul_scalar(0.0)), &Tensor::where_cond(&x.gt(&row), &x, &x.mul_scalar(0.0)), "where");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn matmul_matches_the_cpu_for_every_layout() {
+    let cases: Vec<(Tensor, Tensor, &str)> = vec![
+        (randn(&[5, 7], DType::F32, 1), randn(&[7, 3], DType::F32, 2), "2-D"),
+        (randn(&[7, 5], DType::F32, 1).t(), randn(&[3, 7], DType::F32, 2).t(), "transposed operands"),
+        (randn(&[2, 3, 4, 5], DType::F32, 3), randn(&[2, 3, 5, 6], DType::F32, 4), "batched"),
+        (randn(&[2, 1, 4, 5], DType::F32, 3), randn(&[3, 5, 6], DType::F32, 4), "broadcast batch"),
+        (randn(&[3, 4, 5], DType::F32, 5).permute(&[1, 0, 2]), randn(&[5, 2], DType::F32, 6), "permuted batch"),
+        (randn(&[5], DType::F64, 7), randn(&[5, 3], DType::F64, 8), "vector · matrix"),
+        (randn(&[4, 5], DType::F64, 7), randn(&[5], DType::F64, 8), "matrix · vector"),
+        (randn(&[5], DType::F64, 7), randn(&[5], DType::F64, 8), "dot"),
+        (randn(&[64, 784], DType::F32, 9), randn(&[256, 784], DType::F32, 10).t(), "MLP layer x·Wᵀ"),
+        (Tensor::zeros(&[3, 0], DType::F32), Tensor::zeros(&[0, 4], DType::F32), "empty contraction"),
+    ];
+    for (a, b, what) in cases {
+        let got = a.to_device(GPU).matmul(&b.to_device(GPU));
+        assert_close(&got, &a.matmul(&b), what);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn reductions_and_softmax_match_the_cpu() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = randn(&[4, 5, 6], dtype, 11);
+        let g = x.to_device(GPU);
+        assert_close(&g.sum(&[], false), &x.sum(&[], false), "sum all");
+        assert_close(&g.sum(&[1], true), &x.sum(&[1], true), "sum dim 1");
+        assert_close(&g.sum(&[0, 2], false), &x.sum(&[0, 2], false), "sum dims 0, 2");
+        assert_close(&g.mean(&[2], false), &x.mean(&[2], false), "mean");
+        assert_close(&g.max(&[1], false), &x.max(&[1], false), "max");
+        for d in [2isize, 1] {
+            assert_close(&g.softmax(d), &x.softmax(d), "softmax");
+            assert_close(&g.log_softmax(d), &x.log_softmax(d), "log_softmax");
+        }
+    }
+}
+
+/// A two-layer classifier's loss and every gradient, computed on the GPU by the same tape,
+/// equal the CPU's.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_mlp_backward_on_the_gpu_matches_the_cpu() {
+    let x = randn(&[16, 20], DType::F32, 1);
+    let y = Tensor::from_vec((0..16).map(|i| i % 5).collect::<Vec<i64>>(), &[16]);
+    let params: Vec<Tensor> = [randn(&[32, 20], DType::F32, 2), randn(&[32], DType::F32, 3), randn(&[5, 32], DType::F32, 4), randn(&[5], DType::F32, 5)]
+        .into_iter()
+        .map(|p| p.mul_scalar(0.2))
+        .collect();
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let ps: Vec<Tensor> = params.iter().map(|p| p.to_device(device).detach().set_requires_grad(true)).collect();
+        let h = x.to_device(device).linear(&ps[0], Some(&ps[1])).relu();
+        let logits = h.linear(&ps[2], Some(&ps[3]));
+        let loss = cross_entropy(&logits, &y.to_device(device));
+        loss.backward();
+        (loss, ps.iter().map(|p| p.grad().expect("a gradient")).collect())
+    };
+    let (cpu_loss, cpu_grads) = run(Device::Cpu);
+    let (gpu_loss, gpu_grads) = run(GPU);
+    assert_close(&gpu_loss, &cpu_loss, "loss");
+    for (i, (g, c)) in gpu_grads.iter().zip(&cpu_grads).enumerate() {
+        assert_close(g, c, &format!("grad {i}"));
+    }
+}
+
+/// SGD with momentum and Adam take the same steps on a GPU parameter as on a CPU one.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn optimizers_step_gpu_parameters_like_cpu_ones() {
+    for adam in [false, true] {
+        let w0 = randn(&[8, 3], DType::F32, 1);
+        let x = randn(&[10, 8], DType::F32, 2);
+        let run = |device: Device| -> Tensor {
+            let w = w0.to_device(device).detach().set_requires_grad(true);
+            let mut opt: Box<dyn Optimizer> = if adam {
+                Box::new(Adam::new(vec![w.clone()], AdamOptions { lr: 1e-2, ..Default::default() }).unwrap())
+            } else {
+                Box::new(Sgd::new(vec![w.clone()], SgdOptions { lr: 0.1, momentum: 0.9, ..Default::default() }).unwrap())
+            };
+            for _ in 0..3 {
+                opt.zero_grad();
+                x.to_device(device).matmul(&w).square().mean(&[], false).backward();
+                opt.step().unwrap();
+            }
+            w
+        };
+        let (cpu, gpu) = (run(Device::Cpu), run(GPU));
+        assert_close(&gpu, &cpu, if adam { "adam" } else { "sgd" });
+    }
+}
+
+/// An op without a CUDA kernel is an error naming the op and the device, not a crash, and
+/// mixing devices is an error naming both.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn unsupported_ops_and_mixed_devices_are_clear_errors() {
+    let x = randn(&[1, 1, 5, 5], DType::F32, 1).to_device(GPU);
+    let w = randn(&[2, 1, 3, 3], DType::F32, 2).to_device(GPU);
+    let err = x.try_conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1).unwrap_err().to_string();
+    assert!(err.contains("cuda:0"), "{err}");
+    let err = x.try_add(&randn(&[1, 1, 5, 5], DType::F32, 3)).unwrap_err().to_string();
+    assert!(err.contains("different devices") && err.contains("cuda:0") && err.contains("cpu"), "{err}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn the_caching_allocator_reuses_freed_memory_and_reports_it() {
+    let before = tensorbrain::cuda::memory_stats(0).unwrap();
+    let a = Tensor::zeros(&[1024, 1024], DType::F32).to_device(GPU);
+    let during = tensorbrain::cuda::memory_stats(0).unwrap();
+    assert!(during.allocated >= before.allocated + 4 << 20, "{before:?} -> {during:?}");
+    drop(a);
+    let after = tensorbrain::cuda::memory_stats(0).unwrap();
+    assert_eq!(after.allocated, before.allocated);
+    assert!(after.reserved >= during.allocated - before.allocated, "freed memory stays cached");
+    // The same size again comes from the cache.
+    let _b = Tensor::zeros(&[1024, 1024], DType::F32).to_device(GPU);
+    assert!(tensorbrain::cuda::memory_stats(0).unwrap().cache_hits > after.cache_hits);
+    tensorbrain::cuda::empty_cache(0).unwrap();
+}
