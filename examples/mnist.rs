@@ -15,6 +15,8 @@
 //! `--resume` continues from, bit for bit. The checkpoint's `model.safetensors` loads into the
 //! same model in PyTorch (`benches/mnist_pytorch.py`).
 //! `--bench` prints only the timing table (seconds per epoch, samples/s).
+//! `--device cuda` trains on a GPU (a build with `--features cuda`; docs/cuda.md lists the ops
+//! that run there: the MLP's do, the CNN's convolutions do not yet).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +72,9 @@ struct Args {
     lr: f64,
     #[arg(long, value_enum, default_value = "f32")]
     precision: Compute,
+    /// Where to train: cpu, cuda or cuda:N (needs `--features cuda` and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    device: Device,
     /// Threads for kernels (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -151,6 +156,8 @@ fn train_model<M: Module>(
     if !args.bench {
         println!("{}", model.summary());
     }
+    // The model moves before the optimizer takes its parameters (as in PyTorch).
+    model.to_device(args.device)?;
     // Adam with the learning rate decayed to zero along a cosine over the whole run.
     let mut opt = Adam::new(model.parameters(), AdamOptions { lr: args.lr, ..Default::default() })?;
     let schedule = CosineAnnealingLR::new(&mut opt, args.epochs * train.len(), 0.0)?;
@@ -164,6 +171,7 @@ fn train_model<M: Module>(
         .scheduler(schedule, SchedulerStep::Batch)
         .precision(precision)
         .progress(!args.bench)
+        .device(args.device)
         .top_k(3)
         .log_csv(args.out.join(format!("{name}.csv")))
         .plot(args.out.join(format!("{name}.png")))
