@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod index;
 pub mod int;
 pub mod attention;
+pub mod batch_norm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod conv;

@@ -14,7 +14,9 @@ use crate::nn::static_model::one_input;
 use crate::nn::{join, GradReady, Module, StaticModel};
 use crate::ops::Generator;
 use crate::shape::{Const, Size};
-use crate::tensor::{DType, Error, Result, Tensor};
+use crate::tensor::{DType, Element, Error, Result, Tensor};
+use tensorbrain_kernels::batch_norm::{batch_norm_train_backward, batch_norm_train_forward};
+use tensorbrain_kernels::Float;
 
 /// Batch norm over `SPATIAL` trailing dims after `[N, C]`; use the aliases [`BatchNorm1d`] and
 /// [`BatchNorm2d`].
@@ -140,6 +142,9 @@ impl<C: Size, const SPATIAL: usize> BatchNormOf<C, SPATIAL> {
                     x.shape()
                 )));
             }
+            if let Some(fused) = self.forward_fused(x, &dims, count) {
+                return fused;
+            }
             let mean = x.try_mean(&dims, true)?;
             let centred = x.try_sub(&mean)?;
             let var = centred.try_mul(&centred)?.try_mean(&dims, true)?;
@@ -155,6 +160,38 @@ impl<C: Size, const SPATIAL: usize> BatchNormOf<C, SPATIAL> {
         let weight = Self::channel_view(&self.weight, rank)?;
         let y = xhat.try_mul(&weight)?.try_add(&Self::channel_view(&self.bias, rank)?)?;
         Ok((y, BatchNormSaved { xhat, rstd, weight, dims, batch_stats: self.training }))
+    }
+
+    /// The training-mode forward as one kernel (`kernels::batch_norm`) when nothing records
+    /// it (the tape needs the eager ops to differentiate twice) and the dtypes are f32 or f64;
+    /// `None` otherwise.
+    fn forward_fused(&self, x: &Tensor, dims: &[isize], count: usize) -> Option<Result<(Tensor, BatchNormSaved)>> {
+        if crate::autograd::is_grad_enabled() || self.weight.dtype() != x.dtype() || self.bias.dtype() != x.dtype() {
+            return None;
+        }
+        match x.dtype() {
+            DType::F32 => Some(self.forward_fused_as::<f32>(x, dims, count)),
+            DType::F64 => Some(self.forward_fused_as::<f64>(x, dims, count)),
+            _ => None,
+        }
+    }
+
+    fn forward_fused_as<T: Float + Element>(&self, x: &Tensor, dims: &[isize], count: usize) -> Result<(Tensor, BatchNormSaved)> {
+        let (shape, rank) = (x.shape().to_vec(), x.rank());
+        let nc = [shape[0], C::N, count / shape[0].max(1)];
+        let f = x.with_contiguous::<T, _>(|xd| {
+            self.weight.with_contiguous::<T, _>(|w| self.bias.with_contiguous::<T, _>(|b| batch_norm_train_forward(xd, nc, w, b, self.eps)))
+        });
+        self.update_running_stats(&Tensor::from_vec(f.mean, &[C::N]), &Tensor::from_vec(f.var, &[C::N]), count)?;
+        let rstd = Self::channel_view(&Tensor::from_vec(f.rstd.iter().map(|&r| <T as Float>::from_f64(r)).collect::<Vec<T>>(), &[C::N]), rank)?;
+        let saved = BatchNormSaved {
+            xhat: Tensor::from_vec(f.xhat, &shape),
+            rstd,
+            weight: Self::channel_view(&self.weight, rank)?,
+            dims: dims.to_vec(),
+            batch_stats: true,
+        };
+        Ok((Tensor::from_vec(f.y, &shape), saved))
     }
 
     /// `running = (1 - momentum)·running + momentum·batch`, with the unbiased variance.
@@ -190,6 +227,11 @@ impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
     }
 
     fn backward(s: &Self::Saved, grad: &Tensor, ready: &mut GradReady<'_>) -> Result<(Vec<Option<Tensor>>, Vec<Option<Tensor>>)> {
+        if let Some(fused) = backward_fused(s, grad) {
+            let (dx, params) = fused?;
+            ready.report_all(&params)?;
+            return Ok((vec![Some(dx)], params));
+        }
         let g_xhat = grad.try_mul(&s.weight)?;
         let dx = if s.batch_stats {
             // d/dx of (x - mean)·rstd with batch statistics:
@@ -204,4 +246,30 @@ impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
         ready.report_all(&params)?;
         Ok((vec![Some(dx)], params))
     }
+}
+
+/// The batch-statistics backward as one kernel (`kernels::batch_norm`) when nothing records it
+/// and every operand is f32 or f64 of one dtype; `None` otherwise.
+fn backward_fused(s: &BatchNormSaved, grad: &Tensor) -> Option<Result<(Tensor, Vec<Option<Tensor>>)>> {
+    let dtype = grad.dtype();
+    let same = [&s.xhat, &s.rstd, &s.weight].iter().all(|t| t.dtype() == dtype);
+    if !s.batch_stats || crate::autograd::is_grad_enabled() || !same || grad.shape() != s.xhat.shape() || grad.rank() < 2 {
+        return None;
+    }
+    match dtype {
+        DType::F32 => Some(backward_fused_as::<f32>(s, grad)),
+        DType::F64 => Some(backward_fused_as::<f64>(s, grad)),
+        _ => None,
+    }
+}
+
+fn backward_fused_as<T: Float + Element>(s: &BatchNormSaved, grad: &Tensor) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+    let shape = grad.shape().to_vec();
+    let (n, c) = (shape[0], shape[1]);
+    let nc = [n, c, shape[2..].iter().product()];
+    let b = grad.with_contiguous::<T, _>(|g| {
+        s.xhat.with_contiguous::<T, _>(|h| s.weight.with_contiguous::<T, _>(|w| s.rstd.with_contiguous::<T, _>(|r| batch_norm_train_backward(g, h, nc, w, r))))
+    });
+    let params = vec![Some(Tensor::from_vec(b.dweight, &[c])), Some(Tensor::from_vec(b.dbias, &[c]))];
+    Ok((Tensor::from_vec(b.dx, &shape), params))
 }
