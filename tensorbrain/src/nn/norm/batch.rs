@@ -166,7 +166,8 @@ impl<C: Size, const SPATIAL: usize> BatchNormOf<C, SPATIAL> {
     /// it (the tape needs the eager ops to differentiate twice) and the dtypes are f32 or f64;
     /// `None` otherwise.
     fn forward_fused(&self, x: &Tensor, dims: &[isize], count: usize) -> Option<Result<(Tensor, BatchNormSaved)>> {
-        if crate::autograd::is_grad_enabled() || self.weight.dtype() != x.dtype() || self.bias.dtype() != x.dtype() {
+        // The fused kernel reads host memory: tensors on a GPU take the eager ops.
+        if crate::autograd::is_grad_enabled() || self.weight.dtype() != x.dtype() || self.bias.dtype() != x.dtype() || x.device() != crate::tensor::Device::Cpu {
             return None;
         }
         match x.dtype() {
@@ -181,7 +182,7 @@ impl<C: Size, const SPATIAL: usize> BatchNormOf<C, SPATIAL> {
         let nc = [shape[0], C::N, count / shape[0].max(1)];
         let f = x.with_contiguous::<T, _>(|xd| {
             self.weight.with_contiguous::<T, _>(|w| self.bias.with_contiguous::<T, _>(|b| batch_norm_train_forward(xd, nc, w, b, self.eps)))
-        });
+        })???;
         self.update_running_stats(&Tensor::from_vec(f.mean, &[C::N]), &Tensor::from_vec(f.var, &[C::N]), count)?;
         let rstd = Self::channel_view(&Tensor::from_vec(f.rstd.iter().map(|&r| <T as Float>::from_f64(r)).collect::<Vec<T>>(), &[C::N]), rank)?;
         let saved = BatchNormSaved {
@@ -253,7 +254,7 @@ impl<C: Size, const SPATIAL: usize> StaticModel for BatchNormOf<C, SPATIAL> {
 fn backward_fused(s: &BatchNormSaved, grad: &Tensor) -> Option<Result<(Tensor, Vec<Option<Tensor>>)>> {
     let dtype = grad.dtype();
     let same = [&s.xhat, &s.rstd, &s.weight].iter().all(|t| t.dtype() == dtype);
-    if !s.batch_stats || crate::autograd::is_grad_enabled() || !same || grad.shape() != s.xhat.shape() || grad.rank() < 2 {
+    if !s.batch_stats || crate::autograd::is_grad_enabled() || !same || grad.shape() != s.xhat.shape() || grad.rank() < 2 || grad.device() != crate::tensor::Device::Cpu {
         return None;
     }
     match dtype {
@@ -269,7 +270,7 @@ fn backward_fused_as<T: Float + Element>(s: &BatchNormSaved, grad: &Tensor) -> R
     let nc = [n, c, shape[2..].iter().product()];
     let b = grad.with_contiguous::<T, _>(|g| {
         s.xhat.with_contiguous::<T, _>(|h| s.weight.with_contiguous::<T, _>(|w| s.rstd.with_contiguous::<T, _>(|r| batch_norm_train_backward(g, h, nc, w, r))))
-    });
+    })????;
     let params = vec![Some(Tensor::from_vec(b.dweight, &[c])), Some(Tensor::from_vec(b.dbias, &[c]))];
     Ok((Tensor::from_vec(b.dx, &shape), params))
 }
