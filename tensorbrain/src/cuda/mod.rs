@@ -231,33 +231,34 @@ pub(crate) fn unary_pq(kernel: &'static str, x: &Tensor, p: f64, q: f64) -> Resu
 
 /// `op(a, b)` elementwise over the broadcast `shape`, for the ops elementwise.cu has.
 pub(crate) fn binary(op: &'static str, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    let device = a.device();
-    let Some(&name) = BINARY.iter().find(|&&n| n == op) else { return Err(unsupported(op, device)) };
-    let dt = kernel_dtype(op, a.dtype(), device)?;
-    let rt = runtime(device, op)?;
-    let (la, lb) = (a.layout().broadcast_to(shape), b.layout().broadcast_to(shape));
-    let buf = with_buffer(a, |ba| {
-        with_buffer(b, |bb| {
-            rt.binary(name, dt, shape, Strided { buf: ba, offset: la.offset, strides: &la.strides }, Strided { buf: bb, offset: lb.offset, strides: &lb.strides })
-        })
-    })
-    .map_err(|e| device_error(op, device, e))?;
-    Ok(wrap(buf, a.dtype(), shape))
+    let Some(&name) = BINARY.iter().find(|&&n| n == op) else { return Err(unsupported(op, a.device())) };
+    broadcast_pair(op, a, b, shape, a.dtype(), |rt, dt, x, y| rt.binary(name, dt, shape, x, y))
 }
 
 /// A comparison (`eq`, `ne`, `lt`, `le`, `gt`, `ge`) over the broadcast `shape`: a bool tensor.
 pub(crate) fn compare(op: &'static str, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    broadcast_pair(op, a, b, shape, DType::Bool, |rt, dt, x, y| rt.compare(op, dt, shape, x, y))
+}
+
+/// Runs `launch` on `a` and `b` viewed over the broadcast `shape`, giving an `out_dtype`
+/// tensor of that shape: the part binary ops and comparisons share.
+fn broadcast_pair(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    out_dtype: DType,
+    launch: impl FnOnce(&'static CudaRuntime, KernelDType, Strided<'_>, Strided<'_>) -> std::result::Result<DeviceBuffer, CudaError>,
+) -> Result<Tensor> {
     let device = a.device();
     let dt = kernel_dtype(op, a.dtype(), device)?;
     let rt = runtime(device, op)?;
     let (la, lb) = (a.layout().broadcast_to(shape), b.layout().broadcast_to(shape));
     let buf = with_buffer(a, |ba| {
-        with_buffer(b, |bb| {
-            rt.compare(op, dt, shape, Strided { buf: ba, offset: la.offset, strides: &la.strides }, Strided { buf: bb, offset: lb.offset, strides: &lb.strides })
-        })
+        with_buffer(b, |bb| launch(rt, dt, Strided { buf: ba, offset: la.offset, strides: &la.strides }, Strided { buf: bb, offset: lb.offset, strides: &lb.strides }))
     })
     .map_err(|e| device_error(op, device, e))?;
-    Ok(wrap(buf, DType::Bool, shape))
+    Ok(wrap(buf, out_dtype, shape))
 }
 
 /// `cond ? a : b` over the broadcast `shape` (`cond` bool, `a` and `b` of one float dtype).
