@@ -79,6 +79,32 @@ pub struct KernelStrides {
 unsafe impl DeviceRepr for KernelShape {}
 unsafe impl DeviceRepr for KernelStrides {}
 
+/// `TbWindow` of common.cuh: a sliding 2-D window over NCHW input (convolution and pooling).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowGeometry {
+    pub n: i64,
+    pub c: i64,
+    pub h: i64,
+    pub w: i64,
+    pub oh: i64,
+    pub ow: i64,
+    pub kh: i64,
+    pub kw: i64,
+    pub sh: i64,
+    pub sw: i64,
+    pub ph: i64,
+    pub pw: i64,
+    pub dh: i64,
+    pub dw: i64,
+    /// Pooling's `count_include_pad` (0/1); 0 for convolutions.
+    pub flag: i64,
+}
+
+// SAFETY: #[repr(C)] i64 fields in the order of TbWindow's `long long` fields (checked by
+// `window_geometry_matches_common_cuh`).
+unsafe impl DeviceRepr for WindowGeometry {}
+
 /// Merges adjacent dims that every operand walks contiguously (stride[d] = stride[d+1] *
 /// dims[d+1] for all operands), and drops size-1 dims. Fewer dims mean fewer divisions per
 /// element in `tb_offset`, and lets tensors of more than [`MAX_DIMS`] dims launch when they
@@ -189,6 +215,21 @@ mod tests {
         assert_eq!(std::mem::size_of::<KernelStrides>(), 8 + 8 * MAX_DIMS);
         assert_eq!(std::mem::align_of::<KernelShape>(), 8);
         assert!(include_str!("kernels/common.cuh").contains(&format!("#define TB_MAX_DIMS {MAX_DIMS}")));
+    }
+
+    #[test]
+    fn window_geometry_matches_common_cuh() {
+        // The field names of TbWindow, in order, from the C declaration.
+        let src = include_str!("kernels/common.cuh");
+        let body = src.split("struct TbWindow {").nth(1).unwrap().split("};").next().unwrap();
+        let fields: Vec<&str> = body
+            .lines()
+            .map(|l| l.split("//").next().unwrap().trim())
+            .filter(|l| !l.is_empty())
+            .flat_map(|l| l.trim_start_matches("long long").trim_end_matches(';').split(',').map(str::trim))
+            .collect();
+        assert_eq!(fields, ["n", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "flag"]);
+        assert_eq!(std::mem::size_of::<WindowGeometry>(), 8 * fields.len());
     }
 
     #[test]

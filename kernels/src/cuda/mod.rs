@@ -18,6 +18,7 @@ pub mod nccl;
 pub mod nvrtc;
 pub mod runtime;
 pub mod sources;
+pub mod window;
 
 pub use error::CudaError;
 

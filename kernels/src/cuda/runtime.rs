@@ -23,7 +23,7 @@ use cudarc::driver::{result as drv, PushKernelArg};
 use super::alloc::{Block, CachingAllocator, CudaMemory, MemoryStats};
 use super::codegen::DType;
 use super::driver::{Device, Stream};
-use super::launch::{self, kernel_layout};
+use super::launch::{self, kernel_layout, WindowGeometry};
 use super::module::KernelLibrary;
 use super::CudaError;
 
@@ -95,7 +95,7 @@ impl DeviceBuffer {
     }
 
     /// The address of element `offset` of a buffer of `dtype` elements.
-    fn at(&self, dtype: DType, offset: usize) -> u64 {
+    pub(crate) fn at(&self, dtype: DType, offset: usize) -> u64 {
         self.ptr() + (offset * dtype.size()) as u64
     }
 }
@@ -387,9 +387,37 @@ impl CudaRuntime {
         Ok(out)
     }
 
+    /// Launches `kernel` of `file` with `args` in order, on a grid sized for `n` independent
+    /// elements (the kernels loop grid-stride, so any `n` is covered); nothing when `n == 0`.
+    /// The typed launchers (window.rs) build the arguments; each states what its kernel reads
+    /// and writes.
+    pub(crate) fn launch_elements(&self, file: &str, kernel: &str, n: usize, args: &[KernelArg]) -> Result<(), CudaError> {
+        let Some(cfg) = launch::elementwise(n, self.sm_count) else { return Ok(()) };
+        let f = self.library.source_function(file, kernel)?;
+        let s = self.stream.cuda();
+        let mut b = s.launch_builder(&f);
+        for a in args {
+            match a {
+                KernelArg::Ptr(v) => b.arg(v),
+                KernelArg::Window(v) => b.arg(v),
+            };
+        }
+        // SAFETY: the typed launchers pass device addresses inside buffers that hold what the
+        // kernel reads and writes for these sizes (each says which).
+        self.check(|| format!("launching {kernel}"), unsafe { b.launch(cfg.config()).map(|_| ()) })
+    }
+
     fn layout_error(&self, kernel: &str, why: String) -> CudaError {
         CudaError::Driver { during: format!("preparing {kernel} on cuda:{}", self.ordinal()), error: why }
     }
+}
+
+/// One argument of [`CudaRuntime::launch_elements`].
+pub(crate) enum KernelArg {
+    /// A device address.
+    Ptr(u64),
+    /// The geometry of a sliding-window kernel (conv.cu, pool.cu).
+    Window(WindowGeometry),
 }
 
 /// Scalar kernel arguments after the operands, in the kernel's element type.

@@ -14,6 +14,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("embedding.cu", include_str!("kernels/embedding.cu")),
     ("cross_entropy.cu", include_str!("kernels/cross_entropy.cu")),
     ("adam.cu", include_str!("kernels/adam.cu")),
+    ("conv.cu", include_str!("kernels/conv.cu")),
+    ("pool.cu", include_str!("kernels/pool.cu")),
 ];
 
 /// The full text NVRTC compiles for `name`, or `None` if there is no such source.

@@ -124,3 +124,30 @@ template <typename T> __device__ __forceinline__ void tb_row_max_sumexp(const T*
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += tb_exp(xr[j] - m);
     s = tb_block_reduce(s, TbSum(), T(0));
 }
+
+// A sliding 2-D window over NCHW planes: convolution (conv.cu) and pooling (pool.cu). `flag`
+// is pooling's count_include_pad (0/1); convolutions leave it 0. By value as a kernel
+// parameter; mirrored by `launch::WindowGeometry` (#[repr(C)], 15 long longs).
+struct TbWindow {
+    long long n, c, h, w;    // input batch, channels, height, width
+    long long oh, ow;        // output height, width
+    long long kh, kw;        // window
+    long long sh, sw;        // stride
+    long long ph, pw;        // zero padding before (and after) each spatial dim
+    long long dh, dw;        // dilation
+    long long flag;
+};
+
+// The output positions o along one axis whose window covers input cell i, as [lo, hi): the
+// o with o*s - p + k*d == i for some tap k in [0, taps). For d == 1 (pooling) every tap in
+// range counts; the caller re-checks divisibility when d > 1.
+__device__ __forceinline__ void tb_covering(long long i, long long p, long long s, long long extent, long long out,
+                                            long long& lo, long long& hi) {
+    // o*s - p <= i  and  o*s - p + extent - 1 >= i, where extent = d*(taps-1)+1.
+    const long long top = i + p;                     // o*s <= top
+    const long long bottom = top - (extent - 1);     // o*s >= bottom
+    lo = bottom <= 0 ? 0 : (bottom + s - 1) / s;
+    hi = top / s + 1;
+    if (hi > out) hi = out;
+    if (lo > hi) lo = hi;
+}
