@@ -14,6 +14,7 @@
 use tensorbrain::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use tensorbrain::prelude::*;
 use tensorbrain::Generator;
+use tensorbrain::ops::MaxPoolOptions;
 
 const GPU: Device = Device::Cuda(0);
 
@@ -215,9 +216,9 @@ fn optimizers_step_gpu_parameters_like_cpu_ones() {
 #[ignore = "needs a CUDA device"]
 fn unsupported_ops_and_mixed_devices_are_clear_errors() {
     let x = randn(&[1, 1, 5, 5], DType::F32, 1).to_device(GPU);
-    let w = randn(&[2, 1, 3, 3], DType::F32, 2).to_device(GPU);
-    let err = x.try_conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1).unwrap_err().to_string();
-    assert!(err.contains("cuda:0"), "{err}");
+    // Dilated max pooling has no CUDA kernel yet.
+    let err = x.try_max_pool2d_with(&MaxPoolOptions::new([2, 2]).dilation([2, 2])).unwrap_err().to_string();
+    assert!(err.contains("max_pool2d") && err.contains("cuda:0") && err.contains("dilation"), "{err}");
     let err = x.try_add(&randn(&[1, 1, 5, 5], DType::F32, 3)).unwrap_err().to_string();
     assert!(err.contains("different devices") && err.contains("cuda:0") && err.contains("cpu"), "{err}");
 }
@@ -237,4 +238,140 @@ fn the_caching_allocator_reuses_freed_memory_and_reports_it() {
     let _b = Tensor::zeros(&[1024, 1024], DType::F32).to_device(GPU);
     assert!(tensorbrain::cuda::memory_stats(0).unwrap().cache_hits > after.cache_hits);
     tensorbrain::cuda::empty_cache(0).unwrap();
+}
+
+/// Runs `f` on CPU copies and on GPU copies of `inputs` (as leaves that require gradients),
+/// backpropagates `sum(out * r)` for a fixed random `r`, and checks the outputs and every
+/// input gradient agree.
+fn check_forward_and_grads(what: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) {
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let xs: Vec<Tensor> = inputs.iter().map(|t| t.to_device(device).detach().set_requires_grad(true)).collect();
+        let out = f(&xs);
+        let r = randn(out.shape(), out.dtype(), 99).to_device(device);
+        out.mul(&r).sum_all().backward();
+        (out, xs.iter().map(|x| x.grad().expect("a gradient")).collect())
+    };
+    let (cpu, cpu_grads) = run(Device::Cpu);
+    let (gpu, gpu_grads) = run(GPU);
+    assert_close(&gpu, &cpu, what);
+    for (i, (g, c)) in gpu_grads.iter().zip(&cpu_grads).enumerate() {
+        assert_close(g, c, &format!("{what}: grad of input {i}"));
+    }
+}
+
+/// conv2d forward and both backwards (im2col + cuBLAS, col2im) equal the CPU's, for padding,
+/// stride, dilation, groups and bias, in f32 and f64; and conv_transpose2d, which is built on
+/// the input gradient.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn conv2d_and_its_gradients_match_the_cpu() {
+    // (x shape, w shape, stride, padding, dilation, groups)
+    let cases: [([usize; 4], [usize; 4], [usize; 2], [usize; 2], [usize; 2], usize); 4] = [
+        ([2, 3, 9, 8], [4, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1),
+        ([3, 4, 11, 10], [6, 2, 3, 2], [2, 1], [1, 0], [1, 2], 2),
+        ([1, 6, 7, 7], [6, 1, 5, 5], [2, 2], [2, 2], [1, 1], 6),
+        ([4, 1, 28, 28], [8, 1, 5, 5], [1, 1], [0, 0], [1, 1], 1),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (k, (xs, ws, stride, padding, dilation, groups)) in cases.into_iter().enumerate() {
+            let inputs = [randn(&xs, dtype, 10 + k as u64), randn(&ws, dtype, 20 + k as u64).mul_scalar(0.3), randn(&[ws[0]], dtype, 30 + k as u64)];
+            check_forward_and_grads(&format!("conv2d case {k} {dtype:?}"), &inputs, |t| t[0].conv2d(&t[1], Some(&t[2]), stride, padding, dilation, groups));
+        }
+        // Transposed convolution is conv2d's input gradient: [N, C_in, H, W] by [C_in, C_out/G, KH, KW].
+        let inputs = [randn(&[2, 4, 5, 6], dtype, 40), randn(&[4, 3, 3, 3], dtype, 41).mul_scalar(0.3), randn(&[6], dtype, 42)];
+        check_forward_and_grads(&format!("conv_transpose2d {dtype:?}"), &inputs, |t| t[0].conv_transpose2d(&t[1], Some(&t[2]), [2, 2], [1, 1], [1, 0], 2, [1, 1]));
+    }
+}
+
+/// The conv backward ops are recorded on the device too: a gradient penalty (double backward)
+/// equals the CPU's.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn conv2d_double_backward_matches_the_cpu() {
+    let (x0, w0) = (randn(&[2, 2, 6, 6], DType::F64, 1), randn(&[3, 2, 3, 3], DType::F64, 2));
+    let run = |device: Device| -> Vec<Tensor> {
+        let x = x0.to_device(device).detach().set_requires_grad(true);
+        let w = w0.to_device(device).detach().set_requires_grad(true);
+        let y = x.conv2d(&w, None, [1, 1], [1, 1], [1, 1], 1).tanh().sum_all();
+        let gx = tensorbrain::autograd::grad(&y, &[x.clone()], None, true).unwrap()[0].clone().unwrap();
+        gx.square().sum_all().backward();
+        vec![x.grad().unwrap(), w.grad().unwrap()]
+    };
+    let (cpu, gpu) = (run(Device::Cpu), run(GPU));
+    assert_close(&gpu[0], &cpu[0], "d(|dy/dx|^2)/dx");
+    assert_close(&gpu[1], &cpu[1], "d(|dy/dx|^2)/dw");
+}
+
+/// Max and average pooling, forward and backward, equal the CPU's, with padding, overlapping
+/// windows, count_include_pad both ways, ties and NaN.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pooling_and_its_gradients_match_the_cpu() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = randn(&[2, 3, 9, 10], dtype, 1);
+        check_forward_and_grads("max_pool2d 2x2", &[x.clone()], |t| t[0].max_pool2d([2, 2], [2, 2], [0, 0]));
+        check_forward_and_grads("max_pool2d 3x3 s2 p1", &[x.clone()], |t| t[0].max_pool2d([3, 3], [2, 2], [1, 1]));
+        for include in [false, true] {
+            check_forward_and_grads(&format!("avg_pool2d 3x2 s2,1 p1 include_pad={include}"), &[x.clone()], |t| t[0].avg_pool2d([3, 2], [2, 1], [1, 1], include));
+        }
+        // Ties go to the first maximum in the window and NaN propagates, as on the CPU.
+        let mut v = vec![1.0f64; 16];
+        v[5] = f64::NAN;
+        let tied = Tensor::from_vec(v, &[1, 1, 4, 4]).to_dtype(dtype);
+        check_forward_and_grads("max_pool2d ties and NaN", &[tied], |t| t[0].max_pool2d([2, 2], [1, 1], [0, 0]));
+    }
+    // return_indices: the same indices on both devices, on the device of the input.
+    let x = randn(&[1, 2, 6, 6], DType::F32, 5);
+    let (_, cpu_idx) = x.try_max_pool2d_with(&MaxPoolOptions::new([3, 3]).stride([2, 2]).padding([1, 1])).unwrap();
+    let (_, gpu_idx) = x.to_device(GPU).try_max_pool2d_with(&MaxPoolOptions::new([3, 3]).stride([2, 2]).padding([1, 1])).unwrap();
+    assert_eq!(gpu_idx.device(), GPU);
+    assert_eq!(gpu_idx.to_vec::<i64>(), cpu_idx.to_vec::<i64>());
+}
+
+/// A small CNN: convolution, batch norm (running statistics updated in training), ReLU, max
+/// pooling and a linear head.
+#[model]
+struct SmallCnn {
+    conv: Conv2d<1, 4, 3, 1, 1>,
+    bn: BatchNorm2d<4>,
+    pool: MaxPool2d<2>,
+    fc: Linear<64, 3>,
+}
+
+#[model]
+impl SmallCnn {
+    fn forward(&self, x: tb![B, 1, 8, 8]) -> tb![B, 3] {
+        self.fc(self.pool(self.bn(self.conv(x)).relu()).flatten(1))
+    }
+}
+
+/// Three SGD steps of the CNN from the same initialisation: the GPU's parameters and batch-norm
+/// running statistics (the state dict) equal the CPU's.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_cnn_with_batch_norm_trains_on_the_gpu_like_on_the_cpu() {
+    let x = randn(&[6, 1, 8, 8], DType::F32, 1);
+    let y = Tensor::from_vec((0..6).map(|i| i % 3).collect::<Vec<i64>>(), &[6]);
+    let run = |device: Device| -> Vec<(String, Tensor)> {
+        let mut model = SmallCnn::init(7);
+        model.train();
+        model.to_device(device).unwrap();
+        let mut opt = Sgd::new(model.parameters(), SgdOptions { lr: 0.1, momentum: 0.9, ..Default::default() }).unwrap();
+        let (x, y) = (x.to_device(device), y.to_device(device));
+        for _ in 0..3 {
+            opt.zero_grad();
+            cross_entropy(&model.forward_dyn(std::slice::from_ref(&x)).unwrap(), &y).backward();
+            opt.step().unwrap();
+        }
+        model.state_dict()
+    };
+    let (cpu, gpu) = (run(Device::Cpu), run(GPU));
+    assert_eq!(cpu.len(), gpu.len());
+    for ((name, c), (_, g)) in cpu.iter().zip(&gpu) {
+        // Three steps compound f32 differences in summation order; 1e-4 relative.
+        let (gv, cv) = (g.to_vec::<f64>(), c.to_vec::<f64>());
+        for (i, (a, b)) in gv.iter().zip(&cv).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{name}[{i}]: gpu {a} vs cpu {b}");
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! tested on machines without CUDA.
 
 mod matmul;
+mod window;
 
 use std::sync::{Arc, RwLock};
 
@@ -25,6 +26,7 @@ use tensorbrain_kernels::cuda::CudaError;
 pub use tensorbrain_kernels::cuda::alloc::MemoryStats;
 
 pub(crate) use matmul::matmul;
+pub(crate) use window::{avg_pool2d, avg_pool2d_backward, conv2d, conv2d_input_grad, conv2d_weight_grad, max_pool2d, max_pool2d_gather, max_pool2d_scatter};
 
 use crate::autograd::record;
 use crate::ops::reduce::ReducePlan;

@@ -12,6 +12,7 @@ pub(crate) mod binary;
 pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod creation;
+pub(crate) mod device;
 pub(crate) mod einsum;
 pub(crate) mod index;
 pub(crate) mod inplace;

@@ -16,7 +16,7 @@ use num_traits::{Float as _, One, Zero};
 use tensorbrain_kernels::Float;
 
 use super::binary::check_same;
-use super::{float_dispatch, panicking};
+use super::{device, float_dispatch, on_device, panicking};
 use crate::autograd::{is_grad_enabled, record};
 use crate::tensor::layout::normalize_dim;
 use crate::tensor::{Element, Error, Result, StorageElement, Tensor};
@@ -298,10 +298,16 @@ pub(crate) fn conv2d_weight_gradient(g: &Tensor, x: &Tensor, w_shape: &[usize], 
 /// so a training forward saves `x` rather than indices).
 pub(crate) fn max_pool2d_input_gradient(x: &Tensor, g: &Tensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
-    let idx = float_dispatch!("max_pool2d_backward", x.dtype(), T => {
-        x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)?
-    });
-    max_pool_scatter(g, &Arc::new(idx), x_shape)
+    let win = PoolWindow { kernel, stride, padding, count_include_pad: false };
+    let idx = if on_device(x) {
+        let out_hw = [g.shape()[2], g.shape()[3]];
+        MaxIndices::Device(crate::autograd::no_grad(|| device::max_pool2d(x, out_hw, &win))?.1, win)
+    } else {
+        MaxIndices::Host(Arc::new(float_dispatch!("max_pool2d_backward", x.dtype(), T => {
+            x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel, stride, padding).1)?
+        })))
+    };
+    max_pool_scatter(g, &idx, x_shape)
 }
 
 /// The input gradient of average pooling over `x` (only its shape is read).
@@ -427,15 +433,19 @@ fn conv2d_op(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> 
     let (x_shape, w_shape) = (shape4(x.shape()), shape4(w.shape()));
     let (oh, ow) = p.output_size(x_shape[2], x_shape[3], w_shape[2], w_shape[3]).expect("validated");
     let out_shape = [x_shape[0], w_shape[0], oh, ow];
-    let out = float_dispatch!("conv2d", x.dtype(), T => {
-        let v = x.with_contiguous::<T, _>(|xd| {
-            w.with_contiguous::<T, _>(|wd| match bias {
-                Some(b) => b.with_contiguous::<T, _>(|bd| conv2d_forward(xd, x_shape, wd, w_shape, Some(bd), &p)),
-                None => Ok(conv2d_forward(xd, x_shape, wd, w_shape, None, &p)),
-            })
-        })???;
-        Tensor::from_storage(T::wrap(v), &out_shape)
-    });
+    let out = if on_device(x) {
+        device::conv2d(x, w, bias, &p)?
+    } else {
+        float_dispatch!("conv2d", x.dtype(), T => {
+            let v = x.with_contiguous::<T, _>(|xd| {
+                w.with_contiguous::<T, _>(|wd| match bias {
+                    Some(b) => b.with_contiguous::<T, _>(|bd| conv2d_forward(xd, x_shape, wd, w_shape, Some(bd), &p)),
+                    None => Ok(conv2d_forward(xd, x_shape, wd, w_shape, None, &p)),
+                })
+            })???;
+            Tensor::from_storage(T::wrap(v), &out_shape)
+        })
+    };
     let (xc, wc) = (x.clone(), w.clone());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
@@ -455,10 +465,15 @@ fn conv2d_op(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> 
 /// bilinear in `g` and `w`, with adjoints conv2d (for `g`) and the weight gradient (for `w`).
 fn conv2d_input_grad(g: &Tensor, w: &Tensor, x_shape: [usize; 4], p: Conv2dParams) -> Result<Tensor> {
     let w_shape = shape4(w.shape());
-    let out = float_dispatch!("conv2d_backward_input", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| w.with_contiguous::<T, _>(|wd| conv2d_backward_input(gd, wd, x_shape, w_shape, &p)))??;
-        Tensor::from_storage(T::wrap(v), &x_shape)
-    });
+    check_same("conv2d_backward_input", g, w)?;
+    let out = if on_device(g) {
+        device::conv2d_input_grad(g, w, x_shape, &p)?
+    } else {
+        float_dispatch!("conv2d_backward_input", g.dtype(), T => {
+            let v = g.with_contiguous::<T, _>(|gd| w.with_contiguous::<T, _>(|wd| conv2d_backward_input(gd, wd, x_shape, w_shape, &p)))??;
+            Tensor::from_storage(T::wrap(v), &x_shape)
+        })
+    };
     let (gc, wc) = (g.clone(), w.clone());
     Ok(record("conv2d_backward_input", out, &[g, w], move |u, need| {
         Ok(vec![
@@ -472,10 +487,15 @@ fn conv2d_input_grad(g: &Tensor, w: &Tensor, x_shape: [usize; 4], p: Conv2dParam
 /// bilinear in `g` and `x`, with adjoints conv2d (for `g`) and the input gradient (for `x`).
 fn conv2d_weight_grad(g: &Tensor, x: &Tensor, w_shape: [usize; 4], p: Conv2dParams) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
-    let out = float_dispatch!("conv2d_backward_weight", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| x.with_contiguous::<T, _>(|xd| conv2d_backward_weight(gd, xd, x_shape, w_shape, &p)))??;
-        Tensor::from_storage(T::wrap(v), &w_shape)
-    });
+    check_same("conv2d_backward_weight", g, x)?;
+    let out = if on_device(g) {
+        device::conv2d_weight_grad(g, x, w_shape, &p)?
+    } else {
+        float_dispatch!("conv2d_backward_weight", g.dtype(), T => {
+            let v = g.with_contiguous::<T, _>(|gd| x.with_contiguous::<T, _>(|xd| conv2d_backward_weight(gd, xd, x_shape, w_shape, &p)))??;
+            Tensor::from_storage(T::wrap(v), &w_shape)
+        })
+    };
     let (gc, xc) = (g.clone(), x.clone());
     Ok(record("conv2d_backward_weight", out, &[g, x], move |v, need| {
         Ok(vec![
@@ -510,17 +530,7 @@ impl Tensor {
     /// 2-D max pooling over an `[N, C, H, W]` (or `[C, H, W]`) input (`F.max_pool2d` with
     /// dilation 1 and `ceil_mode=False`). Padding counts as −∞.
     pub fn try_max_pool2d(&self, kernel_size: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor> {
-        with_batch_dim("max_pool2d", self, |x| {
-            let (oh, ow) = check_pool("max_pool2d", x, kernel_size, stride, padding)?;
-            let x_shape = shape4(x.shape());
-            let out_shape = [x_shape[0], x_shape[1], oh, ow];
-            let (out, idx) = float_dispatch!("max_pool2d", x.dtype(), T => {
-                let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel_size, stride, padding))?;
-                (Tensor::from_storage(T::wrap(v), &out_shape), idx)
-            });
-            let idx = Arc::new(idx);
-            Ok(record("max_pool2d", out, &[x], move |g, _| Ok(vec![Some(max_pool_scatter(g, &idx, x_shape)?)])))
-        })
+        with_batch_dim("max_pool2d", self, |x| Ok(max_pool_plain(x, kernel_size, stride, padding)?.0))
     }
 
     /// 2-D average pooling over an `[N, C, H, W]` (or `[C, H, W]`) input (`F.avg_pool2d` with
@@ -533,45 +543,81 @@ impl Tensor {
     }
 }
 
+/// Max pooling of a 4-D input with a plain window: the values (recorded) and where each
+/// maximum lies.
+pub(crate) fn max_pool_plain(x: &Tensor, kernel_size: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<(Tensor, MaxIndices)> {
+    let (oh, ow) = check_pool("max_pool2d", x, kernel_size, stride, padding)?;
+    let x_shape = shape4(x.shape());
+    let out_shape = [x_shape[0], x_shape[1], oh, ow];
+    let win = PoolWindow { kernel: kernel_size, stride, padding, count_include_pad: false };
+    let (out, idx) = if on_device(x) {
+        let (out, idx) = device::max_pool2d(x, [oh, ow], &win)?;
+        (out, MaxIndices::Device(idx, win))
+    } else {
+        float_dispatch!("max_pool2d", x.dtype(), T => {
+            let (v, idx) = x.with_contiguous::<T, _>(|xd| max_pool2d_forward(xd, x_shape, kernel_size, stride, padding))?;
+            (Tensor::from_storage(T::wrap(v), &out_shape), MaxIndices::Host(Arc::new(idx)))
+        })
+    };
+    let saved = idx.clone();
+    Ok((record("max_pool2d", out, &[x], move |g, _| Ok(vec![Some(max_pool_scatter(g, &saved, x_shape)?)])), idx))
+}
+
+/// Where each max-pool output's maximum lies in its input plane: indices on the host for a
+/// CPU pooling, an i64 tensor on the device (with its window, which the device kernels need)
+/// for a GPU one.
+#[derive(Clone)]
+pub(crate) enum MaxIndices {
+    Host(Arc<Vec<u32>>),
+    Device(Tensor, PoolWindow),
+}
+
 /// Routes each gradient of a max-pool output to its input cell (recorded: linear in `g`, its
 /// adjoint gathers at the same indices).
-pub(crate) fn max_pool_scatter(g: &Tensor, idx: &Arc<Vec<u32>>, x_shape: [usize; 4]) -> Result<Tensor> {
+pub(crate) fn max_pool_scatter(g: &Tensor, idx: &MaxIndices, x_shape: [usize; 4]) -> Result<Tensor> {
     let out_hw = [g.shape()[2], g.shape()[3]];
-    let out = float_dispatch!("max_pool2d_backward", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| max_pool2d_backward(gd, idx, x_shape, out_hw))?;
-        Tensor::from_storage(T::wrap(v), &x_shape)
-    });
+    let out = match idx {
+        MaxIndices::Device(i, win) => device::max_pool2d_scatter(g, i, x_shape, win)?,
+        MaxIndices::Host(idx) => float_dispatch!("max_pool2d_backward", g.dtype(), T => {
+            let v = g.with_contiguous::<T, _>(|gd| max_pool2d_backward(gd, idx, x_shape, out_hw))?;
+            Tensor::from_storage(T::wrap(v), &x_shape)
+        }),
+    };
     let (idx, out_shape) = (idx.clone(), shape4(g.shape()));
     Ok(record("max_pool2d_backward", out, &[g], move |u, _| Ok(vec![Some(max_pool_gather(u, &idx, out_shape)?)])))
 }
 
 /// `out[plane, o] = u[plane, idx[plane, o]]`: the adjoint of [`max_pool_scatter`], recorded.
-fn max_pool_gather(u: &Tensor, idx: &Arc<Vec<u32>>, out_shape: [usize; 4]) -> Result<Tensor> {
+fn max_pool_gather(u: &Tensor, indices: &MaxIndices, out_shape: [usize; 4]) -> Result<Tensor> {
     let x_shape = shape4(u.shape());
     let (in_plane, out_plane) = (x_shape[2] * x_shape[3], out_shape[2] * out_shape[3]);
-    let out = float_dispatch!("max_pool2d_gather", u.dtype(), T => {
-        let v = u.with_contiguous::<T, _>(|ud| {
-            let mut v = vec![T::default(); idx.len()];
-            if out_plane > 0 {
-                for (p, (o, ix)) in v.chunks_mut(out_plane).zip(idx.chunks(out_plane)).enumerate() {
-                    let src = &ud[p * in_plane..][..in_plane];
-                    o.iter_mut().zip(ix).for_each(|(o, &i)| *o = src[i as usize]);
+    let out = match indices {
+        MaxIndices::Device(i, win) => device::max_pool2d_gather(u, i, win)?,
+        MaxIndices::Host(idx) => float_dispatch!("max_pool2d_gather", u.dtype(), T => {
+            let v = u.with_contiguous::<T, _>(|ud| {
+                let mut v = vec![T::default(); idx.len()];
+                if out_plane > 0 {
+                    for (p, (o, ix)) in v.chunks_mut(out_plane).zip(idx.chunks(out_plane)).enumerate() {
+                        let src = &ud[p * in_plane..][..in_plane];
+                        o.iter_mut().zip(ix).for_each(|(o, &i)| *o = src[i as usize]);
+                    }
                 }
-            }
-            v
-        })?;
-        Tensor::from_storage(T::wrap(v), &out_shape)
-    });
-    let idx = idx.clone();
+                v
+            })?;
+            Tensor::from_storage(T::wrap(v), &out_shape)
+        }),
+    };
+    let idx = indices.clone();
     Ok(record("max_pool2d_gather", out, &[u], move |g, _| Ok(vec![Some(max_pool_scatter(g, &idx, x_shape)?)])))
 }
 
-#[derive(Clone, Copy)]
-struct PoolWindow {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    count_include_pad: bool,
+/// A plain pooling window (no dilation, `ceil_mode=False`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolWindow {
+    pub(crate) kernel: [usize; 2],
+    pub(crate) stride: [usize; 2],
+    pub(crate) padding: [usize; 2],
+    pub(crate) count_include_pad: bool,
 }
 
 /// Average pooling of a validated 4-D input, recorded (its backward is its adjoint, whose
@@ -580,18 +626,26 @@ fn avg_pool_op(x: &Tensor, w: PoolWindow) -> Result<Tensor> {
     let x_shape = shape4(x.shape());
     let (oh, ow) = pool2d_output_size(x_shape[2], x_shape[3], w.kernel, w.stride, w.padding).expect("validated");
     let out_shape = [x_shape[0], x_shape[1], oh, ow];
-    let out = float_dispatch!("avg_pool2d", x.dtype(), T => {
-        let v = x.with_contiguous::<T, _>(|xd| avg_pool2d_forward(xd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
-        Tensor::from_storage(T::wrap(v), &out_shape)
-    });
+    let out = if on_device(x) {
+        device::avg_pool2d(x, [oh, ow], &w)?
+    } else {
+        float_dispatch!("avg_pool2d", x.dtype(), T => {
+            let v = x.with_contiguous::<T, _>(|xd| avg_pool2d_forward(xd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
+            Tensor::from_storage(T::wrap(v), &out_shape)
+        })
+    };
     Ok(record("avg_pool2d", out, &[x], move |g, _| Ok(vec![Some(avg_pool_backward_op(g, x_shape, w)?)])))
 }
 
 fn avg_pool_backward_op(g: &Tensor, x_shape: [usize; 4], w: PoolWindow) -> Result<Tensor> {
-    let out = float_dispatch!("avg_pool2d_backward", g.dtype(), T => {
-        let v = g.with_contiguous::<T, _>(|gd| avg_pool2d_backward(gd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
-        Tensor::from_storage(T::wrap(v), &x_shape)
-    });
+    let out = if on_device(g) {
+        device::avg_pool2d_backward(g, x_shape, &w)?
+    } else {
+        float_dispatch!("avg_pool2d_backward", g.dtype(), T => {
+            let v = g.with_contiguous::<T, _>(|gd| avg_pool2d_backward(gd, x_shape, w.kernel, w.stride, w.padding, w.count_include_pad))?;
+            Tensor::from_storage(T::wrap(v), &x_shape)
+        })
+    };
     Ok(record("avg_pool2d_backward", out, &[g], move |u, _| Ok(vec![Some(avg_pool_op(u, w)?)])))
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tensorbrain_kernels::pool_window::{avg_pool_windows, avg_pool_windows_backward, max_pool_windows, AxisWindows};
 
-use super::nn::{max_pool_scatter, shape4, with_batch_dim};
+use super::nn::{max_pool_plain, max_pool_scatter, shape4, with_batch_dim, MaxIndices};
 use super::{float_dispatch, panicking};
 use crate::autograd::record;
 use crate::tensor::{DType, Error, Result, StorageElement, Tensor};
@@ -137,9 +137,25 @@ fn max_pool_over(x: &Tensor, rows: &AxisWindows, cols: &AxisWindows) -> Result<(
         (Tensor::from_storage(T::wrap(v), &out_shape), idx)
     });
     let indices = Tensor::from_vec(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), &out_shape);
-    let idx = Arc::new(idx);
+    let idx = MaxIndices::Host(Arc::new(idx));
     let values = record("max_pool2d", out, &[x], move |g, _| Ok(vec![Some(max_pool_scatter(g, &idx, xs)?)]));
     Ok((values, indices))
+}
+
+/// Max pooling of a 4-D input on a GPU, which has the plain window's kernel (no dilation, no
+/// `ceil_mode`): values (recorded) and i64 indices, both on the device.
+fn max_pool_on_device(x: &Tensor, o: &MaxPoolOptions<2>) -> Result<(Tensor, Tensor)> {
+    if o.dilation != [1, 1] || o.ceil_mode {
+        return Err(Error::DeviceOp {
+            op: "max_pool2d",
+            device: x.device(),
+            why: format!("the CUDA kernel pools plain windows; dilation {:?} and ceil_mode={} are not supported there yet (move the input to the CPU)", o.dilation, o.ceil_mode),
+        });
+    }
+    match max_pool_plain(x, o.kernel_size, o.stride, o.padding)? {
+        (values, MaxIndices::Device(idx, _)) => Ok((values, idx)),
+        (_, MaxIndices::Host(_)) => unreachable!("internal: a device max pool returned host indices"),
+    }
 }
 
 /// Average pooling of a 4-D input over explicit windows with per-output divisors, recorded (its
@@ -182,6 +198,9 @@ impl Tensor {
     pub fn try_max_pool2d_with(&self, o: &MaxPoolOptions<2>) -> Result<(Tensor, Tensor)> {
         const OP: &str = "max_pool2d";
         require_float(OP, self)?;
+        if super::on_device(self) {
+            return with_batch_dim2(OP, self, |x| max_pool_on_device(x, o));
+        }
         with_batch_dim2(OP, self, |x| {
             let s = x.shape();
             let mut windows = Vec::with_capacity(2);

@@ -1,0 +1,36 @@
+//! The device forms of the window ops (convolution, pooling) that `ops::nn` dispatches to for
+//! tensors on a GPU. Each forwards to `crate::cuda`; in a build without the `cuda` feature no
+//! tensor can be on a GPU, so the device branch is unreachable there.
+
+use tensorbrain_kernels::conv::Conv2dParams;
+
+use super::nn::PoolWindow;
+use crate::tensor::{Result, Tensor};
+
+macro_rules! forward_to_cuda {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) -> Result<$ret> {
+            #[cfg(feature = "cuda")]
+            return crate::cuda::$name($($arg),*);
+            #[cfg(not(feature = "cuda"))]
+            {
+                $(let _ = $arg;)*
+                unreachable!(concat!("internal: ", stringify!($name), " took the device path in a build without CUDA"))
+            }
+        }
+    )*};
+}
+
+forward_to_cuda! {
+    /// conv2d of validated 4-D operands, not recorded.
+    fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Tensor;
+    fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_shape: [usize; 4], p: &Conv2dParams) -> Tensor;
+    fn conv2d_weight_grad(dy: &Tensor, x: &Tensor, w_shape: [usize; 4], p: &Conv2dParams) -> Tensor;
+    /// Values (not recorded) and i64 indices on the device.
+    fn max_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> (Tensor, Tensor);
+    fn max_pool2d_scatter(dy: &Tensor, idx: &Tensor, x_shape: [usize; 4], win: &PoolWindow) -> Tensor;
+    fn max_pool2d_gather(u: &Tensor, idx: &Tensor, win: &PoolWindow) -> Tensor;
+    fn avg_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Tensor;
+    fn avg_pool2d_backward(dy: &Tensor, x_shape: [usize; 4], win: &PoolWindow) -> Tensor;
+}
