@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod codegen;
 pub mod driver;
 pub mod error;
+pub mod index;
 pub mod launch;
 pub mod module;
 pub mod nccl;

@@ -162,6 +162,35 @@ impl CudaRuntime {
         r.map_err(|e| CudaError::Driver { during: during(), error: format!("{e:?}") })
     }
 
+    /// A new buffer of `bytes` zero bytes (all-zero bits: 0 in every dtype), filled on the
+    /// device.
+    pub fn zeros(&'static self, bytes: usize) -> Result<DeviceBuffer, CudaError> {
+        let buf = self.alloc(bytes)?;
+        if bytes > 0 {
+            self.bind()?;
+            let stream = self.stream.cuda().cu_stream();
+            // SAFETY: the block has at least `bytes` bytes; stream-ordered before any use.
+            self.check(|| format!("zeroing {bytes} bytes on cuda:{}", self.ordinal()), unsafe { drv::memset_d8_async(buf.ptr(), 0, bytes, stream) })?;
+        }
+        Ok(buf)
+    }
+
+    /// A new buffer holding a copy of `bytes` bytes of `src` from byte `offset` (on the
+    /// device, ordered after the work queued before it).
+    pub fn copy_bytes(&'static self, src: &DeviceBuffer, offset: usize, bytes: usize) -> Result<DeviceBuffer, CudaError> {
+        assert!(offset + bytes <= src.bytes(), "internal: copy past the end of a device buffer");
+        let buf = self.alloc(bytes)?;
+        if bytes > 0 {
+            self.bind()?;
+            let stream = self.stream.cuda().cu_stream();
+            // SAFETY: both ranges are in bounds (checked above, and the new block has `bytes`).
+            self.check(|| format!("copying {bytes} bytes within cuda:{}", self.ordinal()), unsafe {
+                drv::memcpy_dtod_async(buf.ptr(), src.ptr() + offset as u64, bytes, stream)
+            })?;
+        }
+        Ok(buf)
+    }
+
     /// A new buffer holding `bytes` (a host-to-device copy; returns when the copy is done, so
     /// the host memory may be reused at once).
     pub fn upload(&'static self, bytes: &[u8]) -> Result<DeviceBuffer, CudaError> {
@@ -215,6 +244,13 @@ impl CudaRuntime {
     /// (`copy` makes a strided view contiguous).
     pub fn unary(&'static self, name: &str, dtype: DType, shape: &[usize], x: Strided<'_>) -> Result<DeviceBuffer, CudaError> {
         self.elementwise(&format!("{name}_{}", dtype.suffix()), shape, &[(x.buf.at(dtype, x.offset), x.strides)], Scalars::None, dtype.size())
+    }
+
+    /// A contiguous copy of the strided view `x` of `width`-byte elements (1, 2, 4 or 8): any
+    /// dtype.
+    pub fn copy_strided(&'static self, width: usize, shape: &[usize], x: Strided<'_>) -> Result<DeviceBuffer, CudaError> {
+        assert!(matches!(width, 1 | 2 | 4 | 8), "internal: a strided copy of {width}-byte elements");
+        self.elementwise(&format!("copy_b{width}"), shape, &[(x.buf.ptr() + (x.offset * width) as u64, x.strides)], Scalars::None, width)
     }
 
     /// `out[i] = f(x[i]; p, q)` with a kernel of two scalar parameters (elementwise.cu
@@ -399,6 +435,7 @@ impl CudaRuntime {
         for a in args {
             match a {
                 KernelArg::Ptr(v) => b.arg(v),
+                KernelArg::I64(v) => b.arg(v),
                 KernelArg::Window(v) => b.arg(v),
             };
         }
@@ -416,6 +453,8 @@ impl CudaRuntime {
 pub(crate) enum KernelArg {
     /// A device address.
     Ptr(u64),
+    /// A `long long` (sizes).
+    I64(i64),
     /// The geometry of a sliding-window kernel (conv.cu, pool.cu).
     Window(WindowGeometry),
 }

@@ -16,6 +16,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("adam.cu", include_str!("kernels/adam.cu")),
     ("conv.cu", include_str!("kernels/conv.cu")),
     ("pool.cu", include_str!("kernels/pool.cu")),
+    ("index.cu", include_str!("kernels/index.cu")),
 ];
 
 /// The full text NVRTC compiles for `name`, or `None` if there is no such source.

@@ -99,6 +99,17 @@ TB_UNARY(sign, Sign)
 template <typename T> struct Identity { __device__ T operator()(T x) const { return x; } };
 TB_UNARY(copy, Identity)
 
+// Strided copies by element width (b1, b2, b4, b8): a copy needs no arithmetic, so these serve
+// every dtype, integers and bool included.
+#define TB_COPY_BYTES(SUFFIX, T)                                                                       \
+    extern "C" __global__ void copy_##SUFFIX(long long n, TbShape shape, const T* x, TbStrides xs, T* out) { \
+        TB_GRID_STRIDE(i, n) { out[i] = x[tb_offset(i, shape, xs)]; }                                  \
+    }
+TB_COPY_BYTES(b1, unsigned char)
+TB_COPY_BYTES(b2, unsigned short)
+TB_COPY_BYTES(b4, unsigned int)
+TB_COPY_BYTES(b8, unsigned long long)
+
 TB_BINARY(add, Add)
 TB_BINARY(sub, Sub)
 TB_BINARY(mul, Mul)
