@@ -182,8 +182,14 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
         },
         Op::DropoutMask { p } => {
             // Keep with probability 1-p, scaled so the expectation is unchanged.
+            // Drawn on the host (the same random stream on every device) and moved to x's.
             let u = Tensor::rand(x().shape(), x().dtype());
-            u.try_ge(&Tensor::full(&[], *p, x().dtype()))?.try_to_dtype(x().dtype())?.try_mul_scalar(1.0 / (1.0 - p))?
+            let mask = u.try_ge(&Tensor::full(&[], *p, x().dtype()))?.try_to_dtype(x().dtype())?.try_mul_scalar(1.0 / (1.0 - p))?;
+            if x().device() == crate::tensor::Device::Cpu {
+                mask
+            } else {
+                mask.try_to_device(x().device())?
+            }
         }
         Op::Embedding => {
             let (w, idx) = (inputs[0], inputs[1]);
@@ -198,8 +204,9 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
             let shape = shape_arg(op, shapes)?;
             let d = shape[1];
             let g2 = g.try_reshape(&[-1, d as isize])?;
-            let index = idx.try_reshape(&[-1, 1])?.try_expand(&[-1, d as isize])?.try_contiguous()?;
-            Tensor::zeros(shape, g.dtype()).try_scatter_add(0, &index, &g2)?
+            // Rows added in position order (what a scatter-add over expanded ids does), on g's
+            // device.
+            Tensor::try_zeros_on(shape, g.dtype(), g.device())?.try_index_add(0, &idx.try_reshape(&[-1])?, &g2)?
         }
         Op::Concat { dim } => Tensor::try_cat(inputs, *dim as isize)?,
         Op::Narrow { dim, start, len } => x().try_narrow(*dim as isize, *start, *len)?,

@@ -375,3 +375,61 @@ fn a_cnn_with_batch_norm_trains_on_the_gpu_like_on_the_cpu() {
         }
     }
 }
+
+/// index_select in every element width (f64, f32, f16, bool/u8, i64) and index_add (bit for
+/// bit: the GPU adds in the CPU's order), masked_fill, a strided copy of an integer view, and an
+/// out-of-range index that is the CPU's error.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn indexing_matches_the_cpu_in_every_dtype() {
+    let idx = Tensor::from_vec(vec![3i64, 0, 3, 1, 3], &[5]);
+    let base = randn(&[2, 4, 3], DType::F32, 1);
+    for dtype in [DType::F64, DType::F32, DType::F16, DType::I64, DType::U8, DType::Bool] {
+        let x = base.mul_scalar(3.0).to_dtype(dtype);
+        for dim in [0isize, 1, 2] {
+            let i = Tensor::from_vec(vec![1i64, 0, 1], &[3]);
+            let i = if dim == 1 { idx.clone() } else { i };
+            let cpu = x.index_select(dim, &i);
+            let gpu = x.to_device(GPU).index_select(dim, &i.to_device(GPU));
+            assert_eq!(gpu.device(), GPU);
+            assert_eq!(gpu.to_vec::<f64>(), cpu.to_vec::<f64>(), "index_select {dtype:?} dim {dim}");
+        }
+    }
+    for dtype in [DType::F32, DType::F64] {
+        let x = randn(&[2, 4, 3], dtype, 2).mul_scalar(1e6);
+        let src = randn(&[2, 5, 3], dtype, 3);
+        let cpu = x.index_add(1, &idx, &src);
+        let gpu = x.to_device(GPU).index_add(1, &idx.to_device(GPU), &src.to_device(GPU));
+        assert_eq!(gpu.to_vec::<f64>(), cpu.to_vec::<f64>(), "index_add {dtype:?} (same order of addition)");
+        check_forward_and_grads(&format!("index_select grad {dtype:?}"), &[x.clone()], |t| t[0].index_select(1, &idx.to_device(t[0].device())));
+    }
+    // masked_fill (an attention mask's op) through select, with its gradient.
+    let mask = Tensor::from_vec(vec![true, false, false, true, false, true], &[1, 2, 3]);
+    check_forward_and_grads("masked_fill", &[base.clone()], |t| t[0].masked_fill(&mask.to_device(t[0].device()), -1e9));
+    // A transposed i64 view is copied contiguous on the device (the strided byte copy).
+    let ints = Tensor::arange(0.0, 12.0, 1.0, DType::I64).reshape(&[3, 4]);
+    assert_eq!(ints.to_device(GPU).t().contiguous().to_vec::<i64>(), ints.t().contiguous().to_vec::<i64>());
+    let err = base.to_device(GPU).try_index_select(1, &Tensor::from_vec(vec![4i64], &[1]).to_device(GPU)).unwrap_err().to_string();
+    let cpu_err = base.try_index_select(1, &Tensor::from_vec(vec![4i64], &[1])).unwrap_err().to_string();
+    assert_eq!(err, cpu_err);
+}
+
+/// Embedding lookups with and without padding_idx, and bags, with the table's gradient.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn embeddings_and_their_gradients_match_the_cpu() {
+    use tensorbrain::nn::functional::{try_embedding, try_embedding_bag, BagMode, EmbeddingOptions};
+    let ids = Tensor::from_vec(vec![1i64, 4, 4, 0, 2, 4, 1, 3], &[2, 4]);
+    let table = randn(&[5, 6], DType::F32, 1);
+    for padding_idx in [None, Some(4)] {
+        let o = EmbeddingOptions { padding_idx, ..Default::default() };
+        check_forward_and_grads(&format!("embedding padding_idx {padding_idx:?}"), &[table.clone()], |t| {
+            try_embedding(&ids.to_device(t[0].device()), &t[0], &o).unwrap()
+        });
+    }
+    for mode in [BagMode::Sum, BagMode::Mean] {
+        check_forward_and_grads(&format!("embedding_bag {mode:?}"), &[table.clone()], |t| {
+            try_embedding_bag(&ids.to_device(t[0].device()), &t[0], None, mode, None, Some(4)).unwrap()
+        });
+    }
+}

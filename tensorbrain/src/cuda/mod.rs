@@ -14,6 +14,7 @@
 //! what runs on a GPU. None of this has run on a GPU yet; it builds and its CPU-side logic is
 //! tested on machines without CUDA.
 
+mod index;
 mod matmul;
 mod window;
 
@@ -25,6 +26,7 @@ use tensorbrain_kernels::cuda::CudaError;
 
 pub use tensorbrain_kernels::cuda::alloc::MemoryStats;
 
+pub(crate) use index::{index_add, index_select};
 pub(crate) use matmul::matmul;
 pub(crate) use window::{avg_pool2d, avg_pool2d_backward, conv2d, conv2d_input_grad, conv2d_weight_grad, max_pool2d, max_pool2d_gather, max_pool2d_scatter};
 
@@ -184,12 +186,27 @@ pub(crate) fn write_from_host(op: &'static str, dst: &Tensor, host: &Tensor) -> 
     }
 }
 
-/// A row-major copy of `x` on its device (itself when it already is).
+/// A row-major copy of `x` on its device (itself when it already is), for any dtype.
 pub(crate) fn contiguous(x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "contiguous";
     if x.is_contiguous() {
         return Ok(x.clone());
     }
-    unary("copy", x)
+    let device = x.device();
+    let rt = runtime(device, OP)?;
+    let l = x.layout();
+    let buf = with_buffer(x, |buf| rt.copy_strided(x.dtype().size_in_bytes(), &l.shape, Strided { buf, offset: l.offset, strides: &l.strides }))
+        .map_err(|e| device_error(OP, device, e))?;
+    Ok(wrap(buf, x.dtype(), &l.shape))
+}
+
+/// A tensor of zeros of `shape` and `dtype` on `device`, filled there (no upload).
+pub(crate) fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+    const OP: &str = "zeros";
+    let rt = runtime(device, OP)?;
+    let bytes = shape.iter().product::<usize>() * dtype.size_in_bytes();
+    let buf = rt.zeros(bytes).map_err(|e| device_error(OP, device, e))?;
+    Ok(wrap(buf, dtype, shape))
 }
 
 // ---- Elementwise -------------------------------------------------------------------------

@@ -216,7 +216,17 @@ impl Tensor {
     }
 
     pub(crate) fn try_zeros_like(&self) -> Result<Tensor> {
-        Tensor::try_zeros(self.shape(), self.dtype())?.try_to_device(self.device())
+        Tensor::try_zeros_on(self.shape(), self.dtype(), self.device())
+    }
+
+    /// Zeros of `shape` and `dtype` on `device` (filled on the device, not uploaded).
+    pub(crate) fn try_zeros_on(shape: &[usize], dtype: DType, device: crate::tensor::Device) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if device != crate::tensor::Device::Cpu {
+            return crate::cuda::zeros(shape, dtype, device);
+        }
+        let _ = device;
+        Tensor::try_zeros(shape, dtype)
     }
 
     // ------------------------------------------------------------------------------------------

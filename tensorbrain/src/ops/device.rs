@@ -1,4 +1,4 @@
-//! The device forms of the window ops (convolution, pooling) that `ops::nn` dispatches to for
+//! The device forms of the window ops (convolution, pooling) and the indexing ops that `ops::nn` dispatches to for
 //! tensors on a GPU. Each forwards to `crate::cuda`; in a build without the `cuda` feature no
 //! tensor can be on a GPU, so the device branch is unreachable there.
 
@@ -33,4 +33,8 @@ forward_to_cuda! {
     fn max_pool2d_gather(u: &Tensor, idx: &Tensor, win: &PoolWindow) -> Tensor;
     fn avg_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Tensor;
     fn avg_pool2d_backward(dy: &Tensor, x_shape: [usize; 4], win: &PoolWindow) -> Tensor;
+    /// `x`'s entries at a checked 1-D i64 `index` on its device, along dim `d`; not recorded.
+    fn index_select(x: &Tensor, d: usize, index: &Tensor) -> Tensor;
+    /// `base` plus `src` at checked host indices along dim `d`; not recorded.
+    fn index_add(base: &Tensor, d: usize, idx: &[i64], src: &Tensor) -> Tensor;
 }

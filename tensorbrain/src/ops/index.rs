@@ -8,7 +8,7 @@ use tensorbrain_kernels::index as k;
 use tensorbrain_kernels::strided::zip_map;
 
 use super::binary::check_same;
-use super::{any_dispatch, panicking};
+use super::{any_dispatch, device, on_device, panicking};
 use crate::autograd::record;
 use crate::tensor::layout::{broadcast_shapes, contiguous_strides, normalize_dim};
 use crate::tensor::{DType, Element, Error, Result, StorageElement, Tensor};
@@ -32,6 +32,12 @@ pub(crate) fn with_checked_index<R>(op: &'static str, index: &Tensor, dim: usize
         }
         f(idx)
     })?
+}
+
+/// An index tensor's values on the host, where they are checked (for a GPU tensor, one
+/// download: the bounds check needs the values, as PyTorch's device-side asserts would).
+fn on_host(index: &Tensor) -> Result<Tensor> {
+    index.detach().try_to_device(crate::tensor::Device::Cpu)
 }
 
 /// `(outer, inner)`: the element counts before and after `dim`.
@@ -61,16 +67,20 @@ impl Tensor {
         let n = shape[d];
         let mut out_shape = shape.clone();
         out_shape[d] = index.numel();
-        let out = with_checked_index(OP, index, d, n, |idx| {
-            any_dispatch!(self.dtype(), T => {
-                let mut out = vec![T::default(); out_shape.iter().product()];
-                self.with_contiguous::<T, _>(|src| k::index_select(src, outer, n, inner, idx, &mut out))?;
-                Ok(Tensor::from_storage(T::wrap(out), &out_shape))
-            })
-        })?;
+        let out = if on_device(self) {
+            with_checked_index(OP, &on_host(index)?, d, n, |_| device::index_select(self, d, index))?
+        } else {
+            with_checked_index(OP, index, d, n, |idx| {
+                any_dispatch!(self.dtype(), T => {
+                    let mut out = vec![T::default(); out_shape.iter().product()];
+                    self.with_contiguous::<T, _>(|src| k::index_select(src, outer, n, inner, idx, &mut out))?;
+                    Ok(Tensor::from_storage(T::wrap(out), &out_shape))
+                })
+            })?
+        };
         let index = index.clone();
         Ok(record(OP, out, &[self], move |g, _| {
-            Ok(vec![Some(Tensor::zeros(&shape, g.dtype()).try_index_add(d as isize, &index, g)?)])
+            Ok(vec![Some(Tensor::try_zeros_on(&shape, g.dtype(), g.device())?.try_index_add(d as isize, &index, g)?)])
         }))
     }
 
@@ -99,13 +109,17 @@ impl Tensor {
         }
         let (outer, inner) = outer_inner(&shape, d);
         let n = shape[d];
-        let out = with_checked_index(OP, index, d, n, |idx| {
-            any_dispatch!(self.dtype(), T => {
-                let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
-                src.with_contiguous::<T, _>(|s| k::index_add(&mut out, outer, n, inner, idx, s))?;
-                Ok(Tensor::from_storage(T::wrap(out), &shape))
-            })
-        })?;
+        let out = if on_device(self) {
+            with_checked_index(OP, &on_host(index)?, d, n, |idx| device::index_add(self, d, idx, src))?
+        } else {
+            with_checked_index(OP, index, d, n, |idx| {
+                any_dispatch!(self.dtype(), T => {
+                    let mut out = self.with_contiguous::<T, _>(|s| s.to_vec())?;
+                    src.with_contiguous::<T, _>(|s| k::index_add(&mut out, outer, n, inner, idx, s))?;
+                    Ok(Tensor::from_storage(T::wrap(out), &shape))
+                })
+            })?
+        };
         let index = index.clone();
         Ok(record(OP, out, &[self, src], move |g, need| {
             Ok(vec![
@@ -228,14 +242,18 @@ impl Tensor {
         }
         let shape = broadcast_shapes(OP, self.shape(), mask.shape())?;
         let (lx, lm) = (self.layout().broadcast_to(&shape), mask.layout().broadcast_to(&shape));
-        let out = any_dispatch!(self.dtype(), T => {
+        let out = if on_device(self) {
+            // where(mask, value, self) with elementwise.cu's select (float dtypes).
+            let v = Tensor::full(&[], value, self.dtype()).try_to_device(self.device())?;
+            crate::autograd::no_grad(|| Tensor::try_where_cond(mask, &v, self))?
+        } else { any_dispatch!(self.dtype(), T => {
             let v = <T as Element>::from_f64(value);
             let (sx, sm) = (self.storage(), mask.storage());
             let mut out = vec![T::default(); shape.iter().product()];
             zip_map(sx.cpu()?.as_slice::<T>(), lx.offset, &lx.strides, sm.cpu()?.as_slice::<bool>(), lm.offset, &lm.strides, &shape, &mut out,
                 |x: T, m: bool| if m { v } else { x });
             Tensor::from_storage(T::wrap(out), &shape)
-        });
+        }) };
         let (mask, self_shape) = (mask.clone(), self.shape().to_vec());
         Ok(record(OP, out, &[self], move |g, _| Ok(vec![Some(g.try_masked_fill(&mask, 0.0)?.sum_to_shape(&self_shape)?)])))
     }

@@ -20,7 +20,9 @@ pub struct EmbeddingOptions {
     pub norm_type: Option<f64>,
 }
 
-fn check_indices(op: &str, idx: &Tensor, weight: &Tensor) -> Result<usize> {
+/// The table's row count and the ids (read on the host, from either device), after checking
+/// that every id names a row.
+fn check_indices(op: &str, idx: &Tensor, weight: &Tensor) -> Result<(usize, Vec<i64>)> {
     if idx.dtype() != DType::I64 {
         return Err(err(op, format!("indices must be i64, got {}", idx.dtype())));
     }
@@ -28,17 +30,18 @@ fn check_indices(op: &str, idx: &Tensor, weight: &Tensor) -> Result<usize> {
         return Err(err(op, format!("weight must be a 2-D [num_embeddings, embedding_dim] table, got {:?}", weight.shape())));
     }
     let n = weight.shape()[0];
-    if let Some(&bad) = idx.to_vec::<i64>().iter().find(|&&i| i < 0 || i as usize >= n) {
+    let ids = idx.to_vec::<i64>();
+    if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as usize >= n) {
         return Err(Error::IndexOutOfBounds { op: "embedding", index: bad, dim: 0, size: n });
     }
-    Ok(n)
+    Ok((n, ids))
 }
 
 /// Rows of `weight` (`[V, D]`) at the i64 `indices` (any shape), giving `indices.shape + [D]`
 /// (`F.embedding`).
 pub fn try_embedding(indices: &Tensor, weight: &Tensor, o: &EmbeddingOptions) -> Result<Tensor> {
     const OP: &str = "embedding";
-    let v = check_indices(OP, indices, weight)?;
+    let (v, ids) = check_indices(OP, indices, weight)?;
     let padding = match o.padding_idx {
         Some(p) if p < -(v as i64) || p >= v as i64 => return Err(err(OP, format!("padding_idx {p} must be within the {v} embeddings"))),
         Some(p) if p < 0 => Some(p + v as i64),
@@ -52,12 +55,19 @@ pub fn try_embedding(indices: &Tensor, weight: &Tensor, o: &EmbeddingOptions) ->
         None => weight.try_index_select(0, &flat)?,
         Some(p) => {
             // The lookup with the padding row's gradient dropped: the gradient of the table is
-            // the scatter-add of the output gradient with that row zeroed.
+            // the scatter-add of the output gradient's rows at the other positions (so the
+            // padding row stays exactly zero even where the gradient is not finite).
             let out = no_grad(|| weight.try_index_select(0, &flat))?;
-            let (flat, v) = (flat.clone(), v);
+            let (kept_pos, kept_ids): (Vec<i64>, Vec<i64>) = ids.iter().enumerate().filter(|&(_, &i)| i != p).map(|(j, &i)| (j as i64, i)).unzip();
+            let device = weight.device();
+            let to = |v: Vec<i64>| {
+                let n = v.len();
+                Tensor::from_vec(v, &[n]).try_to_device(device)
+            };
+            let (kept_pos, kept_ids) = (to(kept_pos)?, to(kept_ids)?);
             record("embedding", out, &[weight], move |g, _| {
-                let grad = Tensor::zeros(&[v, g.shape()[1]], g.dtype()).try_index_add(0, &flat, g)?;
-                Ok(vec![Some(grad.try_index_fill(0, &Tensor::from_vec(vec![p], &[1]), 0.0)?)])
+                let rows = g.try_index_select(0, &kept_pos)?;
+                Ok(vec![Some(Tensor::try_zeros_on(&[v, g.shape()[1]], g.dtype(), g.device())?.try_index_add(0, &kept_ids, &rows)?)])
             })
         }
     };
@@ -134,9 +144,14 @@ pub fn try_embedding_bag(
     padding_idx: Option<i64>,
 ) -> Result<Tensor> {
     const OP: &str = "embedding_bag";
-    let v = check_indices(OP, indices, weight)?;
+    let (v, idx) = check_indices(OP, indices, weight)?;
     let d = weight.shape()[1];
-    let idx = indices.to_vec::<i64>();
+    let device = weight.device();
+    // Index tensors made on the host go to the table's device.
+    let ids = |v: Vec<i64>| {
+        let n = v.len();
+        Tensor::from_vec(v, &[n]).try_to_device(device)
+    };
     // The bag of every index.
     let (bags, bag_of): (usize, Vec<i64>) = match (indices.rank(), offsets) {
         (2, None) => {
@@ -168,27 +183,28 @@ pub fn try_embedding_bag(
     }
     let padding = padding_idx.map(|p| if p < 0 { p + v as i64 } else { p });
     let keep: Vec<usize> = (0..idx.len()).filter(|&k| Some(idx[k]) != padding).collect();
-    let kept_idx = Tensor::from_vec(keep.iter().map(|&k| idx[k]).collect::<Vec<_>>(), &[keep.len()]);
-    let kept_bag = Tensor::from_vec(keep.iter().map(|&k| bag_of[k]).collect::<Vec<_>>(), &[keep.len()]);
+    let kept_idx = ids(keep.iter().map(|&k| idx[k]).collect())?;
+    let kept_bag_host: Vec<i64> = keep.iter().map(|&k| bag_of[k]).collect();
+    let kept_bag = ids(kept_bag_host.clone())?;
     let mut rows = weight.try_index_select(0, &kept_idx)?;
     if let Some(w) = per_sample_weights {
         if w.shape() != indices.shape() {
             return Err(err(OP, format!("per_sample_weights must have the indices' shape {:?}, got {:?}", indices.shape(), w.shape())));
         }
-        let pos = Tensor::from_vec(keep.iter().map(|&k| k as i64).collect::<Vec<_>>(), &[keep.len()]);
+        let pos = ids(keep.iter().map(|&k| k as i64).collect())?;
         let wk = w.try_reshape(&[-1])?.try_index_select(0, &pos)?.try_to_dtype(weight.dtype())?;
         rows = rows.try_mul(&wk.try_unsqueeze(1)?)?;
     }
-    let zeros = Tensor::zeros(&[bags, d], weight.dtype());
+    let zeros = Tensor::try_zeros_on(&[bags, d], weight.dtype(), device)?;
     match mode {
         BagMode::Sum => zeros.try_index_add(0, &kept_bag, &rows),
         BagMode::Mean => {
             let sums = zeros.try_index_add(0, &kept_bag, &rows)?;
             let mut counts = vec![0.0f64; bags];
-            for &b in &kept_bag.to_vec::<i64>() {
+            for &b in &kept_bag_host {
                 counts[b as usize] += 1.0;
             }
-            let counts = Tensor::from_vec(counts.into_iter().map(|c: f64| c.max(1.0)).collect::<Vec<_>>(), &[bags, 1]).try_to_dtype(weight.dtype())?;
+            let counts = Tensor::from_vec(counts.into_iter().map(|c: f64| c.max(1.0)).collect::<Vec<_>>(), &[bags, 1]).try_to_dtype(weight.dtype())?.try_to_device(device)?;
             sums.try_div(&counts)
         }
         BagMode::Max => {
