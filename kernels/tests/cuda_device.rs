@@ -419,12 +419,12 @@ mod gpu {
             let g: Vec<f64> = (0..n).map(|i| ((i * step) as f64 * 0.37).cos()).collect();
             let dg = upload(&s, &g);
             let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
-            let (step_size, bc2_sqrt, w1, decay_factor) = (lr / bc1, bc2.sqrt(), 1.0 - b1, 1.0 - lr * wd);
+            let (step_size, bc2_sqrt, w1, w2, decay_factor) = (lr / bc1, bc2.sqrt(), 1.0 - b1, 1.0 - b2, 1.0 - lr * wd);
             let (decay, maximize, nn) = (2i32, 0i32, n as i64);
             unsafe {
                 s.launch_builder(&f)
                     .arg(&mut dp).arg(&dg).arg(&mut dm).arg(&mut dv).arg(&mut dvm).arg(&nn)
-                    .arg(&step_size).arg(&bc2_sqrt).arg(&w1).arg(&b2).arg(&eps).arg(&wd).arg(&decay_factor)
+                    .arg(&step_size).arg(&bc2_sqrt).arg(&w1).arg(&b2).arg(&w2).arg(&eps).arg(&wd).arg(&decay_factor)
                     .arg(&decay).arg(&maximize)
                     .launch(cfg)
             }

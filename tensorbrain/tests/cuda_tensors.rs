@@ -433,3 +433,49 @@ fn embeddings_and_their_gradients_match_the_cpu() {
         });
     }
 }
+
+/// Adam and AdamW (L2 and decoupled decay, AMSGrad, maximize) step GPU parameters with the
+/// fused kernel, their state stays on the GPU, and a state dict saved there resumes on the CPU
+/// with the same steps.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn the_fused_adam_kernel_steps_like_the_cpu_and_keeps_its_state_on_the_gpu() {
+    use tensorbrain::optim::{AdamW, AdamWOptions};
+    for dtype in [DType::F32, DType::F64] {
+        for (amsgrad, maximize, decoupled) in [(false, false, false), (true, false, true), (true, true, false)] {
+            let w0 = randn(&[7, 5], dtype, 1);
+            let x = randn(&[9, 7], dtype, 2);
+            let make = |w: &Tensor| -> Box<dyn Optimizer> {
+                if decoupled {
+                    Box::new(AdamW::new(vec![w.clone()], AdamWOptions { lr: 1e-2, weight_decay: 0.1, amsgrad, maximize, ..Default::default() }).unwrap())
+                } else {
+                    Box::new(Adam::new(vec![w.clone()], AdamOptions { lr: 1e-2, weight_decay: 0.1, amsgrad, maximize, ..Default::default() }).unwrap())
+                }
+            };
+            let steps = |device: Device, w: &Tensor, opt: &mut Box<dyn Optimizer>, n: usize| {
+                for _ in 0..n {
+                    opt.zero_grad();
+                    x.to_device(device).matmul(w).tanh().square().mean(&[], false).backward();
+                    opt.step().unwrap();
+                }
+            };
+            let what = format!("{dtype:?} amsgrad={amsgrad} maximize={maximize} decoupled={decoupled}");
+            let cpu_w = w0.detach().set_requires_grad(true);
+            let mut cpu_opt = make(&cpu_w);
+            steps(Device::Cpu, &cpu_w, &mut cpu_opt, 5);
+            let gpu_w = w0.to_device(GPU).detach().set_requires_grad(true);
+            let mut gpu_opt = make(&gpu_w);
+            steps(GPU, &gpu_w, &mut gpu_opt, 3);
+            // Resume the GPU run's state on the CPU for the last two steps.
+            let state = gpu_opt.state_dict();
+            let resumed_w = gpu_w.to_device(Device::Cpu).detach().set_requires_grad(true);
+            let mut resumed = make(&resumed_w);
+            resumed.load_state_dict(&state).unwrap();
+            steps(Device::Cpu, &resumed_w, &mut resumed, 2);
+            steps(GPU, &gpu_w, &mut gpu_opt, 2);
+            assert_close(&gpu_w, &cpu_w, &what);
+            let resumed_on_gpu = resumed_w.to_device(GPU);
+            assert_close(&resumed_on_gpu, &cpu_w, &format!("{what}, resumed on the CPU"));
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod launch;
 pub mod module;
 pub mod nccl;
 pub mod nvrtc;
+pub mod optim;
 pub mod runtime;
 pub mod sources;
 pub mod window;

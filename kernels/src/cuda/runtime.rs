@@ -436,6 +436,9 @@ impl CudaRuntime {
             match a {
                 KernelArg::Ptr(v) => b.arg(v),
                 KernelArg::I64(v) => b.arg(v),
+                KernelArg::I32(v) => b.arg(v),
+                KernelArg::F32(v) => b.arg(v),
+                KernelArg::F64(v) => b.arg(v),
                 KernelArg::Window(v) => b.arg(v),
             };
         }
@@ -455,6 +458,10 @@ pub(crate) enum KernelArg {
     Ptr(u64),
     /// A `long long` (sizes).
     I64(i64),
+    /// An `int` (flags).
+    I32(i32),
+    F32(f32),
+    F64(f64),
     /// The geometry of a sliding-window kernel (conv.cu, pool.cu).
     Window(WindowGeometry),
 }

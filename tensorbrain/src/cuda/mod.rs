@@ -16,6 +16,7 @@
 
 mod index;
 mod matmul;
+mod optim;
 mod window;
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,7 @@ pub use tensorbrain_kernels::cuda::alloc::MemoryStats;
 
 pub(crate) use index::{index_add, index_select};
 pub(crate) use matmul::matmul;
+pub(crate) use optim::adam_step;
 pub(crate) use window::{avg_pool2d, avg_pool2d_backward, conv2d, conv2d_input_grad, conv2d_weight_grad, max_pool2d, max_pool2d_gather, max_pool2d_scatter};
 
 use crate::autograd::record;

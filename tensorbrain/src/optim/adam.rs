@@ -81,6 +81,33 @@ fn parse(n: &str, h: &Hyperparameters) -> Result<Parsed> {
     ))
 }
 
+/// Adam's hyperparameters as the fused GPU step (adam.cu) takes them (read only by the `cuda`
+/// feature's step).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) struct AdamHyper {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub amsgrad: bool,
+    pub maximize: bool,
+    /// AdamW's decoupled decay rather than Adam's L2 term.
+    pub decoupled: bool,
+}
+
+/// The hyperparameters of `rule` if it is Adam or AdamW, the rules with a fused GPU kernel.
+pub(crate) fn fused_adam<R: UpdateRule>(rule: &R) -> Option<AdamHyper> {
+    let any = rule as &dyn std::any::Any;
+    if let Some(o) = any.downcast_ref::<AdamOptions>() {
+        let AdamOptions { lr, betas, eps, weight_decay, amsgrad, maximize } = o.clone();
+        return Some(AdamHyper { lr, betas, eps, weight_decay, amsgrad, maximize, decoupled: false });
+    }
+    let o = any.downcast_ref::<AdamWOptions>()?;
+    let AdamWOptions { lr, betas, eps, weight_decay, amsgrad, maximize } = o.clone();
+    Some(AdamHyper { lr, betas, eps, weight_decay, amsgrad, maximize, decoupled: true })
+}
+
 /// The single-tensor Adam step of `torch.optim.adam`, op for op.
 #[allow(clippy::too_many_arguments)]
 fn adam_update<W: Float>(

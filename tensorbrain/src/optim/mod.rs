@@ -34,6 +34,7 @@ mod nadam;
 mod radam;
 pub mod lr_scheduler;
 mod optimizer;
+pub(crate) use adam::{fused_adam, AdamHyper};
 mod rmsprop;
 mod sgd;
 mod state;

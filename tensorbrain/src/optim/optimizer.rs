@@ -219,6 +219,9 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
         }
         for (gi, index, p, g) in work {
             let options = &self.groups[gi].options;
+            // The state lives where the update runs: beside a GPU parameter for a rule with a
+            // device kernel, on the host otherwise (also for GPU parameters stepped there).
+            let home = if device_rule(options, &p).is_some() { p.device() } else { crate::tensor::Device::Cpu };
             let slot = self.state[index].get_or_insert_with(|| Slot { step: 0, buffers: vec![None; R::BUFFERS.len()], scalars: initial_scalars::<R>() });
             slot.step += 1;
             options.step_scalars(slot.step, &mut slot.scalars);
@@ -226,9 +229,14 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
             let mut used = Vec::with_capacity(R::BUFFERS.len());
             for b in 0..R::BUFFERS.len() {
                 if options.uses_buffer(b) {
-                    if slot.buffers[b].is_none() {
-                        slot.buffers[b] = Some(Tensor::zeros(p.shape(), p.dtype()));
-                        fresh |= 1 << b;
+                    match &slot.buffers[b] {
+                        None => {
+                            slot.buffers[b] = Some(Tensor::try_zeros_on(p.shape(), p.dtype(), home)?);
+                            fresh |= 1 << b;
+                        }
+                        // Loaded from a state dict (host), or the parameter moved.
+                        Some(t) if t.device() != home => slot.buffers[b] = Some(no_grad(|| t.detach().try_to_device(home))?.try_contiguous()?),
+                        Some(_) => {}
                     }
                     used.push(slot.buffers[b].clone());
                 } else {
@@ -242,11 +250,27 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
     }
 }
 
+/// The fused GPU kernel's hyperparameters when `p` is a contiguous f32/f64 parameter on a GPU
+/// and `rule` has such a kernel (Adam, AdamW); `None` means the update runs on the host.
+fn device_rule<R: UpdateRule>(rule: &R, p: &Tensor) -> Option<super::AdamHyper> {
+    let on_gpu = p.device() != crate::tensor::Device::Cpu && matches!(p.dtype(), DType::F32 | DType::F64) && p.is_contiguous();
+    if on_gpu {
+        super::fused_adam(rule)
+    } else {
+        None
+    }
+}
+
 /// Runs `rule` over one parameter: gradient read as a contiguous slice, parameter and buffers
 /// written in place through their storage.
 fn update_param<R: UpdateRule>(rule: &R, ctx: &StepContext, p: &Tensor, g: &Tensor, buffers: &[Option<Tensor>]) -> Result<()> {
     #[cfg(feature = "cuda")]
     if p.device() != crate::tensor::Device::Cpu {
+        if let Some(h) = device_rule(rule, p) {
+            let [m, v, vmax] = buffers else { unreachable!("adam keeps three buffers") };
+            let (m, v) = (m.as_ref().expect("adam's first moment"), v.as_ref().expect("adam's second moment"));
+            return crate::cuda::adam_step(&h, ctx.step, p, g, m, v, vmax.as_ref());
+        }
         return crate::cuda::step_on_host(p, g, |p, g| update_param(rule, ctx, p, g, buffers));
     }
     // A gradient aliasing the parameter's storage must be read before the parameter is locked

@@ -4,7 +4,7 @@
 //   g = maximize ? -grad : grad
 //   decay == 2 (AdamW): p *= decay_factor            (decay_factor = 1 - lr * weight_decay)
 //   decay == 1 (Adam L2): g += weight_decay * p
-//   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
+//   m = lerp(m, g, 1 - beta1);  v = v * beta2 + w2 * g * g   (w2 = 1 - beta2, rounded from f64)
 //   amsgrad: vmax = max(vmax, v), used in place of v below (vmax null otherwise)
 //   p += -step_size * m / (sqrt(v) / bc2_sqrt + eps)  (step_size = lr / (1 - beta1^t),
 //                                                       bc2_sqrt = sqrt(1 - beta2^t))
@@ -20,7 +20,7 @@ __device__ __forceinline__ T tb_lerp(T start, T end, T w) {
 
 template <typename T>
 __device__ __forceinline__ void adam_step_impl(T* p, const T* grad, T* m, T* v, T* vmax, long long n, T step_size, T bc2_sqrt,
-                                               T w1, T beta2, T eps, T weight_decay, T decay_factor, int decay, int maximize) {
+                                               T w1, T beta2, T w2, T eps, T weight_decay, T decay_factor, int decay, int maximize) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
         T g = maximize ? -grad[i] : grad[i];
         T pi = p[i];
@@ -30,7 +30,7 @@ __device__ __forceinline__ void adam_step_impl(T* p, const T* grad, T* m, T* v, 
             g = g + weight_decay * pi;
         }
         const T mi = tb_lerp(m[i], g, w1);
-        const T vi = v[i] * beta2 + (T(1) - beta2) * g * g;
+        const T vi = v[i] * beta2 + w2 * g * g;
         m[i] = mi;
         v[i] = vi;
         T vd = vi;
@@ -45,13 +45,14 @@ __device__ __forceinline__ void adam_step_impl(T* p, const T* grad, T* m, T* v, 
 }
 
 extern "C" __global__ void adam_step_f32(float* p, const float* grad, float* m, float* v, float* vmax, long long n, float step_size,
-                                         float bc2_sqrt, float w1, float beta2, float eps, float weight_decay, float decay_factor,
-                                         int decay, int maximize) {
-    adam_step_impl<float>(p, grad, m, v, vmax, n, step_size, bc2_sqrt, w1, beta2, eps, weight_decay, decay_factor, decay, maximize);
+                                         float bc2_sqrt, float w1, float beta2, float w2, float eps, float weight_decay,
+                                         float decay_factor, int decay, int maximize) {
+    adam_step_impl<float>(p, grad, m, v, vmax, n, step_size, bc2_sqrt, w1, beta2, w2, eps, weight_decay, decay_factor, decay,
+                          maximize);
 }
 extern "C" __global__ void adam_step_f64(double* p, const double* grad, double* m, double* v, double* vmax, long long n,
-                                         double step_size, double bc2_sqrt, double w1, double beta2, double eps,
+                                         double step_size, double bc2_sqrt, double w1, double beta2, double w2, double eps,
                                          double weight_decay, double decay_factor, int decay, int maximize) {
-    adam_step_impl<double>(p, grad, m, v, vmax, n, step_size, bc2_sqrt, w1, beta2, eps, weight_decay, decay_factor, decay,
+    adam_step_impl<double>(p, grad, m, v, vmax, n, step_size, bc2_sqrt, w1, beta2, w2, eps, weight_decay, decay_factor, decay,
                            maximize);
 }
