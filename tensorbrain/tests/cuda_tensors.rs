@@ -479,3 +479,45 @@ fn the_fused_adam_kernel_steps_like_the_cpu_and_keeps_its_state_on_the_gpu() {
         }
     }
 }
+
+/// A block whose elementwise tail (gelu, scale, residual add, tanh·sigmoid, scale) the
+/// `#[model]` compiler fuses into one program.
+#[model]
+struct FusedTail {
+    norm: LayerNorm<8>,
+    fc: Linear<8, 8>,
+}
+
+#[model]
+impl FusedTail {
+    fn forward(&self, x: tb![B, 8]) -> tb![B, 8] {
+        let h = self.fc(self.norm(x)).gelu() * 0.5;
+        let y = x + h;
+        y.tanh() * y.sigmoid() + y * 0.25
+    }
+}
+
+/// The generated forward and backward of a `#[model]` run on a GPU, their fused programs as
+/// generated CUDA kernels, and give the CPU's output and gradients.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn generated_fused_kernels_run_a_models_forward_and_backward_like_the_cpu() {
+    use tensorbrain::nn::{GradReady, StaticModel};
+    let x = randn(&[6, 8], DType::F32, 1);
+    let w = randn(&[6, 8], DType::F32, 2);
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let mut m = FusedTail::init(3);
+        m.to_device(device).unwrap();
+        let (out, saved) = m.forward_train(&[x.to_device(device)], true).unwrap();
+        let (gi, gp) = FusedTail::backward(&saved, &w.to_device(device), &mut GradReady::none()).unwrap();
+        let mut grads = vec![gi[0].clone().expect("input gradient")];
+        grads.extend(gp.into_iter().map(|g| g.expect("parameter gradient")));
+        (out, grads)
+    };
+    let (cpu_out, cpu_grads) = run(Device::Cpu);
+    let (gpu_out, gpu_grads) = run(GPU);
+    assert_close(&gpu_out, &cpu_out, "fused forward");
+    for (i, (g, c)) in gpu_grads.iter().zip(&cpu_grads).enumerate() {
+        assert_close(g, c, &format!("fused backward grad {i}"));
+    }
+}

@@ -18,14 +18,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, OnceLock};
 
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use cudarc::driver::{result as drv, PushKernelArg};
+use cudarc::driver::{result as drv, CudaFunction, PushKernelArg};
 
 use super::alloc::{Block, CachingAllocator, CudaMemory, MemoryStats};
-use super::codegen::DType;
+use super::codegen::{kernel_name, DType};
 use super::driver::{Device, Stream};
 use super::launch::{self, kernel_layout, WindowGeometry};
 use super::module::KernelLibrary;
 use super::CudaError;
+use crate::fused::Program;
 
 /// One device's state, created on first use and kept for the life of the process (contexts,
 /// modules and cached memory are per process in PyTorch too).
@@ -293,13 +294,36 @@ impl CudaRuntime {
     /// contiguous output of `out_size`-byte elements. Operands are (device address of the
     /// view's first element, strides in elements).
     fn elementwise(&'static self, kernel: &str, shape: &[usize], operands: &[(u64, &[usize])], scalars: Scalars, out_size: usize) -> Result<DeviceBuffer, CudaError> {
+        self.launch_strided(kernel, || self.library.source_function("elementwise.cu", kernel), shape, operands, scalars, out_size)
+    }
+
+    /// The generated kernel of a fused elementwise `program` (kernels/src/fused.rs, compiled by
+    /// NVRTC on first use and cached) over strided, broadcast `inputs` of `dtype`, giving a
+    /// contiguous result of `shape`.
+    pub fn fused(&'static self, program: &Program, dtype: DType, shape: &[usize], inputs: &[Strided<'_>]) -> Result<DeviceBuffer, CudaError> {
+        assert_eq!(inputs.len(), program.n_inputs(), "internal: a fused program got the wrong number of inputs");
+        let operands: Vec<(u64, &[usize])> = inputs.iter().map(|x| (x.buf.at(dtype, x.offset), x.strides)).collect();
+        self.launch_strided(&kernel_name(program, dtype), || self.library.fused_function(program, dtype), shape, &operands, Scalars::None, dtype.size())
+    }
+
+    /// Launches a kernel of the elementwise form `(n, shape, [in_k, strides_k]..., [p, q], out)`
+    /// over `shape`, looking the function up only when there is work.
+    fn launch_strided(
+        &'static self,
+        kernel: &str,
+        function: impl FnOnce() -> Result<CudaFunction, CudaError>,
+        shape: &[usize],
+        operands: &[(u64, &[usize])],
+        scalars: Scalars,
+        out_size: usize,
+    ) -> Result<DeviceBuffer, CudaError> {
         let n: usize = shape.iter().product();
         let out = self.alloc(n * out_size)?;
         let Some(cfg) = launch::elementwise(n, self.sm_count) else { return Ok(out) };
         let strides: Vec<Vec<isize>> = operands.iter().map(|(_, s)| isize_strides(s)).collect();
         let views: Vec<(usize, &[isize])> = strides.iter().map(|s| (0, &s[..])).collect();
         let (kshape, st) = kernel_layout(shape, &views).map_err(|why| self.layout_error(kernel, why))?;
-        let f = self.library.source_function("elementwise.cu", kernel)?;
+        let f = function()?;
         let ptrs: Vec<u64> = operands.iter().map(|(p, _)| *p).collect();
         let (op, total) = (out.ptr(), n as i64);
         let s = self.stream.cuda();

@@ -118,7 +118,8 @@ pub(crate) fn out_shape(p: &Lowered, shapes: &[&[usize]]) -> Result<Vec<usize>> 
 }
 
 /// The one float dtype the fast path (CPU kernels over host memory) computes in, if every
-/// input has it and lives on the CPU. Tensors on a GPU take the op-by-op path, whose tensor
+/// input has it and lives on the CPU. Fused programs over f32/f64 tensors on one GPU run its
+/// generated kernel (`run_fused`); other tensors on a GPU take the op-by-op path, whose tensor
 /// ops dispatch to the device.
 fn fast_dtype(inputs: &[&Tensor]) -> Option<DType> {
     if inputs.iter().any(|t| t.device() != crate::tensor::Device::Cpu) {
@@ -132,6 +133,10 @@ fn fast_dtype(inputs: &[&Tensor]) -> Option<DType> {
 pub(crate) fn run_fused(p: &Lowered, inputs: &[&Tensor]) -> Result<Tensor> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
     let shape = out_shape(p, &shapes)?;
+    #[cfg(feature = "cuda")]
+    if crate::cuda::fused_runs_on_device(inputs) {
+        return crate::cuda::fused(&p.kernel, inputs, &shape);
+    }
     match fast_dtype(inputs) {
         Some(DType::F32) => fused_typed::<f32>(p, inputs, &shape),
         Some(DType::F64) => fused_typed::<f64>(p, inputs, &shape),

@@ -14,6 +14,7 @@
 //! what runs on a GPU. None of this has run on a GPU yet; it builds and its CPU-side logic is
 //! tested on machines without CUDA.
 
+mod fused;
 mod index;
 mod matmul;
 mod optim;
@@ -27,6 +28,7 @@ use tensorbrain_kernels::cuda::CudaError;
 
 pub use tensorbrain_kernels::cuda::alloc::MemoryStats;
 
+pub(crate) use fused::{fused, runs_on_device as fused_runs_on_device};
 pub(crate) use index::{index_add, index_select};
 pub(crate) use matmul::matmul;
 pub(crate) use optim::adam_step;
@@ -100,6 +102,14 @@ fn wrap(buf: DeviceBuffer, dtype: DType, shape: &[usize]) -> Tensor {
     let len = shape.iter().product();
     let storage = Storage::Cuda(CudaStorage { buf, dtype, len });
     Tensor::from_parts(Arc::new(RwLock::new(storage)), Layout::contiguous(shape), dtype, device)
+}
+
+/// The device buffer of a GPU tensor's storage (under the caller's lock).
+fn device_buffer(s: &Storage) -> &DeviceBuffer {
+    match s {
+        Storage::Cuda(c) => &c.buf,
+        Storage::Cpu(_) => unreachable!("internal: a GPU tensor in host memory"),
+    }
 }
 
 /// Runs `f` on the device buffer behind `t`.

@@ -3,11 +3,10 @@
 //! optimizers step GPU parameters through the host (`step_on_host`).
 
 use tensorbrain_kernels::cuda::optim::{AdamDecay, AdamScalars};
-use tensorbrain_kernels::cuda::runtime::DeviceBuffer;
 
-use super::{device_error, kernel_dtype, runtime, unary};
+use super::{device_buffer, device_error, kernel_dtype, runtime, unary};
 use crate::optim::AdamHyper;
-use crate::tensor::{Error, Result, Storage, Tensor};
+use crate::tensor::{Error, Result, Tensor};
 
 /// The step's scalars, in f64 as `optim/adam.rs` computes them for the CPU.
 fn scalars(h: &AdamHyper, step: u64) -> AdamScalars {
@@ -71,13 +70,6 @@ pub(crate) fn adam_step(h: &AdamHyper, step: u64, p: &Tensor, g: &Tensor, m: &Te
         &s,
     )
     .map_err(|e| device_error(OP, device, e))
-}
-
-fn device_buffer(s: &Storage) -> &DeviceBuffer {
-    match s {
-        Storage::Cuda(c) => &c.buf,
-        Storage::Cpu(_) => unreachable!("internal: a GPU tensor in host memory"),
-    }
 }
 
 #[cfg(test)]
