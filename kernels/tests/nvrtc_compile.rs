@@ -70,7 +70,7 @@ fn macro_generated_kernels_are_in_the_ptx() {
         return;
     }
     let expect = [
-        ("elementwise.cu", &["exp_f32", "gelu_tanh_f64", "copy_f32", "add_f64", "maximum_f32", "pow_f64", "eq_f32", "ge_f64", "where_f32", "where_f64", "affine_f32", "clamp_f64", "elu_f32", "cast_u8_f32", "cast_i64_f64", "cast_f64_f32", "copy_b1", "copy_b2", "copy_b4", "copy_b8"][..]),
+        ("elementwise.cu", &["exp_f32", "gelu_tanh_f64", "copy_f32", "add_f64", "maximum_f32", "pow_f64", "eq_f32", "ge_f64", "where_f32", "where_f64", "affine_f32", "clamp_f64", "elu_f32", "cast_u8_f32", "cast_i64_f64", "cast_f64_f32", "copy_b1", "copy_b2", "copy_b4", "copy_b8", "cast_f16_f32", "cast_bf16_f64", "cast_f64_f16", "cast_f32_bf16"][..]),
         ("index.cu", &["index_select_b1", "index_select_b2", "index_select_b4", "index_select_b8", "index_add_f32", "index_add_f64"][..]),
         ("layer_norm.cu", &["layer_norm_fwd_f32", "layer_norm_bwd_dx_f64", "layer_norm_bwd_params_f32"][..]),
     ];

@@ -521,3 +521,47 @@ fn generated_fused_kernels_run_a_models_forward_and_backward_like_the_cpu() {
         assert_close(g, c, &format!("fused backward grad {i}"));
     }
 }
+
+fn assert_close_rtol(gpu: &Tensor, cpu: &Tensor, rtol: f64, what: &str) {
+    assert_eq!(gpu.device(), GPU, "{what}: result is not on the GPU");
+    assert_eq!((gpu.shape(), gpu.dtype()), (cpu.shape(), cpu.dtype()), "{what}: shape and dtype");
+    for (i, (a, b)) in gpu.to_vec::<f64>().iter().zip(&cpu.to_vec::<f64>()).enumerate() {
+        assert!((a.is_nan() && b.is_nan()) || (a - b).abs() <= rtol * (1.0 + b.abs()), "{what}[{i}]: gpu {a} vs cpu {b}");
+    }
+}
+
+/// f16 and bf16 tensors on a GPU: conversions (both ways, and from f64 through round-to-odd),
+/// elementwise ops, matmul, softmax, reductions and conv, computed in f32 and rounded once
+/// like the CPU; then a mixed-precision step whose gradients reach the f32 masters.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn half_precision_ops_and_a_mixed_precision_step_match_the_cpu() {
+    for (half, rtol) in [(DType::F16, 2e-3), (DType::BF16, 1e-2)] {
+        let x = randn(&[4, 6], DType::F32, 1);
+        let (xh, gx) = (x.to_dtype(half), x.to_device(GPU).to_dtype(half));
+        // One rounding of the same f32 values: identical bits.
+        assert_eq!(gx.to_vec::<f64>(), xh.to_vec::<f64>(), "{half:?} from f32");
+        let x64 = randn(&[1000], DType::F64, 2).mul_scalar(1e3);
+        assert_close_rtol(&x64.to_device(GPU).to_dtype(half), &x64.to_dtype(half), rtol, "from f64");
+        assert_eq!(gx.to_dtype(DType::F32).to_vec::<f32>(), xh.to_dtype(DType::F32).to_vec::<f32>(), "{half:?} to f32");
+        let w = randn(&[6, 5], DType::F32, 3).to_dtype(half);
+        let gw = w.to_device(GPU);
+        assert_close_rtol(&gx.exp().mul(&gx.tanh()).add_scalar(0.5), &xh.exp().mul(&xh.tanh()).add_scalar(0.5), rtol, "elementwise");
+        assert_close_rtol(&gx.matmul(&gw), &xh.matmul(&w), rtol, "matmul");
+        assert_close_rtol(&gx.softmax(1), &xh.softmax(1), rtol, "softmax");
+        assert_close_rtol(&gx.sum(&[1], false), &xh.sum(&[1], false), rtol, "sum");
+        let img = randn(&[1, 2, 6, 6], DType::F32, 4).to_dtype(half);
+        let k = randn(&[3, 2, 3, 3], DType::F32, 5).to_dtype(half);
+        assert_close_rtol(&img.to_device(GPU).conv2d(&k.to_device(GPU), None, [1, 1], [1, 1], [1, 1], 1), &img.conv2d(&k, None, [1, 1], [1, 1], [1, 1], 1), rtol, "conv2d");
+        // Mixed precision: f32 masters cast to the half type on the tape.
+        let run = |device: Device| -> Vec<Tensor> {
+            let master = randn(&[6, 5], DType::F32, 6).to_device(device).detach().set_requires_grad(true);
+            let y = x.to_device(device).to_dtype(half).matmul(&master.to_dtype(half)).relu();
+            y.to_dtype(DType::F32).square().mean(&[], false).backward();
+            vec![master.grad().expect("a gradient on the f32 master")]
+        };
+        let (cpu, gpu) = (run(Device::Cpu), run(GPU));
+        assert_eq!(gpu[0].dtype(), DType::F32);
+        assert_close_rtol(&gpu[0], &cpu[0], rtol, "master gradient");
+    }
+}

@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod codegen;
 pub mod driver;
 pub mod error;
+mod half_convert;
 pub mod index;
 pub mod launch;
 pub mod module;

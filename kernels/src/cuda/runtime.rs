@@ -283,11 +283,12 @@ impl CudaRuntime {
         self.elementwise(&format!("where_{}", dtype.suffix()), shape, &operands, Scalars::None, dtype.size())
     }
 
-    /// Converts a strided view of `from` elements (`f32`, `f64`, `i64`, `i32` or `u8`, the
-    /// last also for bool) to a new contiguous buffer of `to`; `x_ptr` is the device address of
-    /// the view's first element.
-    pub fn cast(&'static self, from: &str, to: DType, shape: &[usize], x_ptr: u64, strides: &[usize]) -> Result<DeviceBuffer, CudaError> {
-        self.elementwise(&format!("cast_{from}_{}", to.suffix()), shape, &[(x_ptr, strides)], Scalars::None, to.size())
+    /// Converts a strided view of `from` elements to a new contiguous buffer of `to` elements
+    /// (`to_size` bytes each) with elementwise.cu's `cast_{from}_{to}`: from `f32`, `f64`,
+    /// `i64`, `i32`, `u8` (also bool), `f16` or `bf16` to `f32`/`f64`, and from `f32`/`f64` to
+    /// `f16`/`bf16`. `x_ptr` is the device address of the view's first element.
+    pub fn cast(&'static self, from: &str, to: &str, to_size: usize, shape: &[usize], x_ptr: u64, strides: &[usize]) -> Result<DeviceBuffer, CudaError> {
+        self.elementwise(&format!("cast_{from}_{to}"), shape, &[(x_ptr, strides)], Scalars::None, to_size)
     }
 
     /// Launches elementwise.cu's `kernel(n, shape, (ptr, strides)..., out)` over a new

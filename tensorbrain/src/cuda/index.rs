@@ -4,7 +4,7 @@
 
 use tensorbrain_kernels::cuda::index::{IndexAddPlan, IndexedDims};
 
-use super::{contiguous, device_error, kernel_dtype, runtime, with_buffer, wrap};
+use super::{contiguous, device_error, kernel_dtype, runtime, via_f32, with_buffer, wrap};
 use crate::tensor::{Result, Tensor};
 
 fn dims(shape: &[usize], d: usize) -> IndexedDims {
@@ -29,6 +29,9 @@ pub(crate) fn index_select(x: &Tensor, d: usize, index: &Tensor) -> Result<Tenso
 /// `base` with the rows of `src` added at the checked indices `idx` (host values) along dim
 /// `d`, in the CPU kernel's order of addition.
 pub(crate) fn index_add(base: &Tensor, d: usize, idx: &[i64], src: &Tensor) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[base, src], |t| index_add(&t[0], d, idx, &t[1])) {
+        return r;
+    }
     const OP: &str = "index_add";
     let device = base.device();
     let dt = kernel_dtype(OP, base.dtype(), device)?;

@@ -234,6 +234,9 @@ const BINARY: &[&str] = &["add", "sub", "mul", "div", "maximum", "minimum", "pow
 
 /// `op(x)` elementwise, for the ops elementwise.cu has.
 pub(crate) fn unary(op: &'static str, x: &Tensor) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[x], |t| unary(op, &t[0])) {
+        return r;
+    }
     let device = x.device();
     let Some(&name) = UNARY.iter().find(|&&n| n == op) else { return Err(unsupported(op, device)) };
     let dt = kernel_dtype(op, x.dtype(), device)?;
@@ -250,6 +253,9 @@ const UNARY_PQ: &[&str] = &["affine", "pow_scalar", "clamp", "leaky_relu", "elu"
 /// `kernel(x; p, q)` elementwise: `affine` is `p·x + q` (add_scalar, mul_scalar), the others
 /// are named after their op.
 pub(crate) fn unary_pq(kernel: &'static str, x: &Tensor, p: f64, q: f64) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[x], |t| unary_pq(kernel, &t[0], p, q)) {
+        return r;
+    }
     let device = x.device();
     let Some(&name) = UNARY_PQ.iter().find(|&&n| n == kernel) else { return Err(unsupported(kernel, device)) };
     let dt = kernel_dtype(kernel, x.dtype(), device)?;
@@ -262,12 +268,18 @@ pub(crate) fn unary_pq(kernel: &'static str, x: &Tensor, p: f64, q: f64) -> Resu
 
 /// `op(a, b)` elementwise over the broadcast `shape`, for the ops elementwise.cu has.
 pub(crate) fn binary(op: &'static str, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[a, b], |t| binary(op, &t[0], &t[1], shape)) {
+        return r;
+    }
     let Some(&name) = BINARY.iter().find(|&&n| n == op) else { return Err(unsupported(op, a.device())) };
     broadcast_pair(op, a, b, shape, a.dtype(), |rt, dt, x, y| rt.binary(name, dt, shape, x, y))
 }
 
 /// A comparison (`eq`, `ne`, `lt`, `le`, `gt`, `ge`) over the broadcast `shape`: a bool tensor.
 pub(crate) fn compare(op: &'static str, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[a, b], |t| compare(op, &t[0], &t[1], shape)) {
+        return r;
+    }
     broadcast_pair(op, a, b, shape, DType::Bool, |rt, dt, x, y| rt.compare(op, dt, shape, x, y))
 }
 
@@ -294,6 +306,9 @@ fn broadcast_pair(
 
 /// `cond ? a : b` over the broadcast `shape` (`cond` bool, `a` and `b` of one float dtype).
 pub(crate) fn select(cond: &Tensor, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[a, b], |t| select(cond, &t[0], &t[1], shape)) {
+        return r;
+    }
     const OP: &str = "where_cond";
     let device = a.device();
     let dt = kernel_dtype(OP, a.dtype(), device)?;
@@ -320,24 +335,53 @@ pub(crate) fn select(cond: &Tensor, a: &Tensor, b: &Tensor, shape: &[usize]) -> 
 pub(crate) fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
     const OP: &str = "to_dtype";
     let device = x.device();
-    let to = match dtype {
-        DType::F32 => KernelDType::F32,
-        DType::F64 => KernelDType::F64,
-        other => return Err(Error::DeviceOp { op: OP, device, why: format!("conversions on a GPU give f32 or f64, not {other} (from {})", x.dtype()) }),
+    let name = |d: DType| match d {
+        DType::F32 => Some("f32"),
+        DType::F64 => Some("f64"),
+        DType::F16 => Some("f16"),
+        DType::BF16 => Some("bf16"),
+        DType::I64 => Some("i64"),
+        DType::I32 => Some("i32"),
+        DType::U8 | DType::Bool => Some("u8"),
+        _ => None,
     };
-    let from = match x.dtype() {
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-        DType::I64 => "i64",
-        DType::I32 => "i32",
-        DType::U8 | DType::Bool => "u8",
-        other => return Err(Error::DeviceOp { op: OP, device, why: format!("no conversion from {other} on a GPU yet") }),
+    let is_half = |d: DType| matches!(d, DType::F16 | DType::BF16);
+    let (from, to) = (x.dtype(), dtype);
+    // Kernels exist into f32/f64 from every dtype above, and from f32/f64 into f16/bf16; a
+    // conversion between the two half types goes through f32 (exact in that direction).
+    if is_half(from) && is_half(to) {
+        return cast(&cast(x, DType::F32)?, to);
+    }
+    let supported = match (name(from), name(to)) {
+        (Some(_), Some(_)) if matches!(to, DType::F32 | DType::F64) => true,
+        (Some(_), Some(_)) => is_half(to) && matches!(from, DType::F32 | DType::F64),
+        _ => false,
     };
+    if !supported {
+        return Err(Error::DeviceOp { op: OP, device, why: format!("no conversion from {from} to {to} on a GPU yet (conversions give f32 or f64, or f16/bf16 from a float)") });
+    }
     let rt = runtime(device, OP)?;
     let l = x.layout();
-    let at = l.offset * x.dtype().size_in_bytes();
-    let buf = with_buffer(x, |buf| rt.cast(from, to, &l.shape, buf.ptr() + at as u64, &l.strides)).map_err(|e| device_error(OP, device, e))?;
+    let at = l.offset * from.size_in_bytes();
+    let (f, t) = (name(from).expect("checked"), name(to).expect("checked"));
+    let buf = with_buffer(x, |buf| rt.cast(f, t, to.size_in_bytes(), &l.shape, buf.ptr() + at as u64, &l.strides)).map_err(|e| device_error(OP, device, e))?;
     Ok(wrap(buf, dtype, &l.shape))
+}
+
+/// For f16/bf16 operands, which the compute kernels do not take: `f` runs on f32 copies and a
+/// float result is rounded back to the half type, once (how the CPU computes half ops: in f32,
+/// rounded at the end). `None` when no operand is half, so the caller runs its kernel.
+fn via_f32(xs: &[&Tensor], f: impl FnOnce(&[Tensor]) -> Result<Tensor>) -> Option<Result<Tensor>> {
+    let half = xs.iter().map(|t| t.dtype()).find(|d| matches!(d, DType::F16 | DType::BF16))?;
+    Some((|| {
+        let up: Vec<Tensor> = xs.iter().map(|t| if t.dtype() == half { cast(t, DType::F32) } else { Ok((*t).clone()) }).collect::<Result<_>>()?;
+        let y = f(&up)?;
+        if y.dtype() == DType::F32 {
+            cast(&y, half)
+        } else {
+            Ok(y)
+        }
+    })())
 }
 
 // ---- Reductions and softmax --------------------------------------------------------------
@@ -345,6 +389,9 @@ pub(crate) fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
 /// `sum` or `max` of `x` over `plan`'s dims: the kept dims are moved first and the reduced
 /// ones last (one strided copy), then reduce.cu folds each row.
 pub(crate) fn reduce(op: &'static str, x: &Tensor, plan: &ReducePlan) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[x], |t| reduce(op, &t[0], plan)) {
+        return r;
+    }
     let device = x.device();
     let kernel = match op {
         "sum" => "sum_rows",
@@ -366,6 +413,9 @@ pub(crate) fn reduce(op: &'static str, x: &Tensor, plan: &ReducePlan) -> Result<
 /// Softmax or log-softmax over dim `d`: over the last dim directly, over another dim by moving
 /// it last (a strided copy) and back.
 pub(crate) fn softmax(x: &Tensor, d: usize, log: bool) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[x], |t| softmax(&t[0], d, log)) {
+        return r;
+    }
     let op = if log { "log_softmax" } else { "softmax" };
     let device = x.device();
     let dt = kernel_dtype(op, x.dtype(), device)?;

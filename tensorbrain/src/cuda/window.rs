@@ -14,7 +14,7 @@
 use tensorbrain_kernels::conv::Conv2dParams;
 use tensorbrain_kernels::cuda::launch::WindowGeometry;
 
-use super::{contiguous, device_error, kernel_dtype, runtime, with_buffer, wrap};
+use super::{contiguous, device_error, kernel_dtype, runtime, via_f32, with_buffer, wrap};
 use crate::autograd::no_grad;
 use crate::ops::nn::PoolWindow;
 use crate::tensor::{DType, Result, Tensor};
@@ -86,6 +86,11 @@ fn weight_by_group(w: &Tensor, groups: usize) -> Result<Tensor> {
 
 /// conv2d of a validated 4-D `x` by `w` (+ `bias`), on their GPU.
 pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+    let mut all = vec![x, w];
+    all.extend(bias);
+    if let Some(r) = via_f32(&all, |t| conv2d(&t[0], &t[1], t.get(2), p)) {
+        return r;
+    }
     no_grad(|| {
         let (x_shape, w_shape) = (dims(x), dims(w));
         let ([oh, ow], _) = conv_geometry(x_shape, w_shape, p);
@@ -103,6 +108,9 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dPa
 
 /// The input gradient `[N, C, H, W]` of conv2d from `dy` and the weight.
 pub(crate) fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_shape: [usize; 4], p: &Conv2dParams) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[dy, w], |t| conv2d_input_grad(&t[0], &t[1], x_shape, p)) {
+        return r;
+    }
     const OP: &str = "conv2d_backward_input";
     no_grad(|| {
         let device = dy.device();
@@ -119,6 +127,9 @@ pub(crate) fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_shape: [usize; 4], p:
 
 /// The weight gradient `[O, C/G, KH, KW]` of conv2d from `dy` and the input.
 pub(crate) fn conv2d_weight_grad(dy: &Tensor, x: &Tensor, w_shape: [usize; 4], p: &Conv2dParams) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[dy, x], |t| conv2d_weight_grad(&t[0], &t[1], w_shape, p)) {
+        return r;
+    }
     no_grad(|| {
         let cols = im2col(x, w_shape, p)?;
         let dw = grad_by_group(dy, p.groups)?.try_matmul(&cols.try_transpose(-1, -2)?)?; // [G, O/G, C/G*KH*KW]
@@ -133,6 +144,11 @@ fn pool_geometry(x_shape: [usize; 4], out_hw: [usize; 2], w: &PoolWindow) -> Win
 /// Max pooling of a validated 4-D `x` to `[N, C, OH, OW]`: the values and the i64 index of
 /// each maximum within its plane, both on `x`'s GPU.
 pub(crate) fn max_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Result<(Tensor, Tensor)> {
+    if matches!(x.dtype(), DType::F16 | DType::BF16) {
+        // A maximum is exact in f32; the values round back exactly.
+        let (values, idx) = max_pool2d(&super::cast(x, DType::F32)?, out_hw, win)?;
+        return Ok((super::cast(&values, x.dtype())?, idx));
+    }
     const OP: &str = "max_pool2d";
     let device = x.device();
     let dt = kernel_dtype(OP, x.dtype(), device)?;
@@ -147,6 +163,9 @@ pub(crate) fn max_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Re
 
 /// The input gradient `[N, C, H, W]` of max pooling: each `dy` routed to its maximum's cell.
 pub(crate) fn max_pool2d_scatter(dy: &Tensor, idx: &Tensor, x_shape: [usize; 4], win: &PoolWindow) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[dy], |t| max_pool2d_scatter(&t[0], idx, x_shape, win)) {
+        return r;
+    }
     const OP: &str = "max_pool2d_backward";
     let device = dy.device();
     let dt = kernel_dtype(OP, dy.dtype(), device)?;
@@ -160,6 +179,9 @@ pub(crate) fn max_pool2d_scatter(dy: &Tensor, idx: &Tensor, x_shape: [usize; 4],
 
 /// `out[p, o] = u[p, idx[p, o]]` for `u` `[N, C, H, W]`: the adjoint of [`max_pool2d_scatter`].
 pub(crate) fn max_pool2d_gather(u: &Tensor, idx: &Tensor, win: &PoolWindow) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[u], |t| max_pool2d_gather(&t[0], idx, win)) {
+        return r;
+    }
     const OP: &str = "max_pool2d_gather";
     let device = u.device();
     let dt = kernel_dtype(OP, u.dtype(), device)?;
@@ -174,6 +196,9 @@ pub(crate) fn max_pool2d_gather(u: &Tensor, idx: &Tensor, win: &PoolWindow) -> R
 
 /// Average pooling of a validated 4-D `x` to `[N, C, OH, OW]`.
 pub(crate) fn avg_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[x], |t| avg_pool2d(&t[0], out_hw, win)) {
+        return r;
+    }
     const OP: &str = "avg_pool2d";
     let device = x.device();
     let dt = kernel_dtype(OP, x.dtype(), device)?;
@@ -187,6 +212,9 @@ pub(crate) fn avg_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Re
 
 /// The input gradient `[N, C, H, W]` of average pooling from `dy` `[N, C, OH, OW]`.
 pub(crate) fn avg_pool2d_backward(dy: &Tensor, x_shape: [usize; 4], win: &PoolWindow) -> Result<Tensor> {
+    if let Some(r) = via_f32(&[dy], |t| avg_pool2d_backward(&t[0], x_shape, win)) {
+        return r;
+    }
     const OP: &str = "avg_pool2d_backward";
     let device = dy.device();
     let dt = kernel_dtype(OP, dy.dtype(), device)?;

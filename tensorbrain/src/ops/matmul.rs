@@ -120,7 +120,17 @@ impl Tensor {
         let r = p.la.rank();
         let (a_cs, b_rs, b_cs) = (p.la.strides[r - 1] as isize, p.lb.strides[r - 2] as isize, p.lb.strides[r - 1] as isize);
         #[cfg(feature = "cuda")]
-        let on_gpu = super::on_device(self).then(|| crate::cuda::matmul(self, rhs, &p.la, &p.lb, m, k, n, &p.out_shape));
+        let on_gpu = super::on_device(self).then(|| {
+            use crate::tensor::DType;
+            if matches!(self.dtype(), DType::F16 | DType::BF16) {
+                // f16/bf16 on a GPU: an f32 GEMM (f32 accumulation, as PyTorch's half GEMMs)
+                // rounded once to the half type.
+                let half = self.dtype();
+                crate::autograd::no_grad(|| self.try_to_dtype(DType::F32)?.try_matmul(&rhs.try_to_dtype(DType::F32)?)?.try_to_dtype(half))
+            } else {
+                crate::cuda::matmul(self, rhs, &p.la, &p.lb, m, k, n, &p.out_shape)
+            }
+        });
         #[cfg(not(feature = "cuda"))]
         let on_gpu: Option<Result<Tensor>> = None;
         let out = if let Some(out) = on_gpu { out? } else { float_dispatch!("matmul", self.dtype(), T => {

@@ -230,3 +230,75 @@ TB_CAST(f64, double)
 TB_CAST(i64, long long)
 TB_CAST(i32, int)
 TB_CAST(u8, unsigned char)
+
+// f16 and bf16 (stored as raw 16-bit patterns: NVRTC gets no headers, so cuda_fp16.h's types
+// are not used). Conversions round to nearest even, as the `half` crate the CPU uses; f16's
+// through PTX's cvt, bf16's on the bits (NaN stays a quiet NaN). An f64 goes through f32
+// rounded to odd, which has enough extra bits that the second rounding is exact: one correct
+// rounding from f64, as on the CPU. Ops on f16/bf16 tensors compute in f32 between these casts.
+__device__ __forceinline__ float tb_f16_to_f32(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ unsigned short tb_f32_to_f16(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ float tb_bf16_to_f32(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+__device__ __forceinline__ unsigned short tb_f32_to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+__device__ __forceinline__ float tb_f64_to_f32_odd(double d) {
+    float f = __double2float_rz(d);
+    if (!tb_isnan(d) && (double)f != d) f = __uint_as_float(__float_as_uint(f) | 1u);
+    return f;
+}
+
+struct FromF16 { __device__ float operator()(unsigned short h) const { return tb_f16_to_f32(h); } };
+struct FromBf16 { __device__ float operator()(unsigned short b) const { return tb_bf16_to_f32(b); } };
+struct ToF16 {
+    __device__ unsigned short operator()(float f) const { return tb_f32_to_f16(f); }
+    __device__ unsigned short operator()(double d) const { return tb_f32_to_f16(tb_f64_to_f32_odd(d)); }
+};
+struct ToBf16 {
+    __device__ unsigned short operator()(float f) const { return tb_f32_to_bf16(f); }
+    __device__ unsigned short operator()(double d) const { return tb_f32_to_bf16(tb_f64_to_f32_odd(d)); }
+};
+
+template <typename In, typename Out, typename F>
+__device__ __forceinline__ void convert_impl(long long n, TbShape shape, const In* x, TbStrides xs, Out* out, F f) {
+    TB_GRID_STRIDE(i, n) { out[i] = f(x[tb_offset(i, shape, xs)]); }
+}
+
+extern "C" __global__ void cast_f16_f32(long long n, TbShape shape, const unsigned short* x, TbStrides xs, float* out) {
+    convert_impl(n, shape, x, xs, out, FromF16());
+}
+extern "C" __global__ void cast_bf16_f32(long long n, TbShape shape, const unsigned short* x, TbStrides xs, float* out) {
+    convert_impl(n, shape, x, xs, out, FromBf16());
+}
+// Widening to f64 is exact through f32.
+struct F16ToF64 { __device__ double operator()(unsigned short h) const { return (double)tb_f16_to_f32(h); } };
+struct Bf16ToF64 { __device__ double operator()(unsigned short b) const { return (double)tb_bf16_to_f32(b); } };
+extern "C" __global__ void cast_f16_f64(long long n, TbShape shape, const unsigned short* x, TbStrides xs, double* out) {
+    convert_impl(n, shape, x, xs, out, F16ToF64());
+}
+extern "C" __global__ void cast_bf16_f64(long long n, TbShape shape, const unsigned short* x, TbStrides xs, double* out) {
+    convert_impl(n, shape, x, xs, out, Bf16ToF64());
+}
+extern "C" __global__ void cast_f32_f16(long long n, TbShape shape, const float* x, TbStrides xs, unsigned short* out) {
+    convert_impl(n, shape, x, xs, out, ToF16());
+}
+extern "C" __global__ void cast_f64_f16(long long n, TbShape shape, const double* x, TbStrides xs, unsigned short* out) {
+    convert_impl(n, shape, x, xs, out, ToF16());
+}
+extern "C" __global__ void cast_f32_bf16(long long n, TbShape shape, const float* x, TbStrides xs, unsigned short* out) {
+    convert_impl(n, shape, x, xs, out, ToBf16());
+}
+extern "C" __global__ void cast_f64_bf16(long long n, TbShape shape, const double* x, TbStrides xs, unsigned short* out) {
+    convert_impl(n, shape, x, xs, out, ToBf16());
+}
