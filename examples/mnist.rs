@@ -16,7 +16,7 @@
 //! same model in PyTorch (`benches/mnist_pytorch.py`).
 //! `--bench` prints only the timing table (seconds per epoch, samples/s).
 //! `--device cuda` trains on a GPU (a build with `--features cuda`; docs/cuda.md lists the ops
-//! that run there: the MLP's do, the CNN's convolutions do not yet).
+//! that run there, which include both models'; never yet run on a GPU).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
