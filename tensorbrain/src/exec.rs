@@ -184,12 +184,7 @@ pub fn apply(op: &Op, inputs: &[&Tensor], shapes: &[&[usize]]) -> Result<Tensor>
             // Keep with probability 1-p, scaled so the expectation is unchanged.
             // Drawn on the host (the same random stream on every device) and moved to x's.
             let u = Tensor::rand(x().shape(), x().dtype());
-            let mask = u.try_ge(&Tensor::full(&[], *p, x().dtype()))?.try_to_dtype(x().dtype())?.try_mul_scalar(1.0 / (1.0 - p))?;
-            if x().device() == crate::tensor::Device::Cpu {
-                mask
-            } else {
-                mask.try_to_device(x().device())?
-            }
+            u.try_ge(&Tensor::full(&[], *p, x().dtype()))?.try_to_dtype(x().dtype())?.try_mul_scalar(1.0 / (1.0 - p))?.try_on(x().device())?
         }
         Op::Embedding => {
             let (w, idx) = (inputs[0], inputs[1]);

@@ -565,3 +565,43 @@ fn half_precision_ops_and_a_mixed_precision_step_match_the_cpu() {
         assert_close_rtol(&gpu[0], &cpu[0], rtol, "master gradient");
     }
 }
+
+/// Attention on a GPU (the materialised form: matmul, softmax, masks made on the device) and a
+/// transformer encoder layer, forward and backward, equal the CPU's.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn attention_and_a_transformer_layer_match_the_cpu() {
+    use tensorbrain::nn::attention::{AttentionMasks, Causal};
+    use tensorbrain::nn::transformer::{TransformerConfig, TransformerEncoderLayer};
+    use tensorbrain::ops::attention::{try_scaled_dot_product_attention, AttentionOptions};
+    let (q, k, v) = (randn(&[2, 3, 5, 8], DType::F32, 1), randn(&[2, 3, 7, 8], DType::F32, 2), randn(&[2, 3, 7, 4], DType::F32, 3));
+    let mask = Tensor::from_vec((0..2 * 5 * 7).map(|i| i % 4 != 0).collect::<Vec<bool>>(), &[2, 1, 5, 7]);
+    for (what, causal, masked) in [("plain", Causal::None, false), ("causal", Causal::UpperLeft, false), ("masked, lower-right", Causal::LowerRight, true)] {
+        check_forward_and_grads(&format!("attention {what}"), &[q.clone(), k.clone(), v.clone()], |t| {
+            let mut o = AttentionOptions::new().causal(causal);
+            if masked {
+                o = o.mask(&mask.to_device(t[0].device()));
+            }
+            try_scaled_dot_product_attention(&t[0], &t[1], &t[2], &o).unwrap()
+        });
+    }
+    let x = randn(&[2, 6, 16], DType::F32, 4);
+    let padding = Tensor::from_vec(vec![false, false, false, false, true, true, false, false, false, false, false, false], &[2, 6]);
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let mut cfg = TransformerConfig::new(16, 4);
+        cfg.dim_feedforward = 32;
+        cfg.dropout = 0.0;
+        let mut layer = TransformerEncoderLayer::new(&cfg, &mut Generator::new(5)).unwrap();
+        layer.to_device(device).unwrap();
+        let pad = padding.to_device(device);
+        let masks = AttentionMasks { key_padding_mask: Some(&pad), attn_mask: None, causal: Causal::UpperLeft };
+        let y = layer.forward(&x.to_device(device), &masks).unwrap();
+        y.square().mean(&[], false).backward();
+        (y, layer.parameters().iter().map(|p| p.grad().expect("a gradient")).collect())
+    };
+    let ((cpu_y, cpu_g), (gpu_y, gpu_g)) = (run(Device::Cpu), run(GPU));
+    assert_close(&gpu_y, &cpu_y, "encoder layer output");
+    for (i, (g, c)) in gpu_g.iter().zip(&cpu_g).enumerate() {
+        assert_close_rtol(g, c, 1e-4, &format!("encoder layer grad {i}"));
+    }
+}

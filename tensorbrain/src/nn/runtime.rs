@@ -8,7 +8,7 @@
 
 use super::{join, Module};
 use crate::ops::Generator;
-use crate::tensor::{DType, Device, Error, Result, Tensor};
+use crate::tensor::{DType, Error, Result, Tensor};
 
 /// PyTorch's `nn.Transformer` width, the size `init_with` uses.
 pub const DEFAULT_WIDTH: usize = 512;
@@ -39,7 +39,7 @@ pub fn dropout(x: &Tensor, p: f64, training: bool) -> Result<Tensor> {
     // The mask is drawn on the host (the same generator stream on every device, so a seeded
     // run drops the same units on a GPU) and moved to `x`'s device.
     let keep = Tensor::rand(x.shape(), x.dtype()).try_ge(&Tensor::full(&[], p, x.dtype()))?.try_to_dtype(x.dtype())?;
-    let keep = if x.device() == Device::Cpu { keep } else { keep.try_to_device(x.device())? };
+    let keep = keep.try_on(x.device())?;
     x.try_mul(&keep)?.try_mul_scalar(1.0 / (1.0 - p))
 }
 

@@ -107,7 +107,7 @@ pub fn key_padding_to_attn_mask(key_padding_mask: &Tensor) -> Result<Tensor> {
         return Err(Error::invalid("key_padding_mask", key_padding_mask.shape(), "expected a [batch, source_len] mask"));
     }
     let pad = key_padding_mask.try_to_dtype(DType::F64)?;
-    let attend = pad.try_eq(&Tensor::zeros(&[], DType::F64))?;
+    let attend = pad.try_eq(&Tensor::zeros(&[], DType::F64).try_on(pad.device())?)?;
     let s = key_padding_mask.shape();
     attend.try_reshape(&[s[0] as isize, 1, 1, s[1] as isize])
 }
@@ -199,8 +199,8 @@ fn additive_mask(m: &Tensor, q: &Tensor, lead: &[usize], [b, h, l, s]: [usize; 4
         )));
     }
     let additive = if matches!(m.dtype(), DType::Bool | DType::U8) {
-        let hidden = m.try_eq(&Tensor::zeros(&[], m.dtype()))?;
-        Tensor::zeros(m.shape(), q.dtype()).try_masked_fill(&hidden, f64::NEG_INFINITY)?
+        let hidden = m.try_eq(&Tensor::zeros(&[], m.dtype()).try_on(m.device())?)?;
+        Tensor::try_zeros_on(m.shape(), q.dtype(), m.device())?.try_masked_fill(&hidden, f64::NEG_INFINITY)?
     } else if m.dtype().is_float() {
         m.detach().try_to_dtype(q.dtype())?.try_contiguous()?
     } else {
@@ -247,7 +247,9 @@ pub fn try_scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, opti
         return try_scaled_dot_product_attention(&up(q)?, &up(k)?, &up(v)?, options)?.try_to_dtype(q.dtype());
     }
     let p = plan(q, k, v, options)?;
-    if options.dropout_p > 0.0 {
+    // The tiled kernel reads host memory; on a GPU the materialised form runs, with tensor ops
+    // (matmul, softmax) that have device kernels.
+    if options.dropout_p > 0.0 || super::on_device(q) {
         return reference(q, k, v, &p, options.dropout_p);
     }
     let grad = crate::autograd::needs_grad(&[q, k, v]);
@@ -319,12 +321,12 @@ fn masked_scores(q: &Tensor, k: &Tensor, p: &Plan) -> Result<(Tensor, Option<Ten
     if let Some(off) = p.causal {
         let i = Tensor::arange(0.0, lq as f64, 1.0, DType::F64).try_reshape(&[lq as isize, 1])?;
         let j = Tensor::arange(0.0, lk as f64, 1.0, DType::F64).try_reshape(&[1, lk as isize])?;
-        let hidden = j.try_gt(&i.try_add_scalar(off as f64)?)?;
+        let hidden = j.try_gt(&i.try_add_scalar(off as f64)?)?.try_on(s.device())?;
         s = s.try_masked_fill(&hidden, f64::NEG_INFINITY)?;
     }
     let none_visible = crate::autograd::no_grad(|| -> Result<Tensor> {
-        let visible = s.try_gt(&Tensor::full(&[], f64::NEG_INFINITY, s.dtype()))?.try_to_dtype(DType::F64)?;
-        visible.try_sum(&[-1], true)?.try_eq(&Tensor::zeros(&[], DType::F64))
+        let visible = s.try_gt(&Tensor::full(&[], f64::NEG_INFINITY, s.dtype()).try_on(s.device())?)?.try_to_dtype(DType::F64)?;
+        visible.try_sum(&[-1], true)?.try_eq(&Tensor::zeros(&[], DType::F64).try_on(s.device())?)
     })?;
     let any_empty = none_visible.to_vec::<bool>().iter().any(|&x| x);
     if any_empty {
@@ -350,6 +352,7 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor, p: &Plan, dropout_p: f64) -> Re
     let mut probs = probabilities(q, k, p)?;
     if dropout_p > 0.0 {
         let keep = Tensor::rand(probs.shape(), probs.dtype()).try_ge(&Tensor::full(&[], dropout_p, probs.dtype()))?.try_to_dtype(probs.dtype())?;
+        let keep = keep.try_on(probs.device())?;
         probs = probs.try_mul(&keep)?.try_mul_scalar(1.0 / (1.0 - dropout_p))?;
     }
     probs.try_matmul(v)

@@ -219,6 +219,16 @@ impl Tensor {
         Tensor::try_zeros_on(self.shape(), self.dtype(), self.device())
     }
 
+    /// This tensor (made on the host: a constant, a table, a mask) on `device`, where the
+    /// tensors it meets live; itself when that is the CPU.
+    pub(crate) fn try_on(self, device: crate::tensor::Device) -> Result<Tensor> {
+        if device == crate::tensor::Device::Cpu {
+            Ok(self)
+        } else {
+            self.try_to_device(device)
+        }
+    }
+
     /// Zeros of `shape` and `dtype` on `device` (filled on the device, not uploaded).
     pub(crate) fn try_zeros_on(shape: &[usize], dtype: DType, device: crate::tensor::Device) -> Result<Tensor> {
         #[cfg(feature = "cuda")]

@@ -57,7 +57,7 @@ impl<'a> AttentionMasks<'a> {
         };
         let attn = match self.attn_mask {
             None => None,
-            Some(m) if is_boolean(m.dtype()) => Some(m.try_eq(&Tensor::zeros(&[], m.dtype()))?),
+            Some(m) if is_boolean(m.dtype()) => Some(m.try_eq(&Tensor::zeros(&[], m.dtype()).try_on(m.device())?)?),
             Some(m) => Some(m.clone()),
         };
         let mask = match (padding, attn) {
@@ -66,8 +66,8 @@ impl<'a> AttentionMasks<'a> {
             (None, Some(a)) => Some(a),
             (Some(p), Some(a)) => {
                 // Both: one additive mask (-inf wherever either hides a pair).
-                let hidden = |m: &Tensor| m.try_eq(&Tensor::zeros(&[], m.dtype()));
-                let base = if is_boolean(a.dtype()) { Tensor::zeros(a.shape(), DType::F32).try_masked_fill(&hidden(&a)?, f64::NEG_INFINITY)? } else { a };
+                let hidden = |m: &Tensor| m.try_eq(&Tensor::zeros(&[], m.dtype()).try_on(m.device())?);
+                let base = if is_boolean(a.dtype()) { Tensor::try_zeros_on(a.shape(), DType::F32, a.device())?.try_masked_fill(&hidden(&a)?, f64::NEG_INFINITY)? } else { a };
                 Some(base.try_masked_fill(&hidden(&p)?, f64::NEG_INFINITY)?)
             }
         };

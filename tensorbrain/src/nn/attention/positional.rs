@@ -36,7 +36,7 @@ impl SinusoidalPositionalEncoding {
         if x.rank() != 3 || x.shape()[2] != self.dim {
             return Err(Error::Msg(format!("SinusoidalPositionalEncoding(dim={}): expected [batch, len, {}], got {:?}", self.dim, self.dim, x.shape())));
         }
-        x.try_add(&self.table(offset, x.shape()[1]).try_to_dtype(x.dtype())?)
+        x.try_add(&self.table(offset, x.shape()[1]).try_to_dtype(x.dtype())?.try_on(x.device())?)
     }
 }
 

@@ -64,6 +64,7 @@ impl RotaryEmbedding {
             return Err(Error::Msg(format!("RotaryEmbedding(dim={}): expected [.., len, {}], got {:?}", self.dim, self.dim, x.shape())));
         }
         let (cos, sin) = self.tables(offset, x.shape()[r - 2], x.dtype());
+        let (cos, sin) = (cos.try_on(x.device())?, sin.try_on(x.device())?);
         x.try_mul(&cos)?.try_add(&self.rotate(x)?.try_mul(&sin)?)
     }
 
