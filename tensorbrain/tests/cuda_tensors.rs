@@ -2,7 +2,9 @@
 //!
 //! The tests that need a GPU are `#[ignore = "needs a CUDA device"]`; run them on a machine with
 //! an NVIDIA driver with
-//! `cargo test -p tensorbrain --features cuda --test cuda_tensors -- --ignored`
+//! `cargo test -p tensorbrain --features cuda --test cuda_tensors -- --ignored --test-threads=1`
+//! (one thread: `tf32_is_opt_in` flips the process-wide TF32 switch, which would change the
+//! matmuls of tests running beside it)
 //! (and `TENSORBRAIN_NVRTC_LIB` pointing at libnvrtc.so.12 when NVRTC is not on the loader
 //! path; docs/cuda.md). None of them has run on a GPU yet.
 //!
@@ -604,4 +606,21 @@ fn attention_and_a_transformer_layer_match_the_cpu() {
     for (i, (g, c)) in gpu_g.iter().zip(&cpu_g).enumerate() {
         assert_close_rtol(g, c, 1e-4, &format!("encoder layer grad {i}"));
     }
+}
+
+/// TF32 is opt-in: off, a matmul is full f32 (the CPU's to 1e-5); on, it agrees to TF32's
+/// 1e-3 and differs from full f32 somewhere (the tensor cores really ran).
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tf32_is_opt_in() {
+    let (a, b) = (randn(&[256, 512], DType::F32, 1), randn(&[512, 128], DType::F32, 2));
+    let cpu = a.matmul(&b);
+    assert!(!tensorbrain::cuda::allow_tf32());
+    let full = a.to_device(GPU).matmul(&b.to_device(GPU));
+    assert_close(&full, &cpu, "full f32");
+    tensorbrain::cuda::set_allow_tf32(true);
+    let tf32 = a.to_device(GPU).matmul(&b.to_device(GPU));
+    tensorbrain::cuda::set_allow_tf32(false);
+    assert_close_rtol(&tf32, &cpu, 5e-2, "tf32");
+    assert_ne!(tf32.to_vec::<f32>(), full.to_vec::<f32>(), "TF32 changed nothing: the tensor-core path did not run");
 }

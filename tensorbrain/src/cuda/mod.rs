@@ -27,6 +27,7 @@ use tensorbrain_kernels::cuda::runtime::{self as rt, CudaRuntime, DeviceBuffer, 
 use tensorbrain_kernels::cuda::CudaError;
 
 pub use tensorbrain_kernels::cuda::alloc::MemoryStats;
+pub use tensorbrain_kernels::cuda::runtime::{allow_tf32, set_allow_tf32};
 
 pub(crate) use fused::{fused, runs_on_device as fused_runs_on_device};
 pub(crate) use index::{index_add, index_select};
