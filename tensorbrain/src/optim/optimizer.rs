@@ -223,8 +223,6 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
             // device kernel, on the host otherwise (also for GPU parameters stepped there).
             let home = if device_rule(options, &p).is_some() { p.device() } else { crate::tensor::Device::Cpu };
             let slot = self.state[index].get_or_insert_with(|| Slot { step: 0, buffers: vec![None; R::BUFFERS.len()], scalars: initial_scalars::<R>() });
-            slot.step += 1;
-            options.step_scalars(slot.step, &mut slot.scalars);
             let mut fresh = 0u64;
             let mut used = Vec::with_capacity(R::BUFFERS.len());
             for b in 0..R::BUFFERS.len() {
@@ -243,6 +241,10 @@ impl<R: UpdateRule> ElementwiseOptimizer<R> {
                     used.push(None);
                 }
             }
+            // Counted once the state is in place (making it can fail on a GPU), so a failed
+            // step does not advance the bias corrections.
+            slot.step += 1;
+            options.step_scalars(slot.step, &mut slot.scalars);
             let ctx = StepContext { step: slot.step, fresh, scalars: slot.scalars.clone() };
             update_param(options, &ctx, &p, &g, &used)?;
         }

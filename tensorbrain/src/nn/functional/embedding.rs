@@ -62,7 +62,7 @@ pub fn try_embedding(indices: &Tensor, weight: &Tensor, o: &EmbeddingOptions) ->
             let device = weight.device();
             let to = |v: Vec<i64>| {
                 let n = v.len();
-                Tensor::from_vec(v, &[n]).try_to_device(device)
+                Tensor::from_vec(v, &[n]).try_on(device)
             };
             let (kept_pos, kept_ids) = (to(kept_pos)?, to(kept_ids)?);
             record("embedding", out, &[weight], move |g, _| {
@@ -150,7 +150,7 @@ pub fn try_embedding_bag(
     // Index tensors made on the host go to the table's device.
     let ids = |v: Vec<i64>| {
         let n = v.len();
-        Tensor::from_vec(v, &[n]).try_to_device(device)
+        Tensor::from_vec(v, &[n]).try_on(device)
     };
     // The bag of every index.
     let (bags, bag_of): (usize, Vec<i64>) = match (indices.rank(), offsets) {
@@ -204,7 +204,7 @@ pub fn try_embedding_bag(
             for &b in &kept_bag_host {
                 counts[b as usize] += 1.0;
             }
-            let counts = Tensor::from_vec(counts.into_iter().map(|c: f64| c.max(1.0)).collect::<Vec<_>>(), &[bags, 1]).try_to_dtype(weight.dtype())?.try_to_device(device)?;
+            let counts = Tensor::from_vec(counts.into_iter().map(|c: f64| c.max(1.0)).collect::<Vec<_>>(), &[bags, 1]).try_to_dtype(weight.dtype())?.try_on(device)?;
             sums.try_div(&counts)
         }
         BagMode::Max => {
