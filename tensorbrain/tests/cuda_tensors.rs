@@ -624,3 +624,28 @@ fn tf32_is_opt_in() {
     assert_close_rtol(&tf32, &cpu, 5e-2, "tf32");
     assert_ne!(tf32.to_vec::<f32>(), full.to_vec::<f32>(), "TF32 changed nothing: the tensor-core path did not run");
 }
+
+/// argmax/argmin on a GPU: the first best index, the first NaN when there is one, along a dim,
+/// over everything, with keepdim, in f32/f64/bf16, equal to the CPU's.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn argmax_and_argmin_match_the_cpu() {
+    let mut v: Vec<f64> = (0..3 * 4 * 300).map(|i| ((i * 37) % 11) as f64).collect();
+    v[5] = f64::NAN; // row 0 of dim 2 has a NaN; the other rows have ties (values repeat)
+    v[1800] = f64::NAN;
+    let base = Tensor::from_vec(v, &[3, 4, 300]);
+    for dtype in [DType::F64, DType::F32, DType::BF16] {
+        let x = base.to_dtype(dtype);
+        let g = x.to_device(GPU);
+        for dim in [Some(2isize), Some(0), Some(-2), None] {
+            for keepdim in [false, true] {
+                for max in [true, false] {
+                    let (cpu, gpu) = if max { (x.argmax(dim, keepdim), g.argmax(dim, keepdim)) } else { (x.argmin(dim, keepdim), g.argmin(dim, keepdim)) };
+                    assert_eq!(gpu.device(), GPU);
+                    assert_eq!(gpu.shape(), cpu.shape());
+                    assert_eq!(gpu.to_vec::<i64>(), cpu.to_vec::<i64>(), "{dtype:?} dim {dim:?} keepdim {keepdim} max {max}");
+                }
+            }
+        }
+    }
+}

@@ -366,6 +366,25 @@ impl CudaRuntime {
         Ok(out)
     }
 
+    /// The first index (i64) and the value of each row's maximum (`max: true`) or minimum of a
+    /// contiguous `[rows, cols]` input (reduce.cu `argmax_rows`/`argmin_rows`, with the CPU's
+    /// rule: the first NaN, else the first best value). `cols` must be positive.
+    pub fn arg_rows(&'static self, max: bool, dtype: DType, x: &DeviceBuffer, offset: usize, rows: usize, cols: usize) -> Result<(DeviceBuffer, DeviceBuffer), CudaError> {
+        assert!(cols > 0 || rows == 0, "internal: an arg reduction over empty rows");
+        let (idx, vals) = (self.alloc(rows * 8)?, self.alloc(rows * dtype.size())?);
+        let Some(cfg) = launch::rows(rows, cols) else { return Ok((idx, vals)) };
+        let kernel = format!("{}_rows_{}", if max { "argmax" } else { "argmin" }, dtype.suffix());
+        let f = self.library.source_function("reduce.cu", &kernel)?;
+        let (xp, ip, vp, r, c) = (x.at(dtype, offset), idx.ptr(), vals.ptr(), rows as i64, cols as i64);
+        let s = self.stream.cuda();
+        // SAFETY: the input holds rows*cols contiguous elements from `offset`; the outputs hold
+        // one index and one value per row.
+        self.check(|| format!("launching {kernel}"), unsafe {
+            s.launch_builder(&f).arg(&xp).arg(&ip).arg(&vp).arg(&r).arg(&c).launch(cfg.config()).map(|_| ())
+        })?;
+        Ok((idx, vals))
+    }
+
     /// The backward of a softmax.cu forward (`softmax_bwd`/`log_softmax_bwd`) from the saved
     /// output `y` and the upstream gradient `dy`, both contiguous `[rows, cols]`.
     pub fn rows_backward(&'static self, kernel: &str, dtype: DType, y: (&DeviceBuffer, usize), dy: (&DeviceBuffer, usize), rows: usize, cols: usize) -> Result<DeviceBuffer, CudaError> {

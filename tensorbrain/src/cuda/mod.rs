@@ -413,6 +413,23 @@ pub(crate) fn reduce(op: &'static str, x: &Tensor, plan: &ReducePlan) -> Result<
 
 /// Softmax or log-softmax over dim `d`: over the last dim directly, over another dim by moving
 /// it last (a strided copy) and back.
+/// The first index (i64) of each reduced row's maximum (`max`) or minimum under `plan`
+/// (argmax/argmin over one dim, or over everything), with the CPU's rule for ties and NaN.
+pub(crate) fn arg_reduce(x: &Tensor, plan: &ReducePlan, max: bool) -> Result<Tensor> {
+    let op = if max { "argmax" } else { "argmin" };
+    if matches!(x.dtype(), DType::F16 | DType::BF16) {
+        // Widening is exact, so the indices are the half tensor's.
+        return arg_reduce(&cast(x, DType::F32)?, plan, max);
+    }
+    let device = x.device();
+    let dt = kernel_dtype(op, x.dtype(), device)?;
+    let rt = runtime(device, op)?;
+    let rows = contiguous(&x.view_with(x.layout().permute(&plan.perm)))?;
+    let (idx, _values) =
+        with_buffer(&rows, |buf| rt.arg_rows(max, dt, buf, rows.layout().offset, plan.rows, plan.row_len)).map_err(|e| device_error(op, device, e))?;
+    Ok(wrap(idx, DType::I64, &plan.out_shape))
+}
+
 pub(crate) fn softmax(x: &Tensor, d: usize, log: bool) -> Result<Tensor> {
     if let Some(r) = via_f32(&[x], |t| softmax(&t[0], d, log)) {
         return r;

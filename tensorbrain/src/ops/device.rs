@@ -1,10 +1,12 @@
-//! The device forms of the window ops (convolution, pooling) and the indexing ops that `ops::nn` dispatches to for
-//! tensors on a GPU. Each forwards to `crate::cuda`; in a build without the `cuda` feature no
-//! tensor can be on a GPU, so the device branch is unreachable there.
+//! The device forms of the window ops (convolution, pooling), the indexing ops and
+//! argmax/argmin, which the ops dispatch to for tensors on a GPU. Each forwards to
+//! `crate::cuda`; in a build without the `cuda` feature no tensor can be on a GPU, so the
+//! device branch is unreachable there.
 
 use tensorbrain_kernels::conv::Conv2dParams;
 
 use super::nn::PoolWindow;
+use super::reduce::ReducePlan;
 use crate::tensor::{Result, Tensor};
 
 macro_rules! forward_to_cuda {
@@ -37,4 +39,6 @@ forward_to_cuda! {
     fn index_select(x: &Tensor, d: usize, index: &Tensor) -> Tensor;
     /// `base` plus `src` at checked host indices along dim `d`; not recorded.
     fn index_add(base: &Tensor, d: usize, idx: &[i64], src: &Tensor) -> Tensor;
+    /// argmax (`max`) or argmin indices (i64) under a checked, non-empty `plan`.
+    fn arg_reduce(x: &Tensor, plan: &ReducePlan, max: bool) -> Tensor;
 }

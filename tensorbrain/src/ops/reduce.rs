@@ -650,6 +650,9 @@ impl Tensor {
     /// tensor (no gradient). With `None` and `keepdim`, the result has the input's rank with
     /// every dim 1, as in PyTorch 2.x. NaN counts as the maximum.
     pub fn try_argmax(&self, dim: Option<isize>, keepdim: bool) -> Result<Tensor> {
+        if super::on_device(self) {
+            return self.arg_reduce_on_device("argmax", dim, keepdim, true);
+        }
         let (plan, idx, _) = self.arg_reduce("argmax", dim, keepdim, true, false)?;
         Ok(Tensor::from_vec(idx, &plan.out_shape))
     }
@@ -657,6 +660,9 @@ impl Tensor {
     /// Index of the first minimum along `dim` (or of the flattened tensor); see
     /// [`Tensor::try_argmax`].
     pub fn try_argmin(&self, dim: Option<isize>, keepdim: bool) -> Result<Tensor> {
+        if super::on_device(self) {
+            return self.arg_reduce_on_device("argmin", dim, keepdim, false);
+        }
         let (plan, idx, _) = self.arg_reduce("argmin", dim, keepdim, false, false)?;
         Ok(Tensor::from_vec(idx, &plan.out_shape))
     }
@@ -689,6 +695,18 @@ impl Tensor {
             Ok(vec![Some(g.try_reshape(&plan.keep_shape_signed())?.try_mul(&mask)?)])
         });
         Ok((values, indices))
+    }
+
+    /// argmax/argmin of a tensor on a GPU: the same plan and checks as [`Tensor::arg_reduce`],
+    /// the indices computed and kept on the device.
+    fn arg_reduce_on_device(&self, op: &'static str, dim: Option<isize>, keepdim: bool, is_max: bool) -> Result<Tensor> {
+        let dims: Vec<isize> = dim.into_iter().collect();
+        let plan = ReducePlan::new(op, self.shape(), &dims, keepdim)?;
+        if dim.is_none() && self.numel() == 0 {
+            return Err(Error::invalid(op, self.shape(), format!("{op} of an empty tensor is undefined")));
+        }
+        plan.check_nonempty(op, self.shape())?;
+        super::device::arg_reduce(self, &plan, is_max)
     }
 
     /// Shared scan of argmax/argmin/max_dim/min_dim: the plan, first best index per row, and
