@@ -20,22 +20,48 @@ __device__ __forceinline__ void tb_pool_span(long long o, long long s, long long
     padded = end - start;
 }
 
+// Output cell k of [planes, OH, OW]: its plane and its window's real cells [y0, y1) x [x0, x1),
+// py x px with the padding.
+struct TbPoolCell {
+    long long plane, y0, y1, x0, x1, py, px;
+};
+__device__ __forceinline__ TbPoolCell tb_pool_cell(long long k, const TbWindow& g) {
+    TbPoolCell c;
+    const long long ox = k % g.ow;
+    const long long t = k / g.ow;
+    const long long oy = t % g.oh;
+    c.plane = t / g.oh;
+    tb_pool_span(oy, g.sh, g.ph, g.kh, g.h, c.y0, c.y1, c.py);
+    tb_pool_span(ox, g.sw, g.pw, g.kw, g.w, c.x0, c.x1, c.px);
+    return c;
+}
+
+// Input cell k of [planes, H, W]: its plane and position, and the outputs whose windows cover
+// it, [oy0, oy1) x [ox0, ox1).
+struct TbPoolCover {
+    long long plane, iy, ix, oy0, oy1, ox0, ox1;
+};
+__device__ __forceinline__ TbPoolCover tb_pool_cover(long long k, const TbWindow& g) {
+    TbPoolCover c;
+    c.ix = k % g.w;
+    const long long t = k / g.w;
+    c.iy = t % g.h;
+    c.plane = t / g.h;
+    tb_covering(c.iy, g.ph, g.sh, g.kh, g.oh, c.oy0, c.oy1);
+    tb_covering(c.ix, g.pw, g.sw, g.kw, g.ow, c.ox0, c.ox1);
+    return c;
+}
+
 template <typename T>
 __device__ __forceinline__ void max_pool_fwd_impl(const T* x, T* out, long long* idx, TbWindow g) {
     const long long total = g.n * g.c * g.oh * g.ow;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += (long long)blockDim.x * gridDim.x) {
-        const long long ox = k % g.ow;
-        long long t = k / g.ow;
-        const long long oy = t % g.oh;
-        const long long plane = t / g.oh;
-        long long y0, y1, x0, x1, py, px;
-        tb_pool_span(oy, g.sh, g.ph, g.kh, g.h, y0, y1, py);
-        tb_pool_span(ox, g.sw, g.pw, g.kw, g.w, x0, x1, px);
-        const T* xp = x + plane * g.h * g.w;
+        const TbPoolCell c = tb_pool_cell(k, g);
+        const T* xp = x + c.plane * g.h * g.w;
         T best = tb_neg_inf<T>();
-        long long best_i = y0 * g.w + x0;
-        for (long long iy = y0; iy < y1; ++iy) {
-            for (long long ix = x0; ix < x1; ++ix) {
+        long long best_i = c.y0 * g.w + c.x0;
+        for (long long iy = c.y0; iy < c.y1; ++iy) {
+            for (long long ix = c.x0; ix < c.x1; ++ix) {
                 const T v = xp[iy * g.w + ix];
                 if (v > best || tb_isnan(v)) {
                     best = v;
@@ -53,18 +79,12 @@ template <typename T>
 __device__ __forceinline__ void max_pool_bwd_impl(const T* dy, const long long* idx, T* dx, TbWindow g) {
     const long long total = g.n * g.c * g.h * g.w;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += (long long)blockDim.x * gridDim.x) {
-        const long long ix = k % g.w;
-        long long t = k / g.w;
-        const long long iy = t % g.h;
-        const long long plane = t / g.h;
-        long long oy0, oy1, ox0, ox1;
-        tb_covering(iy, g.ph, g.sh, g.kh, g.oh, oy0, oy1);
-        tb_covering(ix, g.pw, g.sw, g.kw, g.ow, ox0, ox1);
-        const long long cell = iy * g.w + ix;
-        const long long base = plane * g.oh * g.ow;
+        const TbPoolCover c = tb_pool_cover(k, g);
+        const long long cell = c.iy * g.w + c.ix;
+        const long long base = c.plane * g.oh * g.ow;
         T acc = T(0);
-        for (long long oy = oy0; oy < oy1; ++oy) {
-            for (long long ox = ox0; ox < ox1; ++ox) {
+        for (long long oy = c.oy0; oy < c.oy1; ++oy) {
+            for (long long ox = c.ox0; ox < c.ox1; ++ox) {
                 const long long o = base + oy * g.ow + ox;
                 if (idx[o] == cell) acc += dy[o];
             }
@@ -88,19 +108,13 @@ template <typename T>
 __device__ __forceinline__ void avg_pool_fwd_impl(const T* x, T* out, TbWindow g) {
     const long long total = g.n * g.c * g.oh * g.ow;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += (long long)blockDim.x * gridDim.x) {
-        const long long ox = k % g.ow;
-        long long t = k / g.ow;
-        const long long oy = t % g.oh;
-        const long long plane = t / g.oh;
-        long long y0, y1, x0, x1, py, px;
-        tb_pool_span(oy, g.sh, g.ph, g.kh, g.h, y0, y1, py);
-        tb_pool_span(ox, g.sw, g.pw, g.kw, g.w, x0, x1, px);
-        const T* xp = x + plane * g.h * g.w;
+        const TbPoolCell c = tb_pool_cell(k, g);
+        const T* xp = x + c.plane * g.h * g.w;
         // Sums in double, as the CPU kernel does.
         double sum = 0.0;
-        for (long long iy = y0; iy < y1; ++iy)
-            for (long long ix = x0; ix < x1; ++ix) sum += (double)xp[iy * g.w + ix];
-        const double d = g.flag ? (double)(py * px) : (double)((y1 - y0) * (x1 - x0));
+        for (long long iy = c.y0; iy < c.y1; ++iy)
+            for (long long ix = c.x0; ix < c.x1; ++ix) sum += (double)xp[iy * g.w + ix];
+        const double d = g.flag ? (double)(c.py * c.px) : (double)((c.y1 - c.y0) * (c.x1 - c.x0));
         out[k] = (T)(sum / d);
     }
 }
@@ -109,19 +123,13 @@ template <typename T>
 __device__ __forceinline__ void avg_pool_bwd_impl(const T* dy, T* dx, TbWindow g) {
     const long long total = g.n * g.c * g.h * g.w;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += (long long)blockDim.x * gridDim.x) {
-        const long long ix = k % g.w;
-        long long t = k / g.w;
-        const long long iy = t % g.h;
-        const long long plane = t / g.h;
-        long long oy0, oy1, ox0, ox1;
-        tb_covering(iy, g.ph, g.sh, g.kh, g.oh, oy0, oy1);
-        tb_covering(ix, g.pw, g.sw, g.kw, g.ow, ox0, ox1);
-        const T* dyp = dy + plane * g.oh * g.ow;
+        const TbPoolCover c = tb_pool_cover(k, g);
+        const T* dyp = dy + c.plane * g.oh * g.ow;
         T acc = T(0);
-        for (long long oy = oy0; oy < oy1; ++oy) {
+        for (long long oy = c.oy0; oy < c.oy1; ++oy) {
             long long y0, y1, py;
             tb_pool_span(oy, g.sh, g.ph, g.kh, g.h, y0, y1, py);
-            for (long long ox = ox0; ox < ox1; ++ox) {
+            for (long long ox = c.ox0; ox < c.ox1; ++ox) {
                 long long x0, x1, px;
                 tb_pool_span(ox, g.sw, g.pw, g.kw, g.w, x0, x1, px);
                 const double d = g.flag ? (double)(py * px) : (double)((y1 - y0) * (x1 - x0));
