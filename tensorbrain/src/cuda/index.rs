@@ -4,7 +4,7 @@
 
 use tensorbrain_kernels::cuda::index::{IndexAddPlan, IndexedDims};
 
-use super::{contiguous, device_error, kernel_dtype, runtime, via_f32, with_buffer, wrap};
+use super::{kernel_dtype, via_f32, with_dense, wrap};
 use crate::tensor::{Result, Tensor};
 
 fn dims(shape: &[usize], d: usize) -> IndexedDims {
@@ -14,15 +14,11 @@ fn dims(shape: &[usize], d: usize) -> IndexedDims {
 /// The entries of `x` at the checked i64 `index` (1-D, on `x`'s device) along dim `d`.
 pub(crate) fn index_select(x: &Tensor, d: usize, index: &Tensor) -> Result<Tensor> {
     const OP: &str = "index_select";
-    let device = x.device();
-    let rt = runtime(device, OP)?;
-    let (x, index) = (contiguous(x)?, contiguous(index)?);
     let m = index.numel();
     let mut out_shape = x.shape().to_vec();
     out_shape[d] = m;
     let width = x.dtype().size_in_bytes();
-    let buf = with_buffer(&x, |b| with_buffer(&index, |i| rt.index_select(width, (b, x.layout().offset), (i, index.layout().offset), dims(x.shape(), d), m)))
-        .map_err(|e| device_error(OP, device, e))?;
+    let buf = with_dense(OP, &[x, index], |rt, o| rt.index_select(width, o[0], o[1], dims(x.shape(), d), m))?;
     Ok(wrap(buf, x.dtype(), &out_shape))
 }
 
@@ -33,14 +29,15 @@ pub(crate) fn index_add(base: &Tensor, d: usize, idx: &[i64], src: &Tensor) -> R
         return r;
     }
     const OP: &str = "index_add";
-    let device = base.device();
-    let dt = kernel_dtype(OP, base.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let (base, src) = (contiguous(base)?, contiguous(src)?);
+    let dt = kernel_dtype(OP, base.dtype(), base.device())?;
     let size = base.dtype().size_in_bytes();
     let d_base = dims(base.shape(), d);
     let plan = IndexAddPlan::new(idx, d_base.n);
-    let out = with_buffer(&base, |b| rt.copy_bytes(b, base.layout().offset * size, base.numel() * size)).map_err(|e| device_error(OP, device, e))?;
-    with_buffer(&src, |s| rt.index_add_into(dt, &out, (s, src.layout().offset), &plan, d_base)).map_err(|e| device_error(OP, device, e))?;
+    // A fresh copy of the base, then the sources added into it in place.
+    let out = with_dense(OP, &[base, src], |rt, o| {
+        let out = rt.copy_bytes(o[0].0, o[0].1 * size, base.numel() * size)?;
+        rt.index_add_into(dt, &out, o[1], &plan, d_base)?;
+        Ok(out)
+    })?;
     Ok(wrap(out, base.dtype(), base.shape()))
 }

@@ -126,6 +126,18 @@ fn with_buffer<R>(t: &Tensor, f: impl FnOnce(&DeviceBuffer) -> R) -> R {
     }
 }
 
+/// Runs a kernel launcher `f` with the runtime of `xs`' device (that of `xs[0]`) and each of
+/// `xs` made contiguous, as (device buffer, element offset) under a read lock; a driver error is
+/// reported as `op`'s.
+fn with_dense<R>(op: &'static str, xs: &[&Tensor], f: impl FnOnce(&'static CudaRuntime, &[(&DeviceBuffer, usize)]) -> Result<R, CudaError>) -> Result<R> {
+    let device = xs[0].device();
+    let rt = runtime(device, op)?;
+    let dense: Vec<Tensor> = xs.iter().map(|t| contiguous(t)).collect::<Result<_>>()?;
+    let guards: Vec<_> = dense.iter().map(|t| t.storage()).collect();
+    let operands: Vec<(&DeviceBuffer, usize)> = guards.iter().zip(&dense).map(|(g, t)| (device_buffer(g), t.layout().offset)).collect();
+    f(rt, &operands).map_err(|e| device_error(op, device, e))
+}
+
 // ---- Moving tensors ----------------------------------------------------------------------
 
 /// `t` on `device`, recorded so that the gradient goes back to `t`'s device.
@@ -421,12 +433,9 @@ pub(crate) fn arg_reduce(x: &Tensor, plan: &ReducePlan, max: bool) -> Result<Ten
         // Widening is exact, so the indices are the half tensor's.
         return arg_reduce(&cast(x, DType::F32)?, plan, max);
     }
-    let device = x.device();
-    let dt = kernel_dtype(op, x.dtype(), device)?;
-    let rt = runtime(device, op)?;
-    let rows = contiguous(&x.view_with(x.layout().permute(&plan.perm)))?;
-    let (idx, _values) =
-        with_buffer(&rows, |buf| rt.arg_rows(max, dt, buf, rows.layout().offset, plan.rows, plan.row_len)).map_err(|e| device_error(op, device, e))?;
+    let dt = kernel_dtype(op, x.dtype(), x.device())?;
+    let rows = x.view_with(x.layout().permute(&plan.perm));
+    let (idx, _values) = with_dense(op, &[&rows], |rt, o| rt.arg_rows(max, dt, o[0].0, o[0].1, plan.rows, plan.row_len))?;
     Ok(wrap(idx, DType::I64, &plan.out_shape))
 }
 

@@ -10,24 +10,25 @@ use crate::tensor::{Error, Result, Tensor};
 
 /// The step's scalars, in f64 as `optim/adam.rs` computes them for the CPU.
 fn scalars(h: &AdamHyper, step: u64) -> AdamScalars {
-    let (beta1, beta2) = h.betas;
+    let o = &h.options;
+    let (beta1, beta2) = o.betas;
     let t = step as f64;
-    let decay = match (h.weight_decay == 0.0, h.decoupled) {
+    let decay = match (o.weight_decay == 0.0, h.decoupled) {
         (true, _) => AdamDecay::None,
         (false, true) => AdamDecay::Decoupled,
         (false, false) => AdamDecay::L2,
     };
     AdamScalars {
-        step_size: h.lr / (1.0 - beta1.powf(t)),
+        step_size: o.lr / (1.0 - beta1.powf(t)),
         bc2_sqrt: (1.0 - beta2.powf(t)).powf(0.5),
         w1: 1.0 - beta1,
         beta2,
         w2: 1.0 - beta2,
-        eps: h.eps,
-        weight_decay: h.weight_decay,
-        decay_factor: 1.0 - h.lr * h.weight_decay,
+        eps: o.eps,
+        weight_decay: o.weight_decay,
+        decay_factor: 1.0 - o.lr * o.weight_decay,
         decay,
-        maximize: h.maximize,
+        maximize: o.maximize,
     }
 }
 
@@ -41,7 +42,7 @@ pub(crate) fn adam_step(h: &AdamHyper, step: u64, p: &Tensor, g: &Tensor, m: &Te
     if g.device() != device {
         return Err(Error::DeviceMismatch { op: OP, lhs: device, rhs: g.device() });
     }
-    assert_eq!(h.amsgrad, vmax.is_some(), "internal: AMSGrad's running maximum is kept exactly when amsgrad is on");
+    assert_eq!(h.options.amsgrad, vmax.is_some(), "internal: AMSGrad's running maximum is kept exactly when amsgrad is on");
     for t in [p, m, v].into_iter().chain(vmax) {
         assert!(
             t.is_contiguous() && t.device() == device && t.dtype() == p.dtype() && t.shape() == p.shape(),
@@ -77,7 +78,8 @@ mod tests {
     use super::*;
 
     fn hyper(weight_decay: f64, decoupled: bool) -> AdamHyper {
-        AdamHyper { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay, amsgrad: false, maximize: true, decoupled }
+        let options = crate::optim::AdamOptions { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay, amsgrad: false, maximize: true };
+        AdamHyper { options, decoupled }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use tensorbrain_kernels::conv::Conv2dParams;
 use tensorbrain_kernels::cuda::launch::WindowGeometry;
 
-use super::{contiguous, device_error, kernel_dtype, runtime, via_f32, with_buffer, wrap};
+use super::{contiguous, kernel_dtype, via_f32, with_dense, wrap};
 use crate::autograd::no_grad;
 use crate::ops::nn::PoolWindow;
 use crate::tensor::{DType, Result, Tensor};
@@ -59,13 +59,10 @@ fn reshape(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// The columns of `x` for a convolution by `w_shape`, viewed `[G, C/G*KH*KW, N*OH*OW]`.
 fn im2col(x: &Tensor, w_shape: [usize; 4], p: &Conv2dParams) -> Result<Tensor> {
     const OP: &str = "conv2d";
-    let device = x.device();
-    let dt = kernel_dtype(OP, x.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let x = contiguous(x)?;
-    let x_shape = dims(&x);
+    let dt = kernel_dtype(OP, x.dtype(), x.device())?;
+    let x_shape = dims(x);
     let ([oh, ow], g) = conv_geometry(x_shape, w_shape, p);
-    let buf = with_buffer(&x, |b| rt.im2col(dt, (b, x.layout().offset), g)).map_err(|e| device_error(OP, device, e))?;
+    let buf = with_dense(OP, &[x], |rt, o| rt.im2col(dt, o[0], g))?;
     let groups = p.groups;
     let rows = x_shape[1] * w_shape[2] * w_shape[3];
     wrap(buf, x.dtype(), &[rows, x_shape[0] * oh * ow]).try_reshape(&[groups as isize, (rows / groups) as isize, -1])
@@ -113,14 +110,11 @@ pub(crate) fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_shape: [usize; 4], p:
     }
     const OP: &str = "conv2d_backward_input";
     no_grad(|| {
-        let device = dy.device();
-        let dt = kernel_dtype(OP, dy.dtype(), device)?;
-        let rt = runtime(device, OP)?;
-        let w_shape = dims(w);
-        let (_, g) = conv_geometry(x_shape, w_shape, p);
+        let dt = kernel_dtype(OP, dy.dtype(), dy.device())?;
+        let (_, g) = conv_geometry(x_shape, dims(w), p);
+        // [G, C/G*KH*KW, N*OH*OW], which is [C*KH*KW, N*OH*OW] once contiguous.
         let dcols = weight_by_group(w, p.groups)?.try_transpose(-1, -2)?.try_matmul(&grad_by_group(dy, p.groups)?)?;
-        let dcols = contiguous(&dcols)?; // [G, C/G*KH*KW, N*OH*OW] = [C*KH*KW, N*OH*OW]
-        let buf = with_buffer(&dcols, |b| rt.col2im(dt, (b, dcols.layout().offset), g)).map_err(|e| device_error(OP, device, e))?;
+        let buf = with_dense(OP, &[&dcols], |rt, o| rt.col2im(dt, o[0], g))?;
         Ok(wrap(buf, dy.dtype(), &x_shape))
     })
 }
@@ -150,13 +144,10 @@ pub(crate) fn max_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Re
         return Ok((super::cast(&values, x.dtype())?, idx));
     }
     const OP: &str = "max_pool2d";
-    let device = x.device();
-    let dt = kernel_dtype(OP, x.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let x = contiguous(x)?;
-    let x_shape = dims(&x);
+    let dt = kernel_dtype(OP, x.dtype(), x.device())?;
+    let x_shape = dims(x);
     let g = pool_geometry(x_shape, out_hw, win);
-    let (vals, idx) = with_buffer(&x, |b| rt.max_pool2d(dt, (b, x.layout().offset), g)).map_err(|e| device_error(OP, device, e))?;
+    let (vals, idx) = with_dense(OP, &[x], |rt, o| rt.max_pool2d(dt, o[0], g))?;
     let out_shape = [x_shape[0], x_shape[1], out_hw[0], out_hw[1]];
     Ok((wrap(vals, x.dtype(), &out_shape), wrap(idx, DType::I64, &out_shape)))
 }
@@ -167,13 +158,9 @@ pub(crate) fn max_pool2d_scatter(dy: &Tensor, idx: &Tensor, x_shape: [usize; 4],
         return r;
     }
     const OP: &str = "max_pool2d_backward";
-    let device = dy.device();
-    let dt = kernel_dtype(OP, dy.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let (dy, idx) = (contiguous(dy)?, contiguous(idx)?);
+    let dt = kernel_dtype(OP, dy.dtype(), dy.device())?;
     let g = pool_geometry(x_shape, [dy.shape()[2], dy.shape()[3]], win);
-    let buf = with_buffer(&dy, |b| with_buffer(&idx, |i| rt.max_pool2d_backward(dt, (b, dy.layout().offset), (i, idx.layout().offset), g)))
-        .map_err(|e| device_error(OP, device, e))?;
+    let buf = with_dense(OP, &[dy, idx], |rt, o| rt.max_pool2d_backward(dt, o[0], o[1], g))?;
     Ok(wrap(buf, dy.dtype(), &x_shape))
 }
 
@@ -183,14 +170,10 @@ pub(crate) fn max_pool2d_gather(u: &Tensor, idx: &Tensor, win: &PoolWindow) -> R
         return r;
     }
     const OP: &str = "max_pool2d_gather";
-    let device = u.device();
-    let dt = kernel_dtype(OP, u.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let (u, idx) = (contiguous(u)?, contiguous(idx)?);
-    let out_shape = dims(&idx);
-    let g = pool_geometry(dims(&u), [out_shape[2], out_shape[3]], win);
-    let buf = with_buffer(&u, |b| with_buffer(&idx, |i| rt.max_pool2d_gather(dt, (b, u.layout().offset), (i, idx.layout().offset), g)))
-        .map_err(|e| device_error(OP, device, e))?;
+    let dt = kernel_dtype(OP, u.dtype(), u.device())?;
+    let out_shape = dims(idx);
+    let g = pool_geometry(dims(u), [out_shape[2], out_shape[3]], win);
+    let buf = with_dense(OP, &[u, idx], |rt, o| rt.max_pool2d_gather(dt, o[0], o[1], g))?;
     Ok(wrap(buf, u.dtype(), &out_shape))
 }
 
@@ -200,13 +183,10 @@ pub(crate) fn avg_pool2d(x: &Tensor, out_hw: [usize; 2], win: &PoolWindow) -> Re
         return r;
     }
     const OP: &str = "avg_pool2d";
-    let device = x.device();
-    let dt = kernel_dtype(OP, x.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let x = contiguous(x)?;
-    let x_shape = dims(&x);
+    let dt = kernel_dtype(OP, x.dtype(), x.device())?;
+    let x_shape = dims(x);
     let g = pool_geometry(x_shape, out_hw, win);
-    let buf = with_buffer(&x, |b| rt.avg_pool2d(dt, (b, x.layout().offset), g)).map_err(|e| device_error(OP, device, e))?;
+    let buf = with_dense(OP, &[x], |rt, o| rt.avg_pool2d(dt, o[0], g))?;
     Ok(wrap(buf, x.dtype(), &[x_shape[0], x_shape[1], out_hw[0], out_hw[1]]))
 }
 
@@ -216,11 +196,8 @@ pub(crate) fn avg_pool2d_backward(dy: &Tensor, x_shape: [usize; 4], win: &PoolWi
         return r;
     }
     const OP: &str = "avg_pool2d_backward";
-    let device = dy.device();
-    let dt = kernel_dtype(OP, dy.dtype(), device)?;
-    let rt = runtime(device, OP)?;
-    let dy = contiguous(dy)?;
+    let dt = kernel_dtype(OP, dy.dtype(), dy.device())?;
     let g = pool_geometry(x_shape, [dy.shape()[2], dy.shape()[3]], win);
-    let buf = with_buffer(&dy, |b| rt.avg_pool2d_backward(dt, (b, dy.layout().offset), g)).map_err(|e| device_error(OP, device, e))?;
+    let buf = with_dense(OP, &[dy], |rt, o| rt.avg_pool2d_backward(dt, o[0], g))?;
     Ok(wrap(buf, dy.dtype(), &x_shape))
 }
