@@ -5,8 +5,10 @@ import argparse
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+# The same MNIST models as the CPU benchmark (this directory is on sys.path when run as a script).
+from bench_all_pytorch import Cnn, Mlp
 
 
 def timed(reps, fn):
@@ -23,28 +25,6 @@ def timed(reps, fn):
 
 def emit(name, value, unit):
     print(f"ROW|{name}|{value}|{unit}", flush=True)
-
-
-class Mlp(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(784, 256), nn.Linear(256, 10)
-
-    def forward(self, x):
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
-
-
-class Cnn(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
-        self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
-        self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv2(F.relu(self.conv1(x))))
-        x = torch.flatten(self.dropout1(F.max_pool2d(x, 2)), 1)
-        return self.fc2(self.dropout2(F.relu(self.fc1(x))))
 
 
 def gemm_tflops(dev, dtype, n):

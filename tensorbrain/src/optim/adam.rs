@@ -81,17 +81,12 @@ fn parse(n: &str, h: &Hyperparameters) -> Result<Parsed> {
     ))
 }
 
-/// Adam's hyperparameters as the fused GPU step (adam.cu) takes them (read only by the `cuda`
-/// feature's step).
-#[derive(Clone, Copy, Debug)]
+/// Adam's or AdamW's hyperparameters as the fused GPU step (adam.cu) takes them (read only by
+/// the `cuda` feature's step): the options (AdamW's carry the same fields) and the kind of decay.
+#[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub(crate) struct AdamHyper {
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub amsgrad: bool,
-    pub maximize: bool,
+    pub options: AdamOptions,
     /// AdamW's decoupled decay rather than Adam's L2 term.
     pub decoupled: bool,
 }
@@ -100,12 +95,10 @@ pub(crate) struct AdamHyper {
 pub(crate) fn fused_adam<R: UpdateRule>(rule: &R) -> Option<AdamHyper> {
     let any = rule as &dyn std::any::Any;
     if let Some(o) = any.downcast_ref::<AdamOptions>() {
-        let AdamOptions { lr, betas, eps, weight_decay, amsgrad, maximize } = o.clone();
-        return Some(AdamHyper { lr, betas, eps, weight_decay, amsgrad, maximize, decoupled: false });
+        return Some(AdamHyper { options: o.clone(), decoupled: false });
     }
-    let o = any.downcast_ref::<AdamWOptions>()?;
-    let AdamWOptions { lr, betas, eps, weight_decay, amsgrad, maximize } = o.clone();
-    Some(AdamHyper { lr, betas, eps, weight_decay, amsgrad, maximize, decoupled: true })
+    let AdamWOptions { lr, betas, eps, weight_decay, amsgrad, maximize } = any.downcast_ref::<AdamWOptions>()?.clone();
+    Some(AdamHyper { options: AdamOptions { lr, betas, eps, weight_decay, amsgrad, maximize }, decoupled: true })
 }
 
 /// The single-tensor Adam step of `torch.optim.adam`, op for op.
