@@ -20,6 +20,8 @@ use std::mem::MaybeUninit;
 
 #[path = "conv_shifted.rs"]
 mod shifted;
+#[path = "conv_direct.rs"]
+mod direct;
 
 /// Convolution hyper-parameters, as in `torch.nn.functional.conv2d`; `[height, width]` pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -907,6 +909,13 @@ mod tests {
                 x_shape: [2, 32, 31, 33],
                 w_shape: [32, 16, 3, 2],
                 p: p([1, 1], [0, 1], [2, 2], 2),
+            },
+            // One sample: the register tiles share out the output channels across threads;
+            // 20 channels leave a partial last tile at every tile height (8 and 6).
+            Case {
+                x_shape: [1, 16, 30, 30],
+                w_shape: [20, 16, 3, 3],
+                p: p([1, 1], [1, 1], [1, 1], 1),
             },
         ];
         for case in &cases {

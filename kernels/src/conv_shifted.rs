@@ -12,6 +12,10 @@
 //! input (0.86 MB), and the output is produced in tiles of [`TILE`] positions whose accumulator
 //! and input slices stay in L2 across the taps.
 //!
+//! For f32 at a SIMD level the sum is not run as per-tap GEMMs but as one implicit GEMM over
+//! all `(channel, tap)` pairs in register tiles (`conv_direct.rs`); the per-tap GEMMs remain
+//! for f64 and the scalar level.
+//!
 //! The input gradient of a stride-1 convolution is itself such a convolution, of `grad_out`
 //! with the kernel flipped and its channel axes swapped, padded by `d·(k-1) - p`; the weight
 //! gradient is one GEMM per tap with the contraction over positions.
@@ -19,7 +23,11 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
+use rayon::prelude::*;
+
+use super::direct::Tile;
 use super::{matmul_into, Geometry, Operand};
+use crate::cpu::active_level;
 use crate::Float;
 
 /// Output positions per tile: the tile's accumulator (`O/g × TILE`) and each tap's input slice
@@ -133,12 +141,13 @@ impl Shifted {
         self.c * self.plane() + (self.kw - 1) * self.dw
     }
 
-    /// `x` (`[c, h, w]`) zero-padded into `xp` (`[c, Hp, Wp]` plus the tail).
-    fn pad<T: Float>(&self, x: &[T], xp: &mut Vec<T>) {
+    /// `x` (`[c, h, w]`) zero-padded into `xp` (`[c, Hp, Wp]` plus the tail and `extra` more
+    /// zeros, for readers that run past the last position).
+    fn pad<T: Float>(&self, x: &[T], xp: &mut Vec<T>, extra: usize) {
         let (h, w, wp, ph, pw) = (self.h, self.w, self.wp(), self.ph, self.pw);
         // Not cleared: only the border is zeroed and the interior copied, so each element is
         // written once (zero-filling the whole buffer first doubled the writes).
-        xp.resize(self.padded_len(), T::zero());
+        xp.resize(self.padded_len() + extra, T::zero());
         let plane = self.plane();
         for ch in 0..self.c {
             let dst = &mut xp[ch * plane..][..plane];
@@ -159,9 +168,12 @@ impl Shifted {
     /// `out` `[o, OH, OW]`, each output channel starting from `init(channel)`. Every element of
     /// `out` is written, so it may start uninitialised (no zero-fill of a buffer that is about
     /// to be overwritten: memset was 5% of a ResNet block's training step).
-    pub(super) fn run<T: Float>(&self, x: &[T], w_taps: &[T], out: &mut [MaybeUninit<T>], init: impl Fn(usize) -> T, scratch: &mut Scratch<T>, gemm_threads: usize) {
-        let (c, o, wp, ow, ohw) = (self.c, self.o, self.wp(), self.ow, self.oh * self.ow);
-        self.pad(x, &mut scratch.padded);
+    pub(super) fn run<T: Float>(&self, x: &[T], w_taps: &[T], out: &mut [MaybeUninit<T>], init: impl Fn(usize) -> T + Sync, scratch: &mut Scratch<T>, gemm_threads: usize) {
+        if let Some(tile) = register_tile::<T>() {
+            return self.run_tiles(tile, x, w_taps, out, init, scratch, gemm_threads);
+        }
+        let (c, o, ohw) = (self.c, self.o, self.oh * self.ow);
+        self.pad(x, &mut scratch.padded, 0);
         let positions = self.positions();
         let mut p0 = 0;
         while p0 < positions {
@@ -172,25 +184,68 @@ impl Shifted {
                 let b = Operand { data: &scratch.padded[..], offset: p0 + self.shift(t), rs: self.plane() as isize, cs: 1 };
                 matmul_into(gemm_threads, o, c, n, a, b, &mut scratch.acc, t > 0);
             }
-            // Keep the valid columns of each wide row.
             for ch in 0..o {
-                let acc = &scratch.acc[ch * n..][..n];
-                let bias = init(ch);
-                let mut p = p0;
-                while p < p0 + n {
-                    let (y, x0) = (p / wp, p % wp);
-                    let run_end = (p - x0 + wp).min(p0 + n);
-                    if x0 < ow {
-                        let len = ow.min(x0 + run_end - p) - x0;
-                        let dst = &mut out[ch * ohw + y * ow + x0..][..len];
-                        for (d, &v) in dst.iter_mut().zip(&acc[p - p0..]) {
-                            *d = MaybeUninit::new(v + bias);
-                        }
-                    }
-                    p = run_end;
-                }
+                self.write_valid(&scratch.acc[ch * n..][..n], p0, &mut out[ch * ohw..][..ohw], init(ch));
             }
             p0 += n;
+        }
+    }
+
+    /// [`run`](Self::run) for f32 with the CPU's register tile (`conv_direct.rs`): every output
+    /// element is summed over all channels and taps in registers and written once. With
+    /// `threads > 1` the output channels are shared out in whole tiles.
+    fn run_tiles<T: Float>(&self, tile: Tile, x: &[T], w_taps: &[T], out: &mut [MaybeUninit<T>], init: impl Fn(usize) -> T + Sync, scratch: &mut Scratch<T>, threads: usize) {
+        let (c, o, ohw, taps, positions) = (self.c, self.o, self.oh * self.ow, self.taps(), self.positions());
+        // The last tile reads up to `nr - 1` positions past the last one (junk, never written).
+        self.pad(x, &mut scratch.padded, tile.nr);
+        scratch.offsets.clear();
+        scratch.offsets.extend((0..c * taps).map(|k| (k / taps) * self.plane() + self.shift(k % taps)));
+        tile.pack_weights(as_f32(w_taps), taps, o, c, &mut scratch.packed);
+        let (xp, offsets, packed) = (as_f32(&scratch.padded), &scratch.offsets[..], &scratch.packed[..]);
+        let block_len = offsets.len() * tile.ob;
+        // Output channels `blk0·ob..` (as many whole tiles as `out_part` holds), every position.
+        let fill = |blk0: usize, out_part: &mut [MaybeUninit<T>]| {
+            let mut buf = [0.0f32; MAX_TILE];
+            let blocks = out_part.len().div_ceil(tile.ob * ohw);
+            let mut p = 0;
+            while p < positions {
+                let n = tile.nr.min(positions - p);
+                for b in 0..blocks {
+                    let blk = blk0 + b;
+                    // SAFETY: the tile's level is the active one (checked supported); the
+                    // padding's extra `nr` zeros keep every read in bounds.
+                    unsafe { tile.compute(offsets, xp, p, &packed[blk * block_len..][..block_len], &mut buf) };
+                    for r in 0..tile.ob.min(o - blk * tile.ob) {
+                        self.write_valid(as_t(&buf[r * tile.nr..][..n]), p, &mut out_part[(b * tile.ob + r) * ohw..][..ohw], init(blk * tile.ob + r));
+                    }
+                }
+                p += n;
+            }
+        };
+        let blocks = o.div_ceil(tile.ob);
+        if threads > 1 && blocks > 1 {
+            let per_thread = blocks.div_ceil(threads) * tile.ob * ohw;
+            out.par_chunks_mut(per_thread).enumerate().for_each(|(i, part)| fill(i * per_thread / (tile.ob * ohw), part));
+        } else {
+            fill(0, out);
+        }
+    }
+
+    /// Writes the valid columns among wide positions `p0..p0 + acc.len()` of one output channel
+    /// into its plane `out_ch` (`[OH, OW]`), each plus `bias`; the junk columns are dropped.
+    fn write_valid<T: Float>(&self, acc: &[T], p0: usize, out_ch: &mut [MaybeUninit<T>], bias: T) {
+        let (wp, ow, end) = (self.wp(), self.ow, p0 + acc.len());
+        let mut p = p0;
+        while p < end {
+            let (y, x0) = (p / wp, p % wp);
+            let run_end = (p - x0 + wp).min(end);
+            if x0 < ow {
+                let len = ow.min(x0 + run_end - p) - x0;
+                for (d, &v) in out_ch[y * ow + x0..][..len].iter_mut().zip(&acc[p - p0..]) {
+                    *d = MaybeUninit::new(v + bias);
+                }
+            }
+            p = run_end;
         }
     }
 
@@ -200,7 +255,7 @@ impl Shifted {
     /// the junk rows) so every tap's GEMM reads it row-major.
     pub(super) fn weight_gradient<T: Float>(&self, x: &[T], grad_out: &[T], grad_w_taps: &mut [T], scratch: &mut Scratch<T>, gemm_threads: usize) {
         let (c, o, wp, ow, ohw) = (self.c, self.o, self.wp(), self.ow, self.oh * self.ow);
-        self.pad(x, &mut scratch.padded);
+        self.pad(x, &mut scratch.padded, 0);
         let positions = self.positions();
         let go_t = &mut scratch.acc;
         // Not cleared: every element is written below (the valid rows by the transpose, the
@@ -237,16 +292,44 @@ fn transpose_into<T: Float>(rows: usize, cols: usize, src: &[T], offset: usize, 
 }
 
 /// Per-thread buffers: the padded input and the tile accumulator (or the transposed wide
-/// `grad_out` for the weight gradient).
+/// `grad_out` for the weight gradient); for the register tiles, the input offset of each
+/// `(channel, tap)` and the packed weights.
 pub(super) struct Scratch<T> {
     padded: Vec<T>,
     acc: Vec<T>,
+    offsets: Vec<usize>,
+    packed: Vec<f32>,
 }
 
 impl<T> Default for Scratch<T> {
     fn default() -> Self {
-        Scratch { padded: Vec::new(), acc: Vec::new() }
+        Scratch { padded: Vec::new(), acc: Vec::new(), offsets: Vec::new(), packed: Vec::new() }
     }
+}
+
+/// Largest `ob · nr` of any register tile (AVX-512's 8 × 48).
+const MAX_TILE: usize = 8 * 48;
+
+/// The register tile for `T` at the active CPU level: only f32 has tiles, and only at a SIMD
+/// level (the scalar level runs the per-tap GEMMs).
+fn register_tile<T: 'static>() -> Option<Tile> {
+    let tile = if TypeId::of::<T>() == TypeId::of::<f32>() { Tile::for_level(active_level()) } else { None };
+    debug_assert!(tile.is_none_or(|t| t.ob * t.nr <= MAX_TILE));
+    tile
+}
+
+/// `s` as f32, for a `T` the caller knows is f32.
+fn as_f32<T: 'static>(s: &[T]) -> &[f32] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>(), "register tiles are f32 only");
+    // SAFETY: T is f32 (asserted just above), so the cast is an identity.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) }
+}
+
+/// `s` as `T`, for a `T` the caller knows is f32.
+fn as_t<T: 'static>(s: &[f32]) -> &[T] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>(), "register tiles are f32 only");
+    // SAFETY: T is f32 (asserted just above), so the cast is an identity.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) }
 }
 
 /// A weight-sized buffer with element `(group, o, c, tap)` moved from index `from(..)` of
