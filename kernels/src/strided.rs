@@ -74,39 +74,40 @@ impl<const N: usize> Rows<N> {
     }
 }
 
-/// Runs `f(offsets, out_piece)` over the rows of a contiguous output, in parallel when the
-/// output is large. A piece is a whole row, or part of a long row (then `offsets` are those of
-/// the piece's first element), so a single long row still uses every thread.
+/// Runs `f(offsets, out_piece)` over the rows of a contiguous output. A piece is a whole row or
+/// part of one (then `offsets` are those of the piece's first element). A large output is cut
+/// into one contiguous run of elements per thread of the kernel budget
+/// ([`crate::threads::num_threads`]), so a single long row still uses every thread, many short
+/// rows are not handed to rayon one by one, and `set_num_threads(1)` keeps it on the caller.
 pub fn for_each_row<D: Send, const N: usize>(
     plan: &Rows<N>,
     out: &mut [D],
     f: impl Fn([usize; N], &mut [D]) + Sync + Send,
 ) {
-    if plan.rows == 0 {
+    if plan.rows == 0 || out.is_empty() {
         return;
     }
-    let inner = plan.inner;
-    if out.len() < PARALLEL_THRESHOLD {
-        for (r, row) in out.chunks_mut(inner).enumerate() {
-            f(plan.row_offsets(r), row);
-        }
-    } else if inner >= PARALLEL_THRESHOLD {
-        // Few long rows: split each row into pieces.
-        out.par_chunks_mut(inner).enumerate().for_each(|(r, row)| {
-            let base = plan.row_offsets(r);
-            row.par_chunks_mut(PARALLEL_THRESHOLD).enumerate().for_each(|(c, piece)| {
-                let start = c * PARALLEL_THRESHOLD;
-                f(std::array::from_fn(|k| base[k] + start * plan.inner_strides[k]), piece);
-            });
-        });
-    } else {
-        // Many short rows: group them so each task has enough work.
-        let rows_per_task = (PARALLEL_THRESHOLD / inner.max(1)).max(1);
-        out.par_chunks_mut(inner * rows_per_task).enumerate().for_each(|(t, chunk)| {
-            for (r, row) in chunk.chunks_mut(inner).enumerate() {
-                f(plan.row_offsets(t * rows_per_task + r), row);
-            }
-        });
+    let threads = crate::threads::num_threads();
+    if threads == 1 || out.len() < PARALLEL_THRESHOLD {
+        walk_rows(plan, 0, out, &f);
+        return;
+    }
+    let run = out.len().div_ceil(threads).max(PARALLEL_THRESHOLD);
+    out.par_chunks_mut(run).enumerate().for_each(|(i, piece)| walk_rows(plan, i * run, piece, &f));
+}
+
+/// `f` over the output elements `start..start + out.len()`, one call per (part of a) row.
+fn walk_rows<D, const N: usize>(plan: &Rows<N>, start: usize, mut out: &mut [D], f: &impl Fn([usize; N], &mut [D])) {
+    let inner = plan.inner.max(1);
+    let mut at = start;
+    while !out.is_empty() {
+        let (row, col) = (at / inner, at % inner);
+        let n = (inner - col).min(out.len());
+        let base = plan.row_offsets(row);
+        let (piece, rest) = std::mem::take(&mut out).split_at_mut(n);
+        f(std::array::from_fn(|k| base[k] + col * plan.inner_strides[k]), piece);
+        out = rest;
+        at += n;
     }
 }
 
@@ -192,13 +193,10 @@ pub fn map<S: Copy + Sync, D: Send>(
     // A dense source collapses to one unit-stride row.
     if plan.rows == 1 && plan.inner_strides[0] == 1 {
         let src = &src[offset..offset + out.len()];
-        if out.len() >= PARALLEL_THRESHOLD {
-            out.par_chunks_mut(PARALLEL_THRESHOLD)
-                .zip(src.par_chunks(PARALLEL_THRESHOLD))
-                .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &s)| *o = f(s)));
-        } else {
-            out.iter_mut().zip(src).for_each(|(o, &s)| *o = f(s));
-        }
+        let len = out.len();
+        crate::threads::for_each_chunk_mut(out, PARALLEL_THRESHOLD, len, |i, o| {
+            o.iter_mut().zip(&src[i * PARALLEL_THRESHOLD..]).for_each(|(o, &s)| *o = f(s))
+        });
         return;
     }
     let s0 = plan.inner_strides[0];
@@ -335,8 +333,10 @@ pub fn reduce_rows<T: Sync, R: Send>(src: &[T], row_len: usize, rows: usize, f: 
         let empty: &[T] = &[];
         return (0..rows).map(|_| f(empty)).collect();
     }
-    if src.len() >= PARALLEL_THRESHOLD && rows > 1 {
-        src.par_chunks(row_len).map(&f).collect()
+    if src.len() >= PARALLEL_THRESHOLD && rows > 1 && crate::threads::num_threads() > 1 {
+        // At least a threshold's worth of rows per task, at most one task per thread.
+        let per_task = (rows.div_ceil(crate::threads::num_threads())).max(PARALLEL_THRESHOLD.div_ceil(row_len));
+        src.par_chunks(row_len).with_min_len(per_task).map(&f).collect()
     } else {
         src.chunks(row_len).map(f).collect()
     }
@@ -423,6 +423,31 @@ mod tests {
         let mut out3 = vec![0i64; n];
         map(&strided, 1, &[n], &[2], &mut out3, |x| x);
         assert!(out3.iter().enumerate().all(|(i, &v)| v == 2 * i as i64 + 1));
+    }
+
+    #[test]
+    fn runs_cut_rows_anywhere() {
+        // Short rows (301) that the per-thread runs cut in the middle, and an odd start of
+        // each piece: every piece must read from its own element's offset.
+        let (rows, cols) = (257, 301);
+        let src: Vec<i64> = (0..(rows * cols) as i64).collect();
+        let mut out = vec![0i64; rows * cols];
+        copy(&src, 0, &[cols, rows], &[1, cols], &mut out);
+        for c in 0..cols {
+            for r in 0..rows {
+                assert_eq!(out[c * rows + r], src[r * cols + c], "element ({c}, {r})");
+            }
+        }
+        let plan = Rows::new(&[cols, rows], [&[1, cols]], [0]);
+        for start in [0, 1, rows - 1, rows, 3 * rows + 7] {
+            let mut piece = vec![0i64; 2 * rows + 3];
+            walk_rows(&plan, start, &mut piece, &|[o], row: &mut [i64]| {
+                for (i, d) in row.iter_mut().enumerate() {
+                    *d = src[o + i * cols];
+                }
+            });
+            assert_eq!(piece, out[start..start + piece.len()], "piece starting at {start}");
+        }
     }
 
     #[test]
