@@ -184,8 +184,9 @@ impl Shifted {
                 let b = Operand { data: &scratch.padded[..], offset: p0 + self.shift(t), rs: self.plane() as isize, cs: 1 };
                 matmul_into(gemm_threads, o, c, n, a, b, &mut scratch.acc, t > 0);
             }
+            self.valid_runs(p0, n, &mut scratch.runs);
             for ch in 0..o {
-                self.write_valid(&scratch.acc[ch * n..][..n], p0, &mut out[ch * ohw..][..ohw], init(ch));
+                write_runs(&scratch.runs, &scratch.acc[ch * n..][..n], &mut out[ch * ohw..][..ohw], init(ch));
             }
             p0 += n;
         }
@@ -206,17 +207,19 @@ impl Shifted {
         // Output channels `blk0·ob..` (as many whole tiles as `out_part` holds), every position.
         let fill = |blk0: usize, out_part: &mut [MaybeUninit<T>]| {
             let mut buf = [0.0f32; MAX_TILE];
+            let mut runs = Vec::new();
             let blocks = out_part.len().div_ceil(tile.ob * ohw);
             let mut p = 0;
             while p < positions {
                 let n = tile.nr.min(positions - p);
+                self.valid_runs(p, n, &mut runs);
                 for b in 0..blocks {
                     let blk = blk0 + b;
                     // SAFETY: the tile's level is the active one (checked supported); the
                     // padding's extra `nr` zeros keep every read in bounds.
                     unsafe { tile.compute(offsets, xp, p, &packed[blk * block_len..][..block_len], &mut buf) };
                     for r in 0..tile.ob.min(o - blk * tile.ob) {
-                        self.write_valid(as_t(&buf[r * tile.nr..][..n]), p, &mut out_part[(b * tile.ob + r) * ohw..][..ohw], init(blk * tile.ob + r));
+                        write_runs(&runs, as_t(&buf[r * tile.nr..][..n]), &mut out_part[(b * tile.ob + r) * ohw..][..ohw], init(blk * tile.ob + r));
                     }
                 }
                 p += n;
@@ -231,21 +234,20 @@ impl Shifted {
         }
     }
 
-    /// Writes the valid columns among wide positions `p0..p0 + acc.len()` of one output channel
-    /// into its plane `out_ch` (`[OH, OW]`), each plus `bias`; the junk columns are dropped.
-    fn write_valid<T: Float>(&self, acc: &[T], p0: usize, out_ch: &mut [MaybeUninit<T>], bias: T) {
-        let (wp, ow, end) = (self.wp(), self.ow, p0 + acc.len());
-        let mut p = p0;
+    /// The valid columns among wide positions `p0..p0 + n` as runs `(first position - p0,
+    /// index in an output plane, length)`; the junk columns fall between them. Found once per
+    /// tile and shared by its channels (dividing by `Wp` per channel and row was a third of
+    /// the register tiles' time on `bench_fusion`'s 16-channel conv).
+    fn valid_runs(&self, p0: usize, n: usize, runs: &mut Vec<(usize, usize, usize)>) {
+        runs.clear();
+        let (wp, ow, end) = (self.wp(), self.ow, p0 + n);
+        let (mut y, mut x0, mut p) = (p0 / wp, p0 % wp, p0);
         while p < end {
-            let (y, x0) = (p / wp, p % wp);
             let run_end = (p - x0 + wp).min(end);
             if x0 < ow {
-                let len = ow.min(x0 + run_end - p) - x0;
-                for (d, &v) in out_ch[y * ow + x0..][..len].iter_mut().zip(&acc[p - p0..]) {
-                    *d = MaybeUninit::new(v + bias);
-                }
+                runs.push((p - p0, y * ow + x0, ow.min(x0 + run_end - p) - x0));
             }
-            p = run_end;
+            (p, y, x0) = (run_end, y + 1, 0);
         }
     }
 
@@ -291,6 +293,16 @@ fn transpose_into<T: Float>(rows: usize, cols: usize, src: &[T], offset: usize, 
     }
 }
 
+/// Writes the `runs` (see [`Shifted::valid_runs`]) of one output channel's `acc` into its plane
+/// `out_ch` (`[OH, OW]`), each value plus `bias`.
+fn write_runs<T: Float>(runs: &[(usize, usize, usize)], acc: &[T], out_ch: &mut [MaybeUninit<T>], bias: T) {
+    for &(from, to, len) in runs {
+        for (d, &v) in out_ch[to..][..len].iter_mut().zip(&acc[from..][..len]) {
+            *d = MaybeUninit::new(v + bias);
+        }
+    }
+}
+
 /// Per-thread buffers: the padded input and the tile accumulator (or the transposed wide
 /// `grad_out` for the weight gradient); for the register tiles, the input offset of each
 /// `(channel, tap)` and the packed weights.
@@ -299,11 +311,12 @@ pub(super) struct Scratch<T> {
     acc: Vec<T>,
     offsets: Vec<usize>,
     packed: Vec<f32>,
+    runs: Vec<(usize, usize, usize)>,
 }
 
 impl<T> Default for Scratch<T> {
     fn default() -> Self {
-        Scratch { padded: Vec::new(), acc: Vec::new(), offsets: Vec::new(), packed: Vec::new() }
+        Scratch { padded: Vec::new(), acc: Vec::new(), offsets: Vec::new(), packed: Vec::new(), runs: Vec::new() }
     }
 }
 
