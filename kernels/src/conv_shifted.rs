@@ -201,7 +201,13 @@ impl Shifted {
         self.pad(x, &mut scratch.padded, tile.nr);
         scratch.offsets.clear();
         scratch.offsets.extend((0..c * taps).map(|k| (k / taps) * self.plane() + self.shift(k % taps)));
-        tile.pack_weights(as_f32(w_taps), taps, o, c, &mut scratch.packed);
+        // Packed once per thread and group, not per sample: a scratch lives for one
+        // convolution, whose weights stay put meanwhile.
+        let key = (w_taps.as_ptr() as usize, w_taps.len());
+        if scratch.packed_from != Some(key) {
+            tile.pack_weights(as_f32(w_taps), taps, o, c, &mut scratch.packed);
+            scratch.packed_from = Some(key);
+        }
         let (xp, offsets, packed) = (as_f32(&scratch.padded), &scratch.offsets[..], &scratch.packed[..]);
         let block_len = offsets.len() * tile.ob;
         // Output channels `blk0·ob..` (as many whole tiles as `out_part` holds), every position.
@@ -311,12 +317,14 @@ pub(super) struct Scratch<T> {
     acc: Vec<T>,
     offsets: Vec<usize>,
     packed: Vec<f32>,
+    /// Address and length of the weights `packed` holds.
+    packed_from: Option<(usize, usize)>,
     runs: Vec<(usize, usize, usize)>,
 }
 
 impl<T> Default for Scratch<T> {
     fn default() -> Self {
-        Scratch { padded: Vec::new(), acc: Vec::new(), offsets: Vec::new(), packed: Vec::new(), runs: Vec::new() }
+        Scratch { padded: Vec::new(), acc: Vec::new(), offsets: Vec::new(), packed: Vec::new(), packed_from: None, runs: Vec::new() }
     }
 }
 

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use smallvec::SmallVec;
+use std::any::TypeId;
 
 type Dims = SmallVec<[usize; 6]>;
 
@@ -327,7 +328,23 @@ pub fn zip3_map<C: Copy + Sync, A: Copy + Sync, B: Copy + Sync, D: Send>(
 }
 
 /// Copies a strided view into a contiguous buffer.
-pub fn copy<T: Copy + Send + Sync>(src: &[T], offset: usize, shape: &[usize], strides: &[usize], out: &mut [T]) {
+///
+/// An f32 matrix stored transposed (a weight gradient `(xᵀ·g)ᵀ`, any `.t()` made contiguous)
+/// goes through the AVX tile transpose: element by element it was 4.8% of an MNIST CNN
+/// training step, in the optimizer's copy of `fc1`'s gradient (`perf`).
+pub fn copy<T: Copy + Send + Sync + 'static>(src: &[T], offset: usize, shape: &[usize], strides: &[usize], out: &mut [T]) {
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        let plan = Rows::new(shape, [strides], [offset]);
+        if let (&[rows], &[1], [ld]) = (&plan.outer_shape[..], &plan.outer_strides[0][..], plan.inner_strides) {
+            if ld >= rows && plan.inner > 1 {
+                // SAFETY: T is f32 (checked above), so the casts are identities.
+                let (src, out) = unsafe { (std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()), std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len())) };
+                // out[r][c] = src[offset + r + c·ld]: the transpose of the [inner, rows] matrix
+                // whose rows are `ld` apart.
+                return crate::transpose::transpose_f32(plan.inner, rows, src, offset, ld, out, plan.inner);
+            }
+        }
+    }
     map(src, offset, shape, strides, out, |x| x)
 }
 
@@ -441,6 +458,22 @@ mod tests {
         let mut out3 = vec![0i64; n];
         map(&strided, 1, &[n], &[2], &mut out3, |x| x);
         assert!(out3.iter().enumerate().all(|(i, &v)| v == 2 * i as i64 + 1));
+    }
+
+    #[test]
+    fn transposed_f32_matrices_copy_through_the_tile_transpose() {
+        // [rows, cols] views of a row-major [cols, ld] buffer (ld > rows: padded), at an offset.
+        // (10, 3, 4, 2) overlaps itself (ld < rows) and takes the general path.
+        for (rows, cols, ld, offset) in [(5, 3, 5, 0), (37, 19, 40, 3), (256, 130, 256, 1), (10, 3, 4, 2)] {
+            let src: Vec<f32> = (0..offset + rows + (cols - 1) * ld).map(|i| i as f32).collect();
+            let mut out = vec![0.0f32; rows * cols];
+            copy(&src, offset, &[rows, cols], &[1, ld], &mut out);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(out[r * cols + c], src[offset + r + c * ld], "({r}, {c}) of {rows}x{cols}");
+                }
+            }
+        }
     }
 
     #[test]
