@@ -8,6 +8,7 @@
 use crate::{threads, transpose, Float};
 use half::bf16;
 use std::any::TypeId;
+use rayon::prelude::*;
 use std::cell::Cell;
 
 /// From this many rows of A up, an f32 B whose contraction index is contiguous (a view of a
@@ -194,17 +195,28 @@ pub fn matmul_with_threads<T: Float>(
     let par = parallelism(threads, m, k, n);
     if TypeId::of::<T>() == TypeId::of::<f32>() && b_view.rs == 1 && b_view.cs > 1 && n > 1 && m >= TRANSPOSE_B_MIN_M {
         // SAFETY: T is f32 (checked just above), so the slice casts are identities.
-        let b32: &[f32] = unsafe { std::slice::from_raw_parts(b.as_ptr().cast(), b.len()) };
-        let mut bt = B_SCRATCH.take();
-        let ldb = transpose::padded_ld(n);
-        bt.resize((k - 1) * ldb + n, 0.0);
-        // B (k×n, column j contiguous) is the row-major n×k matrix at its offset, rows `cs` apart.
-        transpose::transpose_f32(n, k, b32, b_view.offset, b_view.cs as usize, &mut bt, ldb);
-        let bt_t: &[T] = unsafe { std::slice::from_raw_parts(bt.as_ptr().cast(), bt.len()) };
-        // SAFETY: as below, with B now the freshly filled `bt` (rows `ldb` apart).
-        unsafe { gemm_raw(m, k, n, a, a_view, bt_t, View::new(0, ldb as isize, 1), c, c_view, accumulate, par) };
-        if bt.len() <= KEEP_SCRATCH_MAX {
-            B_SCRATCH.set(bt);
+        let (a32, b32): (&[f32], &[f32]) = unsafe { (std::slice::from_raw_parts(a.as_ptr().cast(), a.len()), std::slice::from_raw_parts(b.as_ptr().cast(), b.len())) };
+        let c32 = SendPtr(c.as_mut_ptr().cast::<f32>());
+        let parts = column_parts(par, m, n);
+        let part_cols = n.div_ceil(parts);
+        let one_part = |j0: usize, par: gemm::Parallelism| {
+            let nj = part_cols.min(n - j0);
+            let mut bt = B_SCRATCH.take();
+            let ldb = transpose::padded_ld(nj);
+            bt.resize((k - 1) * ldb + nj, 0.0);
+            // B's columns j0.. (each contiguous) are the rows of a row-major matrix `cs` apart.
+            transpose::transpose_f32(nj, k, b32, b_view.offset + j0 * b_view.cs as usize, b_view.cs as usize, &mut bt, ldb);
+            // SAFETY: as below, with B the freshly filled `bt` (rows `ldb` apart) and C its
+            // columns j0..j0+nj, which no other part writes.
+            unsafe { gemm_ptr(m, k, nj, a32, a_view, &bt, View::new(0, ldb as isize, 1), c32.at(j0 as isize * c_view.cs), c_view, accumulate, par) };
+            if bt.len() <= KEEP_SCRATCH_MAX {
+                B_SCRATCH.set(bt);
+            }
+        };
+        if parts > 1 {
+            (0..parts).into_par_iter().for_each(|p| one_part(p * part_cols, gemm::Parallelism::None));
+        } else {
+            one_part(0, par);
         }
         return;
     }
@@ -220,6 +232,53 @@ pub fn matmul_with_threads<T: Float>(
 
 /// Calls `gemm::gemm` on validated views: dst := 1·dst + 1·A·B, or A·B when not reading dst.
 #[allow(clippy::too_many_arguments)]
+/// How many column blocks a product with a transposed B splits into, each transposed and
+/// multiplied on a thread of its own: for a few rows of A (a batch of activations times `Wᵀ`)
+/// `gemm`'s own threading split the product poorly and the transpose ran on one thread
+/// (64×784 · (256×784)ᵀ: 127 GFLOP/s on 2 threads against PyTorch's 173, `bench_all`).
+/// Split, `gemm_layouts` on 2 threads (best of 4 interleaved runs, before → after) gave
+/// 118 → 170 there, 99 → 124 at 64×2048×512, 50 → 97 at 16×1024×1024, 155 → 184 at
+/// 256×1024×1024. Large A keeps `gemm`'s split.
+fn column_parts(par: gemm::Parallelism, m: usize, n: usize) -> usize {
+    match par {
+        gemm::Parallelism::Rayon(t) if m <= COLUMN_SPLIT_MAX_M => t.min(n / COLUMN_SPLIT_MIN_COLS).max(1),
+        _ => 1,
+    }
+}
+
+/// Up to this many rows of A, [`column_parts`] splits by columns.
+const COLUMN_SPLIT_MAX_M: usize = 256;
+/// Fewest columns of C per part: 72-column halves of a 32×1024×144 product ran at 46 GFLOP/s
+/// on two threads against 69 unsplit (`gemm_layouts`).
+const COLUMN_SPLIT_MIN_COLS: usize = 128;
+
+/// A pointer to C shared by threads that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used to hand threads disjoint column blocks of one output.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The element `offset` elements on.
+    ///
+    /// # Safety
+    /// `offset` must stay inside the allocation.
+    unsafe fn at(self, offset: isize) -> *mut f32 {
+        self.0.offset(offset)
+    }
+}
+
+/// [`gemm_raw`] for f32 with C given as a pointer (a column block of a larger output).
+///
+/// # Safety
+/// Every element of the views must be in bounds (A and B in their slices, C in the allocation
+/// behind `c`), C's elements distinct and written by no one else meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptr(m: usize, k: usize, n: usize, a: &[f32], a_view: View, b: &[f32], b_view: View, c: *mut f32, c_view: View, accumulate: bool, par: gemm::Parallelism) {
+    gemm::gemm(m, n, k, c.add(c_view.offset), c_view.cs, c_view.rs, accumulate, a.as_ptr().add(a_view.offset), a_view.cs, a_view.rs, b.as_ptr().add(b_view.offset), b_view.cs, b_view.rs, 1.0, 1.0, false, false, false, par);
+}
+
 unsafe fn gemm_raw<T: 'static + Copy + num_traits::One>(
     m: usize,
     k: usize,
@@ -539,12 +598,16 @@ mod tests {
 
     /// f32 B given as Wᵀ (a view of a row-major `[n, k]` matrix with padded rows, at an
     /// offset) is transposed before `gemm` from two rows of A up, into a buffer whose rows are
-    /// padded when `n` is a multiple of 256: every such shape, threaded or not, accumulating or
-    /// not, against the f64 reference.
+    /// padded when `n` is a multiple of 256, and split into column blocks across threads when A
+    /// has few rows: every such shape, threaded or not, accumulating or not, against the f64
+    /// reference.
     #[test]
     fn matmul_f32_with_transposed_b() {
+        assert_eq!((column_parts(parallelism(2, 70, 31, 300), 70, 300), column_parts(parallelism(4, 40, 200, 601), 40, 601)), (2, 4));
         let mut rng = Rng::new(6);
-        for &(m, k, n) in &[(1, 33, 256), (2, 7, 3), (3, 64, 256), (9, 100, 512), (70, 31, 300), (16, 1, 260)] {
+        // (70, 31, 300) and (40, 200, 601) are split into column blocks on 2 and 4 threads, the last
+        // block shorter.
+        for &(m, k, n) in &[(1, 33, 256), (2, 7, 3), (3, 64, 256), (9, 100, 512), (70, 31, 300), (16, 1, 260), (40, 200, 601)] {
             for (threads, acc) in [(1, false), (2, true), (4, false)] {
                 let (offset, ld) = (5, k + 3);
                 let b = Operand::<f32> { data: rng.vec(offset + n * ld), view: View::new(offset, 1, ld as isize) };
