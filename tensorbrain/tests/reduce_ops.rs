@@ -314,6 +314,11 @@ fn sum_paths_match_a_naive_reference_small_and_parallel() {
         (&[2, 600, 700], &[1]),
         (&[50, 30, 40], &[0, 1]),
         (&[50, 30, 40], &[0, 2]),
+        // Kept dims as one middle block, folded in place: NCHW over [0, 2, 3] (serial and
+        // parallel inside each sample), two kept dims, and a size-1 dim inside the block.
+        (&[8, 16, 32, 32], &[0, 2, 3]),
+        (&[3, 4, 5, 6], &[0, 3]),
+        (&[4, 3, 1, 5, 7], &[0, 4]),
     ];
     for &(shape, dims) in cases {
         let n: usize = shape.iter().product();
