@@ -14,8 +14,9 @@
 //!
 //! The tile keeps its `OB × NR` sums in registers: 8 × 48 (24 zmm) with AVX-512, 6 × 16
 //! (12 ymm) with AVX2, the shapes whose loads (`NR/lanes` vector loads and `OB` broadcasts per
-//! `k`) stay under the FMAs. There is no scalar tile: at the scalar level the per-tap GEMMs
-//! run, which is also the reference the tiles are tested against.
+//! `k`) stay under the FMAs. There is no scalar tile: at the scalar level (and for f64) the
+//! per-tap GEMMs run. The tiles are tested against sums in f64, here and through the
+//! convolution tests at every level `.ci/run` pins.
 
 use crate::cpu::CpuLevel;
 

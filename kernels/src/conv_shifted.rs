@@ -242,8 +242,8 @@ impl Shifted {
 
     /// The valid columns among wide positions `p0..p0 + n` as runs `(first position - p0,
     /// index in an output plane, length)`; the junk columns fall between them. Found once per
-    /// tile and shared by its channels (dividing by `Wp` per channel and row was a third of
-    /// the register tiles' time on `bench_fusion`'s 16-channel conv).
+    /// tile and shared by its channels (dividing by `Wp` per channel and row took 10% of
+    /// `bench_all`'s conv rows against the register tiles' 36%, `perf`, 1 thread).
     fn valid_runs(&self, p0: usize, n: usize, runs: &mut Vec<(usize, usize, usize)>) {
         runs.clear();
         let (wp, ow, end) = (self.wp(), self.ow, p0 + n);
