@@ -208,7 +208,7 @@ pub fn matmul_with_threads<T: Float>(
             transpose::transpose_f32(nj, k, b32, b_view.offset + j0 * b_view.cs as usize, b_view.cs as usize, &mut bt, ldb);
             // SAFETY: as below, with B the freshly filled `bt` (rows `ldb` apart) and C its
             // columns j0..j0+nj, which no other part writes.
-            unsafe { gemm_ptr(m, k, nj, a32, a_view, &bt, View::new(0, ldb as isize, 1), c32.at(j0 as isize * c_view.cs), c_view, accumulate, par) };
+            unsafe { gemm_raw(m, k, nj, a32, a_view, &bt, View::new(0, ldb as isize, 1), c32.at(j0 as isize * c_view.cs), c_view, accumulate, par) };
             if bt.len() <= KEEP_SCRATCH_MAX {
                 B_SCRATCH.set(bt);
             }
@@ -226,12 +226,10 @@ pub fn matmul_with_threads<T: Float>(
         // SAFETY: the checks above keep every index of A, B and C inside its slice, C's
         // elements are distinct, and `c` is borrowed mutably so nothing else aliases it.
         // T is f32, f64 or f16 (the `Float` types other than bf16), which `gemm` supports.
-        unsafe { gemm_raw(m, k, n, a, a_view, b, b_view, c, c_view, accumulate, par) }
+        unsafe { gemm_raw(m, k, n, a, a_view, b, b_view, c.as_mut_ptr(), c_view, accumulate, par) }
     }
 }
 
-/// Calls `gemm::gemm` on validated views: dst := 1·dst + 1·A·B, or A·B when not reading dst.
-#[allow(clippy::too_many_arguments)]
 /// How many column blocks a product with a transposed B splits into, each transposed and
 /// multiplied on a thread of its own: for a few rows of A (a batch of activations times `Wᵀ`)
 /// `gemm`'s own threading split the product poorly and the transpose ran on one thread
@@ -269,16 +267,13 @@ impl SendPtr {
     }
 }
 
-/// [`gemm_raw`] for f32 with C given as a pointer (a column block of a larger output).
+/// Calls `gemm::gemm` on validated views: dst := 1·dst + 1·A·B, or A·B when not reading dst.
+/// C is a pointer so that threads can each be handed a column block of one output.
 ///
 /// # Safety
 /// Every element of the views must be in bounds (A and B in their slices, C in the allocation
 /// behind `c`), C's elements distinct and written by no one else meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_ptr(m: usize, k: usize, n: usize, a: &[f32], a_view: View, b: &[f32], b_view: View, c: *mut f32, c_view: View, accumulate: bool, par: gemm::Parallelism) {
-    gemm::gemm(m, n, k, c.add(c_view.offset), c_view.cs, c_view.rs, accumulate, a.as_ptr().add(a_view.offset), a_view.cs, a_view.rs, b.as_ptr().add(b_view.offset), b_view.cs, b_view.rs, 1.0, 1.0, false, false, false, par);
-}
-
 unsafe fn gemm_raw<T: 'static + Copy + num_traits::One>(
     m: usize,
     k: usize,
@@ -287,7 +282,7 @@ unsafe fn gemm_raw<T: 'static + Copy + num_traits::One>(
     a_view: View,
     b: &[T],
     b_view: View,
-    c: &mut [T],
+    c: *mut T,
     c_view: View,
     accumulate: bool,
     par: gemm::Parallelism,
@@ -297,7 +292,7 @@ unsafe fn gemm_raw<T: 'static + Copy + num_traits::One>(
         m,
         n,
         k,
-        c.as_mut_ptr(),
+        c.add(c_view.offset),
         c_view.cs,
         c_view.rs,
         accumulate,
@@ -343,7 +338,7 @@ fn matmul_via_f32<T: Float>(
     // SAFETY: freshly allocated contiguous buffers of exactly the viewed sizes.
     unsafe {
         gemm_raw(
-            m, k, n, &a32, a32_view, &b32, b32_view, &mut c32, c32_view, accumulate, par,
+            m, k, n, &a32, a32_view, &b32, b32_view, c32.as_mut_ptr(), c32_view, accumulate, par,
         )
     };
     let mut src = c32.into_iter();
