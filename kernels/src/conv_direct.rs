@@ -90,55 +90,45 @@ impl Tile {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// `OB × (NV·8)` tile with AVX2: `NV` loads and `OB` broadcasts feed `OB·NV` FMAs per `k`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2<const OB: usize, const NV: usize>(offsets: &[usize], x: *const f32, w: *const f32, out: *mut f32) {
-        let mut acc = [[_mm256_setzero_ps(); NV]; OB];
-        for (k, &off) in offsets.iter().enumerate() {
-            let xk = x.add(off);
-            let mut b = [_mm256_setzero_ps(); NV];
-            for (v, bv) in b.iter_mut().enumerate() {
-                *bv = _mm256_loadu_ps(xk.add(v * 8));
-            }
-            let wk = w.add(k * OB);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a = _mm256_broadcast_ss(&*wk.add(r));
-                for (v, s) in row.iter_mut().enumerate() {
-                    *s = _mm256_fmadd_ps(a, b[v], *s);
+    /// One `OB × (NV·LANES)` tile function per instruction set, from one body: per `k`, `NV`
+    /// vector loads of the input and `OB` broadcast weights feed `OB·NV` FMAs.
+    macro_rules! tile_fn {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $lanes:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const OB: usize, const NV: usize>(offsets: &[usize], x: *const f32, w: *const f32, out: *mut f32) {
+                let mut acc = [[$zero(); NV]; OB];
+                for (k, &off) in offsets.iter().enumerate() {
+                    let xk = x.add(off);
+                    let mut b = [$zero(); NV];
+                    for (v, bv) in b.iter_mut().enumerate() {
+                        *bv = $load(xk.add(v * $lanes));
+                    }
+                    let wk = w.add(k * OB);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let a = $splat(*wk.add(r));
+                        for (v, s) in row.iter_mut().enumerate() {
+                            *s = $fma(a, b[v], *s);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    for (v, s) in row.iter().enumerate() {
+                        $store(out.add((r * NV + v) * $lanes), *s);
+                    }
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, s) in row.iter().enumerate() {
-                _mm256_storeu_ps(out.add((r * NV + v) * 8), *s);
-            }
-        }
+        };
     }
 
-    /// `OB × (NV·16)` tile with AVX-512 (the broadcasts fold into the FMAs' memory operand).
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) unsafe fn tile_avx512<const OB: usize, const NV: usize>(offsets: &[usize], x: *const f32, w: *const f32, out: *mut f32) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; OB];
-        for (k, &off) in offsets.iter().enumerate() {
-            let xk = x.add(off);
-            let mut b = [_mm512_setzero_ps(); NV];
-            for (v, bv) in b.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps(xk.add(v * 16));
-            }
-            let wk = w.add(k * OB);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a = _mm512_set1_ps(*wk.add(r));
-                for (v, s) in row.iter_mut().enumerate() {
-                    *s = _mm512_fmadd_ps(a, b[v], *s);
-                }
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, s) in row.iter().enumerate() {
-                _mm512_storeu_ps(out.add((r * NV + v) * 16), *s);
-            }
-        }
-    }
+    tile_fn!(
+        /// The AVX2 tile: 8-lane ymm vectors.
+        tile_avx2, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    );
+    tile_fn!(
+        /// The AVX-512 tile: 16-lane zmm vectors.
+        tile_avx512, "avx2,fma,avx512f", 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    );
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]

@@ -195,6 +195,7 @@ impl Shifted {
     /// [`run`](Self::run) for f32 with the CPU's register tile (`conv_direct.rs`): every output
     /// element is summed over all channels and taps in registers and written once. With
     /// `threads > 1` the output channels are shared out in whole tiles.
+    #[allow(clippy::too_many_arguments)]
     fn run_tiles<T: Float>(&self, tile: Tile, x: &[T], w_taps: &[T], out: &mut [MaybeUninit<T>], init: impl Fn(usize) -> T + Sync, scratch: &mut Scratch<T>, threads: usize) {
         let (c, o, ohw, taps, positions) = (self.c, self.o, self.oh * self.ow, self.taps(), self.positions());
         // The last tile reads up to `nr - 1` positions past the last one (junk, never written).
