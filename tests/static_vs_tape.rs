@@ -154,6 +154,19 @@ fn nested_model_static_backward_equals_tape() {
     check("Deep", &m, Tensor::randn(&[5, 6], DType::F32), |x| m.forward_dyn(&[x.clone()]).unwrap(), |x| eager_deep(&m, x));
 }
 
+/// The generated backward hands each Linear weight a contiguous gradient ((gᵀ·x)ᵀ through the
+/// transpose's rule), as the tape does, not a transposed view the optimizer would copy.
+#[test]
+fn linear_weight_gradients_come_out_contiguous() {
+    let m = Mlp::init(6);
+    let x = Tensor::randn(&[4, 20], DType::F32);
+    m.forward_dyn(&[x]).unwrap().sum_all().backward();
+    for (name, p) in m.named_parameters() {
+        let g = p.grad().unwrap_or_else(|| panic!("{name} has no gradient"));
+        assert!(g.is_contiguous(), "{name}: gradient strides {:?}", g.layout().strides);
+    }
+}
+
 #[test]
 fn typed_forward_composes_with_eager_loss() {
     let m = Mlp::init(5);

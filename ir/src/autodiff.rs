@@ -115,6 +115,13 @@ pub fn backward_with(forward: &Graph, inputs_need_grad: bool) -> Result<Backward
     Ok(Backward { graph: g, forward_len: n, forward_output: out, grad_output, grads, needs })
 }
 
+/// The dims node `id` swaps, when it is a transpose of the last two dims of its input.
+fn swapped_last_two(g: &Graph, id: NodeId) -> Option<(usize, usize)> {
+    let Op::Transpose { dim0, dim1 } = g.nodes[id].op else { return None };
+    let r = g.shape(id).rank();
+    (r >= 2 && dim0.min(dim1) == r - 2 && dim0.max(dim1) == r - 1).then_some((dim0, dim1))
+}
+
 /// `grad` reduced to the shape of node `like` if broadcasting made it larger.
 fn sum_to(g: &mut Graph, grad: NodeId, like: NodeId, label: &str) -> Result<NodeId, ShapeError> {
     let shape = g.shape(like);
@@ -216,13 +223,30 @@ fn rule(g: &mut Graph, node: &Node, y: NodeId, gy: NodeId, needs: &[bool]) -> Re
             }
             if needs[b] {
                 let r = sa.rank();
-                let at = g.add(Op::Transpose { dim0: r - 2, dim1: r - 1 }, &[a], l)?;
-                let t = g.add(Op::Matmul, &[at, gy], l)?;
+                let same_batch = sa.rank() == sb.rank() && sa.0[..r - 2] == sb.0[..r - 2];
+                let t = match swapped_last_two(g, b) {
+                    // B = Wᵀ (a Linear's weight): Aᵀ·gy is computed as (gyᵀ·A)ᵀ, which the
+                    // transpose's rule unwraps, so W's gradient comes out contiguous instead
+                    // of as a transposed view the optimizer would copy element by element.
+                    Some((d0, d1)) if same_batch => {
+                        let gy_t = g.add(Op::Transpose { dim0: r - 2, dim1: r - 1 }, &[gy], l)?;
+                        let w_grad = g.add(Op::Matmul, &[gy_t, a], l)?;
+                        g.add(Op::Transpose { dim0: d0, dim1: d1 }, &[w_grad], l)?
+                    }
+                    _ => {
+                        let at = g.add(Op::Transpose { dim0: r - 2, dim1: r - 1 }, &[a], l)?;
+                        g.add(Op::Matmul, &[at, gy], l)?
+                    }
+                };
                 out.push((b, sum_to(g, t, b, l)?));
             }
             out
         }
-        Op::Transpose { dim0, dim1 } => vec![(x(0), g.add(Op::Transpose { dim0: *dim0, dim1: *dim1 }, &[gy], l)?)],
+        Op::Transpose { dim0, dim1 } => match g.nodes[gy].op {
+            // The gradient is itself a transpose over the same dims: its input is the answer.
+            Op::Transpose { dim0: a, dim1: b } if (a, b) == (*dim0, *dim1) || (b, a) == (*dim0, *dim1) => vec![(x(0), g.nodes[gy].inputs[0])],
+            _ => vec![(x(0), g.add(Op::Transpose { dim0: *dim0, dim1: *dim1 }, &[gy], l)?)],
+        },
         Op::Permute { dims } => {
             let mut inverse = vec![0; dims.len()];
             for (i, &d) in dims.iter().enumerate() {

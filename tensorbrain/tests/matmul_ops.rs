@@ -356,6 +356,27 @@ fn gradcheck_linear() {
     gradcheck(|t| t[0].try_linear(&t[1], None), &[x, w], opts()).unwrap();
 }
 
+/// The weight's gradient comes out contiguous (computed as (gᵀ·x)ᵀ through the transpose), not
+/// as a transposed view the optimizer would have to copy; its values are xᵀ·g's.
+#[test]
+fn linear_weight_gradient_is_contiguous() {
+    for x_shape in [vec![6, 4], vec![2, 3, 4]] {
+        let x = rand64(&x_shape, 0.4);
+        let w = rand64(&[5, 4], 0.5).set_requires_grad(true);
+        let y = x.linear(&w, None);
+        let g = rand64(y.shape(), 0.6);
+        (&y * &g).sum_all().backward();
+        let gw = w.grad().expect("the weight has a gradient");
+        assert!(gw.is_contiguous(), "x {x_shape:?}: weight gradient strides {:?}", gw.layout().strides);
+        let rows = x.numel() / 4;
+        let (xv, gv) = (x.to_vec::<f64>(), g.to_vec::<f64>());
+        let want: Vec<f64> = (0..5 * 4).map(|i| (0..rows).map(|r| gv[r * 5 + i / 4] * xv[r * 4 + i % 4]).sum()).collect();
+        for (got, want) in gw.to_vec::<f64>().iter().zip(&want) {
+            assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "x {x_shape:?}: {got} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn linear_in_f32_matches_f64() -> Result<()> {
     let x = rand64(&[8, 16], 0.4);
