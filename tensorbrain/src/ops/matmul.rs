@@ -220,15 +220,15 @@ fn matmul_backward(
         // as (gᵀ·A)ᵀ, so that the transpose's backward hands W a contiguous gradient instead of
         // a transposed view that the optimizer would then copy element by element.
         let b_is_transposed = b2.rank() == 2 && k > 1 && n > 1 && b2.layout().strides.as_slice() == [1, k];
-        let gb2 = if b_is_transposed {
-            let (af, gf) = if a2.rank() > 2 { (a2.try_reshape(&[rows as isize, k as isize])?, g2.try_reshape(&[rows as isize, n as isize])?) } else { (a2.clone(), g2.clone()) };
-            gf.try_t()?.try_matmul(&af)?.try_t()?
-        } else if b2.rank() == 2 && a2.rank() > 2 {
+        let gb2 = if b2.rank() == 2 && (a2.rank() > 2 || b_is_transposed) {
             // B is shared by the whole batch: fold the batch into the contraction instead of
             // computing one product per item and summing them.
-            let af = a2.try_reshape(&[rows as isize, k as isize])?;
-            let gf = g2.try_reshape(&[rows as isize, n as isize])?;
-            af.try_t()?.try_matmul(&gf)?
+            let (af, gf) = if a2.rank() > 2 { (a2.try_reshape(&[rows as isize, k as isize])?, g2.try_reshape(&[rows as isize, n as isize])?) } else { (a2.clone(), g2.clone()) };
+            if b_is_transposed {
+                gf.try_t()?.try_matmul(&af)?.try_t()?
+            } else {
+                af.try_t()?.try_matmul(&gf)?
+            }
         } else {
             a2.try_transpose(-1, -2)?.try_matmul(&g2)?.sum_to_shape(b2.shape())?
         };
