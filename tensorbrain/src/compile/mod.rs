@@ -26,7 +26,7 @@
 mod builder;
 #[doc(hidden)]
 pub mod codegen;
-mod run;
+pub(crate) mod run;
 
 use std::collections::{HashMap, HashSet};
 

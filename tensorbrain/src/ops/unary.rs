@@ -12,6 +12,8 @@ use tensorbrain_kernels::fused::{self, Instr, Operand as FusedOperand, Program, 
 use tensorbrain_kernels::strided::map_vec;
 use tensorbrain_kernels::Float;
 
+mod fused_backward;
+
 use super::integer::{self, IntUnary};
 use super::{float_dispatch, float_map, panicking};
 use crate::autograd::{is_grad_enabled, record};
@@ -359,10 +361,27 @@ impl Tensor {
 }
 
 /// The gradient of unary op `u`'s input given `g`, the gradient of its output. `s` is the op's
-/// output when [`UnaryOp::grad_from_output`] holds, else its input. Written with
-/// differentiable ops, so it can itself be differentiated (double backward). The tape and the
-/// code `#[model]` generates both use this one definition.
+/// output when [`UnaryOp::grad_from_output`] holds, else its input. The tape and the code
+/// `#[model]` generates both use this one definition.
+///
+/// When the result is not recorded (first-order backward, the usual case) it is computed in one
+/// pass by the fused elementwise kernel, from the program the fusion pass lowers this rule to
+/// (op for op the same arithmetic as [`backward_ops`], so the same bits): PyTorch's
+/// `tanh_backward` and `sigmoid_backward` are one kernel each, where the rule's three tensor ops
+/// made three passes over memory and two temporaries (the tape's row of `bench_all`'s
+/// elementwise block spent 40% of its backward there).
 pub(crate) fn backward(u: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if !crate::autograd::needs_grad(&[s, g]) {
+        if let Some(grad) = fused_backward::run(u, s, g)? {
+            return Ok(grad);
+        }
+    }
+    backward_ops(u, s, g)
+}
+
+/// [`backward`] written with differentiable tensor ops, so that it can itself be differentiated
+/// (double backward).
+fn backward_ops(u: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
     let dt = g.dtype();
     match u {
         UnaryOp::Neg => g.try_neg(),
@@ -483,4 +502,75 @@ panicking! {
     /// The gradient is 1 strictly inside the interval and 0 at the bounds and outside, as in
     /// PyTorch 2.15.
     fn clamp / try_clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::DType;
+
+    const ALL: [UnaryOp; 21] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Abs,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Silu,
+        UnaryOp::Softplus,
+        UnaryOp::Log1p,
+        UnaryOp::Square,
+        UnaryOp::Reciprocal,
+        UnaryOp::Erf,
+        UnaryOp::Elu(0.7),
+        UnaryOp::LeakyRelu(0.02),
+    ];
+
+    fn bits(t: &Tensor) -> Vec<u64> {
+        t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The one-pass backward gives the op-by-op rule's bits, for every op, in f32 and f64, on
+    /// inputs that cross each rule's branch points (0, softplus' threshold 20) and include a
+    /// strided (transposed) gradient.
+    #[test]
+    fn fused_backward_matches_the_op_by_op_rule_bit_for_bit() {
+        let mut values: Vec<f64> = (0..600).map(|i| (i as f64 - 300.0) / 23.0).collect();
+        values.extend([0.0, -0.0, 20.0, 20.5, 19.5, 1e-30, -1e-30, 40.0]);
+        let n = values.len();
+        for dtype in [DType::F32, DType::F64] {
+            let s = Tensor::from_vec(values.clone(), &[n / 8, 8]).to_dtype(dtype);
+            let g = Tensor::from_vec((0..n).map(|i| ((i * 37 % 101) as f64 - 50.0) / 17.0).collect(), &[8, n / 8]).to_dtype(dtype).t();
+            for u in ALL {
+                // Positive inputs where the rule divides by or takes the root of `s`.
+                let s = if matches!(u, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Log1p) { s.abs() + 0.25 } else { s.clone() };
+                let fused = fused_backward::run(u, &s, &g).unwrap().expect("f32/f64 on the CPU take the fused kernel");
+                let ops = backward_ops(u, &s, &g).unwrap();
+                assert_eq!(fused.shape(), ops.shape(), "{u:?} {dtype:?}");
+                assert_eq!(bits(&fused), bits(&ops), "{u:?} {dtype:?}: fused backward differs from the op-by-op rule");
+            }
+        }
+    }
+
+    /// Recorded backwards (double backward) keep the differentiable rule; other dtypes and
+    /// mismatched shapes fall back to it.
+    #[test]
+    fn fused_backward_leaves_recorded_and_other_cases_to_the_rule() {
+        let s = Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3]).set_requires_grad(true);
+        let g = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+        let grad = backward(UnaryOp::Tanh, &s, &g).unwrap();
+        assert!(grad.requires_grad(), "a backward that is being recorded must stay on the tape");
+        let h = Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3]).to_dtype(DType::F16);
+        assert!(fused_backward::run(UnaryOp::Tanh, &h, &h).unwrap().is_none());
+        let wide = Tensor::from_vec(vec![1.0; 6], &[2, 3]);
+        assert!(fused_backward::run(UnaryOp::Tanh, &g, &wide).unwrap().is_none());
+        let _ = backward(UnaryOp::Tanh, &g, &wide).unwrap();
+    }
 }
