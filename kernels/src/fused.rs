@@ -218,6 +218,10 @@ fn operands(i: &Instr) -> Vec<usize> {
 
 /// A float the fused kernels compute in: f32 or f64. The f32 functions are the vectorisable
 /// ones of [`crate::fast_math`] (their ulp bounds are stated and tested there); f64 uses libm.
+/// `exp`, `tanh` and sigmoid are the fused-multiply-add forms: callers run them in code compiled
+/// for the active SIMD level (the interpreter's blocks, [`crate::fused_scalar::map_elements`]),
+/// where `mul_add` is one instruction; at the portable level it is libm's `fmaf`, slower but
+/// the same bits.
 pub trait FusedFloat: Float {
     fn fused_exp(self) -> Self;
     fn fused_log(self) -> Self;
@@ -231,7 +235,7 @@ pub trait FusedFloat: Float {
 impl FusedFloat for f32 {
     #[inline(always)]
     fn fused_exp(self) -> f32 {
-        crate::fast_math::exp_f32(self)
+        crate::fast_math::exp_f32_fma(self)
     }
     #[inline(always)]
     fn fused_log(self) -> f32 {
@@ -239,7 +243,7 @@ impl FusedFloat for f32 {
     }
     #[inline(always)]
     fn fused_tanh(self) -> f32 {
-        crate::fast_math::tanh_f32(self)
+        crate::fast_math::tanh_f32_fma(self)
     }
     #[inline(always)]
     fn fused_erf(self) -> f32 {
@@ -247,7 +251,7 @@ impl FusedFloat for f32 {
     }
     #[inline(always)]
     fn fused_sigmoid(self) -> f32 {
-        crate::fast_math::sigmoid_f32(self)
+        crate::fast_math::sigmoid_f32_fma(self)
     }
     #[inline(always)]
     fn fused_gelu(self) -> f32 {

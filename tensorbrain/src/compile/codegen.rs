@@ -79,9 +79,7 @@ where
     threads::for_each_chunk_mut(&mut out, CHUNK, numel.saturating_mul(8), |c, piece| {
         let start = c * CHUNK;
         let ins: [&[T]; N] = std::array::from_fn(|k| &slices[k][start..start + piece.len()]);
-        for (e, o) in piece.iter_mut().enumerate() {
-            *o = f(std::array::from_fn(|k| ins[k][e]));
-        }
+        tensorbrain_kernels::fused_scalar::map_elements(ins, piece, &f);
     });
     drop(guards);
     Some(Tensor::from_storage(T::wrap(out), shape))
