@@ -18,6 +18,23 @@ use std::cell::Cell;
 /// matrix-vector one that reads each element of B about once, and the copy would not pay.
 const TRANSPOSE_B_MIN_M: usize = 2;
 
+/// Whether an f32 B given as a view of a row-major `[n, k]` matrix is transposed before
+/// `gemm`, for `m` rows of A split into `parts` column blocks ([`column_parts`]).
+///
+/// From [`TRANSPOSE_B_MIN_M`] rows: when the product is split by columns, each thread
+/// transposes its own block, and that won at every split size (`gemm_layouts`, 2 threads,
+/// ours against `gemm` on the view, GFLOP/s: 64×784×256 110 vs 85, 64×2048×512 101 vs 57,
+/// 256×1024×1024 143 vs 124). Unsplit, the transpose runs on one thread ahead of the product
+/// and pays only for few rows (Intel Xeon model 207, 1 thread: 32×1024×144 50 vs 19,
+/// 16×1024×1024 19 vs 13, but 64×784×256 83 vs 107 and level from 64 rows on at the other
+/// shapes); with more rows `gemm` packs B itself, amortised over them.
+fn transposes_b(m: usize, parts: usize) -> bool {
+    m >= TRANSPOSE_B_MIN_M && (parts > 1 || m < TRANSPOSE_B_UNSPLIT_MAX_M)
+}
+
+/// Below this many rows of A, an unsplit product still transposes B ([`transposes_b`]).
+const TRANSPOSE_B_UNSPLIT_MAX_M: usize = 64;
+
 /// Transposed copies of B above this size are not kept for reuse, so a thread does not hold on
 /// to the largest one it ever made.
 const KEEP_SCRATCH_MAX: usize = 4 << 20;
@@ -193,11 +210,11 @@ pub fn matmul_with_threads<T: Float>(
         return;
     }
     let par = parallelism(threads, m, k, n);
-    if TypeId::of::<T>() == TypeId::of::<f32>() && b_view.rs == 1 && b_view.cs > 1 && n > 1 && m >= TRANSPOSE_B_MIN_M {
+    let parts = column_parts(par, m, n);
+    if TypeId::of::<T>() == TypeId::of::<f32>() && b_view.rs == 1 && b_view.cs > 1 && n > 1 && transposes_b(m, parts) {
         // SAFETY: T is f32 (checked just above), so the slice casts are identities.
         let (a32, b32): (&[f32], &[f32]) = unsafe { (std::slice::from_raw_parts(a.as_ptr().cast(), a.len()), std::slice::from_raw_parts(b.as_ptr().cast(), b.len())) };
         let c32 = SendPtr(c.as_mut_ptr().cast::<f32>());
-        let parts = column_parts(par, m, n);
         let part_cols = n.div_ceil(parts);
         let one_part = |j0: usize, par: gemm::Parallelism| {
             let nj = part_cols.min(n - j0);
@@ -592,17 +609,17 @@ mod tests {
     }
 
     /// f32 B given as Wᵀ (a view of a row-major `[n, k]` matrix with padded rows, at an
-    /// offset) is transposed before `gemm` from two rows of A up, into a buffer whose rows are
+    /// offset) is transposed before `gemm` from two rows of A up (below 64 unless split), into a buffer whose rows are
     /// padded when `n` is a multiple of 256, and split into column blocks across threads when A
     /// has few rows: every such shape, threaded or not, accumulating or not, against the f64
-    /// reference.
+    /// reference; unsplit with more rows (300, or 70 on one thread) `gemm` takes the view as it is.
     #[test]
     fn matmul_f32_with_transposed_b() {
         assert_eq!((column_parts(parallelism(2, 70, 31, 300), 70, 300), column_parts(parallelism(4, 40, 200, 601), 40, 601)), (2, 4));
         let mut rng = Rng::new(6);
         // (70, 31, 300) and (40, 200, 601) are split into column blocks on 2 and 4 threads, the last
         // block shorter.
-        for &(m, k, n) in &[(1, 33, 256), (2, 7, 3), (3, 64, 256), (9, 100, 512), (70, 31, 300), (16, 1, 260), (40, 200, 601)] {
+        for &(m, k, n) in &[(1, 33, 256), (2, 7, 3), (3, 64, 256), (9, 100, 512), (70, 31, 300), (16, 1, 260), (40, 200, 601), (300, 20, 40)] {
             for (threads, acc) in [(1, false), (2, true), (4, false)] {
                 let (offset, ld) = (5, k + 3);
                 let b = Operand::<f32> { data: rng.vec(offset + n * ld), view: View::new(offset, 1, ld as isize) };
