@@ -61,6 +61,28 @@ fn softmax_is_stable_for_large_and_infinite_inputs() {
     assert!(y[0].is_nan() && y[1].is_nan() && y[2] == 0.5 && y[3] == 0.5, "{y:?}");
 }
 
+/// f32 rows shorter than, equal to and longer than the kernel's 16 accumulator lanes, with a
+/// remainder: within 2e-6 of the f64 definition on the same (rounded) inputs; a NaN past the
+/// first 16 elements poisons its row only.
+#[test]
+fn softmax_f32_rows_across_accumulator_lanes() {
+    for len in [15usize, 16, 37, 210] {
+        let x32: Vec<f32> = data(3 * len, 0.9).iter().map(|v| (v * 8.0) as f32).collect();
+        let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let x = Tensor::from_slice(&x32, &[3, len]);
+        for log in [false, true] {
+            let got = if log { x.log_softmax(1) } else { x.softmax(1) };
+            let got: Vec<f64> = got.to_vec::<f32>().iter().map(|&v| v as f64).collect();
+            assert_close(&got, &softmax_rows(&x64, len, log), 2e-6);
+        }
+    }
+    let mut x32 = vec![0.5f32; 2 * 37];
+    x32[20] = f32::NAN;
+    let y = Tensor::from_slice(&x32, &[2, 37]).softmax(1).to_vec::<f32>();
+    assert!(y[..37].iter().all(|v| v.is_nan()), "{y:?}");
+    assert!(y[37..].iter().all(|&v| (v as f64 - 1.0 / 37.0).abs() < 1e-7), "{y:?}");
+}
+
 #[test]
 fn softmax_along_every_dim_of_a_3_d_tensor() {
     let shape = [3, 4, 5];
