@@ -20,6 +20,7 @@ pub mod conv;
 pub mod pool;
 pub mod pool_window;
 pub mod remap;
+pub mod row_sum;
 pub mod scan;
 pub mod scatter;
 pub mod threads;

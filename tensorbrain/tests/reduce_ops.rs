@@ -336,6 +336,28 @@ fn sum_paths_match_a_naive_reference_small_and_parallel() {
 }
 
 #[test]
+fn sums_do_not_depend_on_the_thread_count() {
+    // Each path cuts the work by sizes only; the thread budget only decides whether the pieces
+    // run in parallel, so one and two threads must give the same bits (the shapes reach the
+    // block path, split long rows, row blocks of narrow columns and wide rows).
+    let cases: &[(&[usize], &[isize])] = &[(&[32, 32, 32, 32], &[0, 2, 3]), (&[2, 70000], &[1]), (&[40000, 3], &[0]), (&[300, 200], &[1]), (&[1 << 20], &[])];
+    for &(shape, dims) in cases {
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_slice(&data(n, 7).into_iter().map(|a| a as f32).collect::<Vec<_>>(), shape);
+        let before = tensorbrain::num_threads();
+        let sums: Vec<Vec<u32>> = [1, 2]
+            .iter()
+            .map(|&t| {
+                tensorbrain::set_num_threads(t);
+                x.sum(dims, false).to_vec::<f32>().iter().map(|v| v.to_bits()).collect()
+            })
+            .collect();
+        tensorbrain::set_num_threads(before);
+        assert_eq!(sums[0], sums[1], "{shape:?} over {dims:?}");
+    }
+}
+
+#[test]
 fn long_f32_sums_stay_accurate() {
     // 10^4 (and 10^6) f32 values of one sign: within 1e-6 relative of the f64 sum, which is
     // tighter than PyTorch's rtol 1e-5 parity tolerance.
