@@ -235,13 +235,13 @@ where
         // then combine the partial accumulators in order.
         let rows_per = (PARALLEL_THRESHOLD / n_out).max(1);
         let partials: Vec<Vec<A>> = map_indices(r.div_ceil(rows_per), parallel, |c| {
-                let rows = c * rows_per..((c + 1) * rows_per).min(r);
-                let mut acc: Vec<A> = (0..n_out).map(&init).collect();
-                for (oo, a) in acc.chunks_mut(i).enumerate() {
-                    accumulate(oo, rows.clone(), 0, a);
-                }
-                acc
-            });
+            let rows = c * rows_per..((c + 1) * rows_per).min(r);
+            let mut acc: Vec<A> = (0..n_out).map(&init).collect();
+            for (oo, a) in acc.chunks_mut(i).enumerate() {
+                accumulate(oo, rows.clone(), 0, a);
+            }
+            acc
+        });
         for p in partials {
             for (a, b) in out.iter_mut().zip(p) {
                 *a = combine(*a, b);
@@ -489,8 +489,15 @@ impl Tensor {
                 return Ok(map_indices(k, l.numel() >= PARALLEL_THRESHOLD && num_threads() > 1, channel));
             }
         }
-        // Short rows stay in `fold_row`, inlined; `row_sum` adds them in the same order.
-        self.with_ori::<T, _>(plan, |src, ori| if ori.r < 64 { fold(src, ori, |_| 0.0f64, step, add) } else { fold_with_rows(src, ori, |_| 0.0f64, step, add, row_sum) })
+        // Short rows stay in `fold_row`, inlined (a call per row of 32 cost more than the
+        // sum); `row_sum` adds them in the same order.
+        self.with_ori::<T, _>(plan, |src, ori| {
+            if ori.r < row_sum::SHORT_ROW {
+                fold(src, ori, |_| 0.0f64, step, add)
+            } else {
+                fold_with_rows(src, ori, |_| 0.0f64, step, add, row_sum)
+            }
+        })
     }
 
     /// Broadcasts a reduced gradient (in the plan's output shape) back to this tensor's shape.
