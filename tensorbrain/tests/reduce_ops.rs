@@ -339,7 +339,8 @@ fn sum_paths_match_a_naive_reference_small_and_parallel() {
 fn sums_do_not_depend_on_the_thread_count() {
     // Each path cuts the work by sizes only; the thread budget only decides whether the pieces
     // run in parallel, so one and two threads must give the same bits (the shapes reach the
-    // block path, split long rows, row blocks of narrow columns and wide rows).
+    // NCHW block path, long rows split in pieces, row blocks of narrow columns, rows shared
+    // out whole, and one long sum of everything).
     let cases: &[(&[usize], &[isize])] = &[(&[32, 32, 32, 32], &[0, 2, 3]), (&[2, 70000], &[1]), (&[40000, 3], &[0]), (&[300, 200], &[1]), (&[1 << 20], &[])];
     for &(shape, dims) in cases {
         let n: usize = shape.iter().product();
