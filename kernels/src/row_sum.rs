@@ -59,7 +59,7 @@ pub fn sum_f32_as_f64_with_level(level: CpuLevel, row: &[f32]) -> f64 {
 fn sum_with_level(level: CpuLevel, row: &[f32]) -> f64 {
     let body = row.len() / LANES * LANES;
     let mut lanes = [0.0f64; 8];
-    let width = match level {
+    match level {
         // SAFETY: the callers pass a supported level; `body` elements are read.
         #[cfg(target_arch = "x86_64")]
         CpuLevel::Avx512Vnni => unsafe { x86::lanes_avx512(&row[..body], &mut lanes) },
@@ -67,17 +67,17 @@ fn sum_with_level(level: CpuLevel, row: &[f32]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         CpuLevel::Avx2 => unsafe { x86::lanes_avx2(&row[..body], &mut lanes) },
         _ => portable_lanes(&row[..body], &mut lanes),
-    };
-    let mut acc = fold_lanes(&mut lanes[..width]);
+    }
+    let mut acc = fold_lanes(&mut lanes);
     for &x in &row[body..] {
         acc += x as f64;
     }
     acc
 }
 
-/// The 32 lane sums of `body` (a multiple of 32 long) folded down to `lanes[..8]`, halving as
-/// in the module docs. Returns how many lanes are left (8).
-fn portable_lanes(body: &[f32], out: &mut [f64; 8]) -> usize {
+/// The 32 lane sums of `body` (a multiple of 32 long) folded down to 8 in `out`, halving as
+/// in the module docs.
+fn portable_lanes(body: &[f32], out: &mut [f64; 8]) {
     let mut lanes = [0.0f64; LANES];
     for chunk in body.chunks_exact(LANES) {
         for (l, &x) in lanes.iter_mut().zip(chunk) {
@@ -90,7 +90,6 @@ fn portable_lanes(body: &[f32], out: &mut [f64; 8]) -> usize {
         }
     }
     out.copy_from_slice(&lanes[..8]);
-    8
 }
 
 /// Halves `lanes` (a power of two long) down to one: `l += l + half`.
@@ -112,7 +111,7 @@ mod x86 {
     /// Lanes `8v..8v+8` in vector `v`; halving 32 → 16 adds vectors `v` and `v + 2`, 16 → 8
     /// vectors 0 and 1.
     #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) unsafe fn lanes_avx512(body: &[f32], out: &mut [f64; 8]) -> usize {
+    pub(super) unsafe fn lanes_avx512(body: &[f32], out: &mut [f64; 8]) {
         let p = body.as_ptr();
         let mut a = [_mm512_setzero_pd(); 4];
         let mut i = 0;
@@ -124,13 +123,12 @@ mod x86 {
         }
         let s = _mm512_add_pd(_mm512_add_pd(a[0], a[2]), _mm512_add_pd(a[1], a[3]));
         _mm512_storeu_pd(out.as_mut_ptr(), s);
-        8
     }
 
     /// Lanes `4v..4v+4` in vector `v`; halving 32 → 16 adds `v` and `v + 4`, 16 → 8 adds `v`
     /// and `v + 2`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn lanes_avx2(body: &[f32], out: &mut [f64; 8]) -> usize {
+    pub(super) unsafe fn lanes_avx2(body: &[f32], out: &mut [f64; 8]) {
         let p = body.as_ptr();
         let mut a = [_mm256_setzero_pd(); 8];
         let mut i = 0;
@@ -143,7 +141,6 @@ mod x86 {
         let b: [__m256d; 4] = std::array::from_fn(|v| _mm256_add_pd(a[v], a[v + 4]));
         _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(b[0], b[2]));
         _mm256_storeu_pd(out.as_mut_ptr().add(4), _mm256_add_pd(b[1], b[3]));
-        8
     }
 }
 
